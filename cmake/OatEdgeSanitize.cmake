@@ -1,0 +1,11 @@
+# oat_edge_sanitize(target): ASan + UBSan when OAT_EDGE_SANITIZE is ON (GCC/Clang only).
+function(oat_edge_sanitize target)
+  if(OAT_EDGE_SANITIZE)
+    if(NOT CMAKE_CXX_COMPILER_ID MATCHES "GNU|Clang")
+      message(FATAL_ERROR "OAT_EDGE_SANITIZE needs GCC or Clang; compiler is ${CMAKE_CXX_COMPILER_ID}")
+    endif()
+    set(_f -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+    target_compile_options(${target} PRIVATE ${_f})
+    target_link_options(${target} PUBLIC -fsanitize=address,undefined)
+  endif()
+endfunction()

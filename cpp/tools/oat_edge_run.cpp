@@ -1,0 +1,196 @@
+// oat_edge_run: load a bundle, run act() and time it.
+//   oat_edge_run BUNDLE [--obs file.npy|--random] [--tokens k] [--iters N] [--threads T]
+//                [--device cpu|cuda|tensorrt] [--greedy] [--seed S] [--batch B] [--ort LIB] [--opt-cache DIR]
+// Prints one action chunk, then per k: latency median/p99 of act(), ORT vs own time (overhead
+// fraction), and — when run under LD_PRELOAD=liboat_edge_malloc_counter.so — heap allocations
+// per act() and per generated token, split into inside-ORT-Run and ours.
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "npy_reader.h"
+#include "oat_edge/policy.h"
+
+namespace {
+
+struct Args {
+  std::string bundle, obs_file, ort, device = "cpu", opt_cache;
+  int tokens = 0, iters = 200, threads = 1, batch = 1;
+  bool greedy = false;
+  uint64_t seed = 0;
+};
+
+[[noreturn]] void usage(const char* why) {
+  std::fprintf(stderr,
+               "error: %s\nusage: oat_edge_run BUNDLE [--obs file.npy|--random] [--tokens k] [--iters N]\n"
+               "       [--threads T] [--device cpu|cuda|tensorrt] [--greedy] [--seed S] [--batch B] [--ort LIB]\n"
+               "       [--opt-cache DIR]   (ORT_ENABLE_ALL-optimized graphs cached in DIR)\n",
+               why);
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) usage((s + " needs a value").c_str());
+      return argv[++i];
+    };
+    auto num = [&]() -> long long {
+      std::string v = val();
+      char* end = nullptr;
+      long long x = std::strtoll(v.c_str(), &end, 10);
+      if (!end || *end) usage((s + " expects an integer, got '" + v + "'").c_str());
+      return x;
+    };
+    if (s == "--obs") a.obs_file = val();
+    else if (s == "--random") a.obs_file.clear();
+    else if (s == "--tokens") a.tokens = int(num());
+    else if (s == "--iters") a.iters = int(num());
+    else if (s == "--threads") a.threads = int(num());
+    else if (s == "--batch") a.batch = int(num());
+    else if (s == "--device") a.device = val();
+    else if (s == "--ort") a.ort = val();
+    else if (s == "--opt-cache") a.opt_cache = val();
+    else if (s == "--greedy") a.greedy = true;
+    else if (s == "--seed") a.seed = uint64_t(num());
+    else if (s == "-h" || s == "--help") usage("help requested");
+    else if (!s.empty() && s[0] == '-') usage(("unknown option " + s).c_str());
+    else if (a.bundle.empty()) a.bundle = s;
+    else usage(("unexpected argument " + s).c_str());
+  }
+  if (a.bundle.empty()) usage("BUNDLE is required");
+  if (a.iters < 1) usage("--iters must be >= 1");
+  return a;
+}
+
+// Random raw observation whose normalized value is uniform in [-1, 1] (x = (u - offset) / scale).
+std::vector<float> random_obs(const oat_edge::PolicyInfo& info, int batch, uint64_t seed) {
+  const auto norm = nlohmann::json::parse(info.manifest_json).at("normalization");
+  const auto scale = norm.at("obs_scale").get<std::vector<float>>();
+  const auto offset = norm.at("obs_offset").get<std::vector<float>>();
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<float> obs(size_t(batch) * info.n_obs_steps * info.obs_dim);
+  for (size_t i = 0; i < obs.size(); ++i) {
+    const size_t d = i % size_t(info.obs_dim);
+    obs[i] = (u(g) - offset[d]) / scale[d];
+  }
+  return obs;
+}
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  size_t i = size_t(p * double(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = parse(argc, argv);
+  try {
+    oat_edge::RuntimeOptions ro;
+    ro.ort_library = a.ort;
+    ro.device = a.device;
+    ro.intra_op_threads = a.threads;
+    ro.max_batch = a.batch;
+    ro.optimized_model_dir = a.opt_cache;
+    oat_edge::Policy policy(a.bundle, ro);
+    const auto& info = policy.info();
+    std::printf("bundle %s  ORT %s (%s)  provider %s  threads %d  batch %d\n", info.bundle_dir.c_str(),
+                info.ort_version.c_str(), info.ort_library.c_str(), info.provider.c_str(), a.threads, a.batch);
+    std::printf("K=%d H_a=%d D_a=%d obs=[%d,%d] layers=%d heads=%d head_dim=%d precision=%s\n", info.num_tokens,
+                info.horizon, info.action_dim, info.n_obs_steps, info.obs_dim, info.n_layers, info.n_heads,
+                info.head_dim, info.precision.c_str());
+
+    std::vector<float> obs;
+    if (!a.obs_file.empty()) {
+      auto arr = oat_edge_tools::read_npy(a.obs_file);
+      size_t want = size_t(a.batch) * info.n_obs_steps * info.obs_dim;
+      if (arr.data.size() != want) {
+        std::fprintf(stderr, "error: %s holds %zu values, expected batch*n_obs_steps*obs_dim = %zu\n",
+                     a.obs_file.c_str(), arr.data.size(), want);
+        return 2;
+      }
+      obs = std::move(arr.data);
+    } else {
+      obs = random_obs(info, a.batch, a.seed);
+    }
+
+    std::vector<int> ks;
+    if (a.tokens > 0) ks.push_back(a.tokens);
+    else
+      for (int k = 1; k <= info.num_tokens; k *= 2) ks.push_back(k);
+
+    oat_edge::ActOptions opt;
+    opt.seed = a.seed;
+    if (a.greedy) opt.temperature = 0;
+    std::vector<float> out(size_t(a.batch) * info.horizon * info.action_dim);
+
+    // One chunk at the largest k, first n_action_steps rows of row 0.
+    opt.max_tokens = ks.back();
+    oat_edge::ActStats st;
+    policy.act(obs.data(), a.batch, out.data(), opt, &st);
+    std::printf("\nchunk (k=%d, first %d of %d steps, row 0):\n", ks.back(), info.n_action_steps, info.horizon);
+    for (int t = 0; t < info.n_action_steps; ++t) {
+      std::printf("  %2d:", t);
+      for (int d = 0; d < info.action_dim; ++d) std::printf(" % .4f", out[size_t(t) * info.action_dim + d]);
+      std::printf("\n");
+    }
+
+    std::printf("\n%3s %10s %10s %10s %10s %10s %9s %12s %12s\n", "k", "median_ms", "p99_ms", "prefill", "step/tok",
+                "decode", "overhead", "allocs/act", "(in ORT)");
+    std::vector<double> allocs_per_act, ours_per_act, ort_per_act;
+    for (int k : ks) {
+      opt.max_tokens = k;
+      for (int w = 0; w < 10; ++w) policy.act(obs.data(), a.batch, out.data(), opt, &st);  // warm-up
+      std::vector<double> total, pre, step, dec, over_frac;
+      int64_t allocs = 0, allocs_ort = 0;
+      for (int i = 0; i < a.iters; ++i) {
+        opt.seed = a.seed + uint64_t(i);
+        policy.act(obs.data(), a.batch, out.data(), opt, &st);
+        total.push_back(st.total_ms);
+        pre.push_back(st.prefill_ms);
+        step.push_back(st.step_ms / std::max(1, st.tokens_used));
+        dec.push_back(st.decode_ms);
+        over_frac.push_back(st.overhead_ms / st.total_ms);
+        allocs += st.allocs_total;
+        allocs_ort += st.allocs_in_ort;
+      }
+      double alloc_mean = double(allocs) / a.iters, ort_mean = double(allocs_ort) / a.iters;
+      allocs_per_act.push_back(st.allocs_total < 0 ? -1 : alloc_mean);
+      ours_per_act.push_back(alloc_mean - ort_mean);
+      ort_per_act.push_back(ort_mean);
+      char abuf[32] = "n/a", obuf[32] = "n/a";
+      if (st.allocs_total >= 0) {
+        std::snprintf(abuf, sizeof abuf, "%.1f", alloc_mean);
+        std::snprintf(obuf, sizeof obuf, "%.1f", ort_mean);
+      }
+      std::printf("%3d %10.3f %10.3f %10.3f %10.3f %10.3f %8.1f%% %12s %12s\n", k, percentile(total, 0.5),
+                  percentile(total, 0.99), percentile(pre, 0.5), percentile(step, 0.5), percentile(dec, 0.5),
+                  100.0 * percentile(over_frac, 0.5), abuf, obuf);
+    }
+    if (allocs_per_act.empty() || allocs_per_act.front() < 0) {
+      std::printf("\n(allocation counts: run with LD_PRELOAD=<build>/cpp/tools/liboat_edge_malloc_counter.so)\n");
+    } else if (ks.size() >= 2) {
+      const double dk = double(ks.back() - ks.front());
+      std::printf("\nheap allocations per extra generated token (k=%d..%d): ours %.2f, inside ORT Run() %.2f\n",
+                  ks.front(), ks.back(), (ours_per_act.back() - ours_per_act.front()) / dk,
+                  (ort_per_act.back() - ort_per_act.front()) / dk);
+    }
+    std::printf("overhead = median over calls of (act() time - ORT Run() time) / act() time "
+                "(normalize, sampling, KV copy, FSQ, unnormalize, timers)\n");
+  } catch (const oat_edge::Error& e) {
+    std::fprintf(stderr, "oat_edge error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,33 @@
+"""python -m oat_export --checkpoint policy.pt --out DIR [--precision fp32|fp16|int8] [--variants fp16 int8]"""
+import argparse
+import json
+import sys
+
+import torch
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="oat_export", description="Export a TokenPolicy checkpoint as an oat_edge bundle")
+    ap.add_argument("--checkpoint", required=True, help="TokenPolicy.save() file")
+    ap.add_argument("--out", required=True, help="bundle directory to write")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    ap.add_argument("--variants", nargs="*", default=[], choices=["fp32", "fp16", "int8"],
+                    help="extra sibling bundles <out>_<precision> with measured error vs fp32")
+    ap.add_argument("--tasks", nargs="*", default=[])
+    ap.add_argument("--obs-layout", default="")
+    ap.add_argument("--opset", type=int, default=17)
+    ap.add_argument("--no-parity", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from oat_edge.train.policy import TokenPolicy
+
+    from .export import export_bundle
+    tp = TokenPolicy.load(args.checkpoint)
+    rep = export_bundle(tp, args.out, tasks=args.tasks, obs_layout=args.obs_layout, opset=args.opset,
+                        precision=args.precision, check_parity=not args.no_parity, variants=args.variants)
+    print(json.dumps(rep, indent=2))
+    return 0 if rep.get("ok", True) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

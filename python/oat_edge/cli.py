@@ -1,0 +1,310 @@
+"""`oat-edge` command line: one entry point for the whole pipeline.
+
+Training/export/bench subcommands forward their arguments to the modules that own them, imported
+only when used, so `oat-edge --help`, `inspect`, `eval` and `run` work on a robot without torch.
+User errors print one line `oat-edge: error: ...` and exit non-zero, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+import threading
+
+# subcommand -> (module, function, what it does, what it needs)
+FORWARD = {
+    "demos": ("oat_edge.train.demos", "main", "collect scripted-expert Meta-World demos", "train"),
+    "train-tokenizer": ("oat_edge.train.train_tokenizer", "main",
+                        "train an action tokenizer (OAT / OATX / Bin)", "train"),
+    "train-policy": ("oat_edge.train.train_policy", "main",
+                     "train the autoregressive token policy", "train"),
+    "export": ("oat_export.__main__", "main", "export a trained policy as an oat_edge bundle",
+               "train"),
+    "bench": ("oat_edge.bench", "main", "benchmark act() latency of a bundle", "runtime"),
+}
+
+
+class UserError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+def _user_errors():
+    from .errors import BundleError, InputError, RuntimeLoadError
+    return (UserError, ValueError, InputError, BundleError, RuntimeLoadError, FileNotFoundError)
+
+
+def _forward(name: str, argv: list[str]) -> int:
+    mod_name, fn, _, extra = FORWARD[name]
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        hint = ("install the training extra: pip install 'oat_edge[train]'" if extra == "train"
+                else "this build of oat_edge does not include it")
+        raise UserError(f"'oat-edge {name}' needs module {exc.name!r}: {hint}") from None
+    rc = getattr(mod, fn)(argv)
+    return int(rc or 0)
+
+
+# ------------------------------------------------------------------------------- inspect
+
+def _read_manifest(path: str) -> dict:
+    try:
+        from .manifest import load_manifest
+    except ImportError:
+        load_manifest = None
+    if load_manifest is not None:
+        return load_manifest(path)
+    # Fallback: the raw metadata_props value, unvalidated.
+    import onnx
+    p = os.path.join(path, "model.onnx") if os.path.isdir(path) else path
+    if not os.path.isfile(p):
+        raise FileNotFoundError(f"bundle entry file not found: {p}")
+    props = {x.key: x.value for x in onnx.load(p, load_external_data=False).metadata_props}
+    if "oat_edge.manifest" not in props:
+        raise UserError(f"{p} has no 'oat_edge.manifest' metadata (not an oat_edge bundle)")
+    return json.loads(props["oat_edge.manifest"])
+
+
+def cmd_inspect(a) -> int:
+    m = _read_manifest(a.bundle)
+    if a.json:
+        print(json.dumps(m, indent=2, sort_keys=True))
+        return 0
+    tok, pol = m.get("tokenizer", {}), m.get("policy", {})
+    print(f"bundle      {os.path.abspath(a.bundle)}")
+    print(f"format      {m.get('format')} v{m.get('format_version')}  ({m.get('producer')})")
+    print(f"tokenizer   {tok.get('kind')}  K={tok.get('num_tokens')}  "
+          f"fsq={tok.get('fsq_levels')}  codebook={tok.get('codebook_size')}  "
+          f"chunk={tok.get('horizon')}x{tok.get('action_dim')}")
+    print(f"policy      {pol.get('n_layers')} layers x {pol.get('n_heads')} heads x "
+          f"{pol.get('head_dim')}  vocab={pol.get('vocab_size')}  obs={pol.get('n_obs_steps')}x"
+          f"{pol.get('obs_dim')}  execute {pol.get('n_action_steps')} steps")
+    print(f"precision   {m.get('precision')}   sampling {m.get('sampling')}")
+    print(f"tasks       {', '.join(m.get('tasks') or []) or '-'}")
+    print(f"obs layout  {m.get('obs_layout') or '-'}")
+    norm = m.get("normalization", {})
+    if "action_low" in norm:
+        print(f"actions     low {norm['action_low']}  high {norm['action_high']}")
+    print(f"files       {m.get('files')}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- eval
+
+def cmd_eval(a) -> int:
+    from .evaluate import evaluate
+    res = evaluate(a.bundle, tasks=a.tasks, episodes=a.episodes, ks=a.ks,
+                   latency_budget_ms=a.latency_budget_ms, hz=a.hz, workers=a.workers,
+                   seed=a.seed, out_dir=a.out, expert=not a.no_expert,
+                   background=not a.sync, threads=a.threads, progress=not a.quiet)
+    from .evaluate import markdown_table
+    print(markdown_table(res))
+    print(f"wrote {os.path.join(a.out, 'results.json')} (+ results.md, *.png)")
+    return 0
+
+
+# ------------------------------------------------------------------------------- run
+
+def cmd_run(a) -> int:
+    import numpy as np
+
+    from . import Policy
+    from .control import ControlLoop
+    from .sim.metaworld_env import MetaWorldEnv
+    from .telemetry import Telemetry
+
+    policy = Policy(a.bundle, device=a.device, threads=a.threads)
+    info = policy.info
+    tasks = list(info.get("tasks") or [])
+    task = a.task or (tasks[0] if tasks else None)
+    if task is None:
+        raise UserError("the bundle declares no tasks: pass --task")
+    env = MetaWorldEnv(task, tasks=tasks, n_obs_steps=int(info["n_obs_steps"]),
+                       obs_dim=int(info["obs_dim"]))
+    episode = {"n": 0, "success": 0, "seed": a.seed}
+    env.reset(a.seed)
+    telemetry = Telemetry().start() if not a.no_telemetry else None
+    if telemetry is not None and not telemetry.available:
+        telemetry = None
+
+    loop = None
+
+    def send(action):
+        env.step(action)
+        if env.done:  # next episode on a fresh layout; old plans are meaningless there
+            episode["n"] += 1
+            episode["success"] += int(env.success)
+            episode["seed"] += 1
+            env.reset(episode["seed"])
+            loop.reset_plan()
+
+    loop = ControlLoop(policy, env.observation, send, hz=a.hz, max_tokens=a.max_tokens,
+                       latency_budget_ms=a.latency_budget_ms, background=not a.sync,
+                       seed=a.seed, telemetry=telemetry,
+                       rt_priority=a.rt_priority)
+    stop = threading.Event()
+
+    def live():
+        # Printing can block (slow terminal, full pipe): it runs in its own normal-priority
+        # thread so that it never delays a control cycle.
+        from .control import _demote_to_normal_priority
+        _demote_to_normal_priority()
+        while not stop.wait(1.0):
+            recent = loop.records[-int(a.hz):]
+            if not recent:
+                continue
+            rec = recent[-1]
+            jit = [r["jitter_ms"] for r in recent if r["jitter_ms"] is not None]
+            lat = [r["inference_ms"] for r in recent if r["inference_ms"] is not None]
+            tok = [r["tokens_used"] for r in recent if r["tokens_used"] is not None]
+            tel = "".join(f"  {k}={rec[k]:.0f}" for k in ("gpu_load_pct", "power_total_mw")
+                          if k in rec)
+            line = (f"cycle {rec['cycle']:6d}  jitter p99 "
+                    f"{np.percentile(jit, 99) if jit else 0:.3f} ms  act "
+                    f"{np.median(lat) if lat else float('nan'):6.1f} ms  tokens "
+                    f"{tok[-1] if tok else '-'}  overruns "
+                    f"{sum(r['overrun'] for r in loop.records)}  episodes "
+                    f"{episode['success']}/{episode['n']}{tel}")
+            try:
+                print(line, flush=True)
+            except OSError:  # closed terminal / pipe: keep controlling, stop printing
+                return
+
+    printer = None
+    if not a.quiet:
+        printer = threading.Thread(target=live, name="oat-live", daemon=True)
+        printer.start()
+    try:
+        loop.run(a.cycles)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is the normal way to stop a live run: still report
+    finally:
+        stop.set()
+        loop.close()
+        if telemetry is not None:
+            telemetry.stop()
+    s = loop.summary()
+    s["episodes"], s["successes"] = episode["n"], episode["success"]
+    s["telemetry"] = "jtop" if telemetry is not None else "absent"
+    if a.csv:
+        from .control import write_csv
+        write_csv(loop.records, a.csv)
+    if a.json:
+        from .control import write_json
+        write_json(s, a.json)
+    print(json.dumps({k: s[k] for k in ("cycles", "achieved_hz", "jitter_ms", "inference_ms",
+                                        "tokens_hist", "overruns", "errors", "episodes",
+                                        "successes", "rt_priority", "telemetry") if k in s}, indent=2))
+    return 0
+
+
+# ------------------------------------------------------------------------------- parser
+
+def _positive_int(s):
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {s}")
+    return v
+
+
+def _positive_float(s):
+    v = float(s)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {s}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="oat-edge",
+        description="Ordered Action Tokenization policies on the edge: collect demos, train, "
+                    "export a bundle, then evaluate, benchmark or run it in a fixed-rate loop.",
+        epilog="Pipeline: demos -> train-tokenizer -> train-policy -> export -> inspect / eval / "
+               "bench / run.  'oat-edge SUBCOMMAND --help' explains each step.")
+    sub = p.add_subparsers(dest="command", metavar="SUBCOMMAND")
+    for name, (_, _, help_, extra) in FORWARD.items():
+        sub.add_parser(name, help=f"{help_} (needs the {extra} install; flags: "
+                                  f"oat-edge {name} --help)", add_help=False)
+
+    q = sub.add_parser("inspect", help="print a bundle's manifest",
+                       description="Print the manifest of a bundle (directory or model.onnx).")
+    q.add_argument("bundle", help="bundle directory or its model.onnx")
+    q.add_argument("--json", action="store_true", help="print the raw manifest JSON")
+    q.set_defaults(fn=cmd_inspect)
+
+    def loop_flags(q):
+        q.add_argument("--hz", type=_positive_float, default=50.0, help="control rate (default 50)")
+        q.add_argument("--latency-budget-ms", type=_positive_float, default=None,
+                       help="anytime inference: stop decoding tokens when this budget is spent")
+        q.add_argument("--threads", type=_positive_int, default=1,
+                       help="inference threads per policy (default 1)")
+        q.add_argument("--seed", type=int, default=0, help="episode layout + sampling seed")
+        q.add_argument("--sync", action="store_true",
+                       help="infer inline in the cycle instead of in a background worker")
+        q.add_argument("--quiet", action="store_true", help="no progress / live output")
+
+    q = sub.add_parser("eval", help="closed-loop Meta-World success vs number of tokens",
+                       description="Evaluate a bundle in Meta-World for each prefix length k: "
+                       "success rate, expert success on the same seeds, act latency, overruns. "
+                       "Writes results.json, results.md and PNG plots to --out.")
+    q.add_argument("bundle", help="bundle directory or its model.onnx")
+    q.add_argument("--tasks", nargs="+", default=None, help="tasks (default: the bundle's)")
+    q.add_argument("--episodes", type=_positive_int, default=50, help="episodes per (task, k)")
+    q.add_argument("--ks", type=_positive_int, nargs="+", default=[1, 2, 4, 8],
+                   help="prefix lengths to evaluate (default 1 2 4 8)")
+    q.add_argument("--workers", type=_positive_int, default=2, help="parallel processes")
+    q.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
+    q.add_argument("--no-expert", action="store_true", help="skip the scripted-expert baseline")
+    loop_flags(q)
+    q.set_defaults(fn=cmd_eval)
+
+    q = sub.add_parser("run", help="run a bundle at a fixed rate against the Meta-World sim",
+                       description="Real-time control loop (real clock) driving the Meta-World "
+                       "simulator with live stats once per second; episodes restart on success "
+                       "or after 500 steps. Ctrl-C stops and prints the summary.")
+    q.add_argument("bundle", help="bundle directory or its model.onnx")
+    q.add_argument("--task", default=None, help="task (default: the bundle's first)")
+    q.add_argument("--cycles", type=_positive_int, default=1000, help="cycles to run (default 1000)")
+    q.add_argument("--max-tokens", type=_positive_int, default=None,
+                   help="decode at most this many tokens per chunk (default: all K)")
+    q.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="inference device")
+    q.add_argument("--csv", default=None, help="write per-cycle records to this CSV")
+    q.add_argument("--json", default=None, help="write the summary to this JSON")
+    q.add_argument("--no-telemetry", action="store_true", help="do not sample jtop telemetry")
+    q.add_argument("--rt-priority", type=int, default=None, choices=range(1, 100),
+                   metavar="1-99", help="run the control thread under SCHED_FIFO at this "
+                   "priority (needs root/CAP_SYS_NICE; keeps jitter < 1 ms on a loaded machine)")
+    loop_flags(q)
+    q.set_defaults(fn=cmd_run)
+    return p
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in FORWARD:
+            return _forward(argv[0], argv[1:])
+        parser = build_parser()
+        a = parser.parse_args(argv)
+        if a.command is None:
+            parser.print_help()
+            return 2
+        return a.fn(a)
+    except SystemExit as exc:  # argparse (ours or a forwarded one): already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    except _user_errors() as exc:
+        print(f"oat-edge: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("oat-edge: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `oat-edge ... | head`: the reader left, nothing to report
+        sys.stderr.close()
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

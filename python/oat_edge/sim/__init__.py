@@ -1,0 +1,1 @@
+"""Simulation back-ends for closed-loop evaluation (Meta-World)."""

@@ -1,0 +1,306 @@
+"""Meta-World scripted-expert demonstrations -> one .npz file.
+
+    python -m oat_edge.train.demos --tasks reach-v3 push-v3 pick-place-v3 \
+        --episodes 50 --out runs/demos.npz --workers 2
+
+File format (see docs/DATA.md):
+    obs           float32 [N, 39]   observation at which the action was taken
+    actions       float32 [N, 4]    expert action, clipped to [-1, 1] (what the env executes)
+    episode_ends  int64   [E]       cumulative, exclusive end index of each episode in obs/actions
+    episode_task  int64   [E]       index into task_names
+    task_names    str     [T]
+    meta          str     []        JSON: seed, metaworld version, expert success rates, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+OBS_DIM = 39
+ACTION_DIM = 4
+FORMAT = "oat_edge.demos"
+FORMAT_VERSION = 1
+
+
+class DemoFormatError(ValueError):
+    """A demos file that is missing fields, has wrong shapes or non-finite values."""
+
+
+@dataclass
+class Demos:
+    obs: np.ndarray           # float32 [N, 39]
+    actions: np.ndarray       # float32 [N, 4]
+    episode_ends: np.ndarray  # int64 [E]
+    episode_task: np.ndarray  # int64 [E]
+    task_names: list
+    meta: dict
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_ends)
+
+    def episode_slices(self):
+        starts = np.concatenate([[0], self.episode_ends[:-1]])
+        return [slice(int(s), int(e)) for s, e in zip(starts, self.episode_ends)]
+
+
+# ----------------------------------------------------------------------------- generation
+
+def _episode_seed(seed: int, task_index: int, attempt: int) -> int:
+    # one independent seed per (run seed, task, attempt): results do not depend on `workers`
+    return int(np.random.SeedSequence([seed, task_index, attempt]).generate_state(1)[0])
+
+
+_ENVS = {}  # per-process cache: task -> (env, expert)
+
+
+def _get_env(task: str):
+    if task not in _ENVS:
+        import gymnasium as gym
+        import metaworld  # noqa: F401  (registers the Meta-World/ namespace)
+        from metaworld.policies import ENV_POLICY_MAP
+
+        if task not in ENV_POLICY_MAP:
+            raise ValueError(f"task: expected a Meta-World task with a scripted expert "
+                             f"(e.g. reach-v3), given {task!r}")
+        env = gym.make("Meta-World/goal_observable", env_name=task, seed=0,
+                       disable_env_checker=True)
+        u = env.unwrapped
+        u._freeze_rand_vec = False  # fresh random object/goal setup at every reset
+        u.seeded_rand_vec = True    # ...drawn from the env's own RNG, which we seed per episode
+        _ENVS[task] = (env, ENV_POLICY_MAP[task]())
+    return _ENVS[task]
+
+
+def run_episode(task: str, ep_seed: int, max_steps: int = 500):
+    """One expert rollout, cut at the first success. Returns (success, obs, actions, steps)."""
+    with warnings.catch_warnings():
+        # the experts ("Constant(s) may be too high") and env construction warn constantly
+        warnings.simplefilter("ignore", UserWarning)
+        return _rollout(task, ep_seed, max_steps)
+
+
+def _rollout(task, ep_seed, max_steps):
+    env, expert = _get_env(task)
+    env.unwrapped.seed(ep_seed)
+    obs, _ = env.reset()
+    obs_buf, act_buf = [], []
+    for _ in range(max_steps):
+        a = np.clip(expert.get_action(obs), -1.0, 1.0)
+        obs_buf.append(obs.astype(np.float32))
+        act_buf.append(a.astype(np.float32))
+        obs, _, terminated, truncated, info = env.step(a)
+        if info.get("success", 0.0) > 0.5:
+            return True, np.stack(obs_buf), np.stack(act_buf), len(act_buf)
+        if terminated or truncated:
+            break
+    return False, None, None, len(act_buf)
+
+
+def _worker(job):
+    task_index, task, attempt, ep_seed, max_steps = job
+    ok, obs, act, steps = run_episode(task, ep_seed, max_steps)
+    return task_index, attempt, ok, obs, act, steps
+
+
+def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_steps=500,
+                   max_attempts_factor=2.0, progress=True):
+    """Roll out scripted experts until `episodes_per_task` successes per task (at most
+    `max_attempts_factor * episodes_per_task + 5` attempts); failures are dropped and counted.
+    Writes `out_path` (.npz) and returns a summary dict."""
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("tasks: expected at least one Meta-World task name, given []")
+    if len(set(tasks)) != len(tasks):
+        raise ValueError(f"tasks: expected distinct names, given {tasks}")
+    if episodes_per_task < 1:
+        raise ValueError(f"episodes_per_task: expected >= 1, given {episodes_per_task}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        from metaworld.policies import ENV_POLICY_MAP
+    for t in tasks:
+        if t not in ENV_POLICY_MAP:
+            raise ValueError(f"tasks: expected Meta-World task names with a scripted expert "
+                             f"(e.g. reach-v3), given {t!r}")
+    max_attempts = int(max_attempts_factor * episodes_per_task) + 5
+
+    from tqdm import tqdm
+
+    t0 = time.time()
+    done = {}  # (task_index, attempt) -> (ok, obs, act, steps)
+    successes = [0] * len(tasks)
+    attempts = [0] * len(tasks)
+    pool = None
+    if workers > 1:
+        # spawn: never fork a parent that may hold torch/OpenMP threads
+        pool = mp.get_context("spawn").Pool(workers)
+    bar = tqdm(total=episodes_per_task * len(tasks), desc="demos", unit="ep",
+               disable=not progress, dynamic_ncols=True)
+    try:
+        while True:
+            # each round asks every short task for exactly the episodes it still misses
+            jobs = []
+            for ti, task in enumerate(tasks):
+                need = min(episodes_per_task - successes[ti], max_attempts - attempts[ti])
+                for _ in range(max(need, 0)):
+                    a = attempts[ti]
+                    attempts[ti] += 1
+                    jobs.append((ti, task, a, _episode_seed(seed, ti, a), max_steps))
+            if not jobs:
+                break
+            results = (pool.imap_unordered(_worker, jobs) if pool else map(_worker, jobs))
+            for ti, a, ok, obs, act, steps in results:
+                done[(ti, a)] = (ok, obs, act, steps)
+                if ok:
+                    successes[ti] += 1
+                    bar.update(1)
+                bar.set_postfix(fail=sum(not v[0] for v in done.values()))
+    finally:
+        bar.close()
+        if pool:
+            pool.close()
+            pool.join()
+
+    # deterministic order: task, then attempt index
+    obs_l, act_l, ends, ep_task = [], [], [], []
+    n = 0
+    for key in sorted(done):
+        ok, obs, act, _ = done[key]
+        if not ok:
+            continue
+        obs_l.append(obs)
+        act_l.append(act)
+        n += len(act)
+        ends.append(n)
+        ep_task.append(key[0])
+    if not obs_l:
+        raise RuntimeError(f"no successful expert episode for tasks {tasks}")
+    elapsed = time.time() - t0
+    total_steps = sum(v[3] for v in done.values())
+    try:
+        from importlib.metadata import version
+        mw_version = version("metaworld")
+    except Exception:  # pragma: no cover
+        mw_version = "unknown"
+    per_task = {}
+    for ti, task in enumerate(tasks):
+        per_task[task] = {
+            "attempts": attempts[ti],
+            "successes": successes[ti],
+            "success_rate": successes[ti] / max(attempts[ti], 1),
+            "mean_length": float(np.mean([len(done[k][2]) for k in done
+                                          if k[0] == ti and done[k][0]] or [0])),
+        }
+    meta = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "seed": seed, "metaworld_version": mw_version, "env_id": "Meta-World/goal_observable",
+        "episodes_per_task": episodes_per_task, "max_steps": max_steps,
+        "cut_at_success": True, "actions_clipped": [-1.0, 1.0],
+        "expert": per_task, "workers": workers,
+        "sim_steps": int(total_steps), "seconds": round(elapsed, 2),
+    }
+    demos = Demos(obs=np.concatenate(obs_l), actions=np.concatenate(act_l),
+                  episode_ends=np.asarray(ends, np.int64),
+                  episode_task=np.asarray(ep_task, np.int64), task_names=tasks, meta=meta)
+    save_demos(demos, out_path)
+    return {"out": str(out_path), "episodes": demos.num_episodes, "steps": int(n),
+            "sim_steps": int(total_steps), "seconds": round(elapsed, 2),
+            "sim_steps_per_s": round(total_steps / max(elapsed, 1e-9), 1), "expert": per_task}
+
+
+# ----------------------------------------------------------------------------- file I/O
+
+def save_demos(demos: Demos, path) -> None:
+    _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task,
+              demos.task_names, str(path))
+    d = os.path.dirname(os.path.abspath(str(path)))
+    os.makedirs(d, exist_ok=True)
+    np.savez_compressed(
+        path, obs=demos.obs.astype(np.float32), actions=demos.actions.astype(np.float32),
+        episode_ends=demos.episode_ends.astype(np.int64),
+        episode_task=demos.episode_task.astype(np.int64),
+        task_names=np.asarray(list(demos.task_names), dtype=np.str_),
+        meta=np.asarray(json.dumps(demos.meta)))
+
+
+def _validate(obs, actions, ends, ep_task, task_names, where):
+    def bad(field, expected, given):
+        raise DemoFormatError(f"{where}: {field}: expected {expected}, given {given}")
+
+    if obs.ndim != 2 or obs.shape[1] != OBS_DIM:
+        bad("obs", f"shape [N, {OBS_DIM}]", list(obs.shape))
+    if actions.ndim != 2 or actions.shape[1] != ACTION_DIM:
+        bad("actions", f"shape [N, {ACTION_DIM}]", list(actions.shape))
+    if len(obs) == 0:
+        bad("obs", "at least one step (non-empty dataset)", "0 steps")
+    if len(actions) != len(obs):
+        bad("actions", f"{len(obs)} rows (same as obs)", len(actions))
+    for name, x in (("obs", obs), ("actions", actions)):
+        if not np.all(np.isfinite(x)):
+            i = int(np.argwhere(~np.isfinite(x))[0, 0])
+            bad(name, "finite values", f"NaN/inf at row {i}")
+    if ends.ndim != 1 or len(ends) == 0:
+        bad("episode_ends", "a non-empty 1-D array", list(ends.shape))
+    if np.any(np.diff(ends) <= 0) or ends[0] <= 0:
+        bad("episode_ends", "strictly increasing positive values", ends[:10].tolist())
+    if ends[-1] != len(obs):
+        bad("episode_ends", f"last value == N == {len(obs)}", int(ends[-1]))
+    if ep_task.shape != ends.shape:
+        bad("episode_task", f"shape {list(ends.shape)}", list(ep_task.shape))
+    if len(task_names) == 0:
+        bad("task_names", "at least one task", "[]")
+    if np.any(ep_task < 0) or np.any(ep_task >= len(task_names)):
+        bad("episode_task", f"indices in [0, {len(task_names)})",
+            f"[{ep_task.min()}, {ep_task.max()}]")
+
+
+def load_demos(path) -> Demos:
+    """Load and validate a demos .npz (raises DemoFormatError naming field/expected/given)."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"demos file not found: {path}")
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in ("obs", "actions", "episode_ends", "episode_task", "task_names")
+                   if k not in z.files]
+        if missing:
+            raise DemoFormatError(f"{path}: missing fields {missing}; expected obs, actions, "
+                                  f"episode_ends, episode_task, task_names, meta")
+        obs, actions = z["obs"], z["actions"]
+        ends, ep_task = z["episode_ends"].astype(np.int64), z["episode_task"].astype(np.int64)
+        task_names = [str(t) for t in z["task_names"].tolist()]
+        meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+    _validate(obs, actions, ends, ep_task, task_names, path)
+    return Demos(obs.astype(np.float32), actions.astype(np.float32), ends, ep_task,
+                 task_names, meta)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--tasks", nargs="+", default=["reach-v3", "push-v3", "pick-place-v3"])
+    p.add_argument("--episodes", type=int, default=50, help="successful episodes per task")
+    p.add_argument("--out", default="runs/demos.npz")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--max-steps", type=int, default=500)
+    args = p.parse_args(argv)
+    s = generate_demos(args.tasks, args.episodes, args.out, seed=args.seed,
+                       workers=args.workers, max_steps=args.max_steps)
+    print(f"wrote {s['out']}: {s['episodes']} episodes, {s['steps']} steps "
+          f"({s['sim_steps']} sim steps in {s['seconds']} s, {s['sim_steps_per_s']} steps/s)")
+    for task, r in s["expert"].items():
+        print(f"  {task:24s} expert success {r['successes']}/{r['attempts']} "
+              f"({100 * r['success_rate']:.0f}%), mean length {r['mean_length']:.1f}")
+
+
+if __name__ == "__main__":
+    main()

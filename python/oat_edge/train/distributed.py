@@ -1,0 +1,287 @@
+"""Shared training loop + torch.distributed helpers (used by train_tokenizer / train_policy).
+
+Single process:  python -m oat_edge.train.train_tokenizer ...
+Data parallel:   torchrun --nproc_per_node 2 -m oat_edge.train.train_tokenizer ...
+Under torchrun every rank holds the full (small) model, draws its own part of the global batch
+from its own shard of the data, and gradients are averaged with one all-reduce per step (gloo on
+CPU, nccl on CUDA). We all-reduce by hand instead of wrapping in DDP because the models are
+trained through `.loss(...)`, not `forward`, which DDP's hooks would not see. Rank 0 logs,
+evaluates and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.distributed as dist
+
+from oat_edge.train.ema import EMA, EMAConfig
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch: int = 128            # global batch (split across ranks)
+    lr: float = 1e-3
+    schedule: str = "cosine"    # "cosine" (to min_lr_ratio * lr) | "constant"; both after warmup
+    warmup: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ckpt_every: int = 500
+    eval_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0            # torch intra-op threads per process; 0 = leave torch's default
+    progress: bool = True
+
+    def __post_init__(self):
+        for name in ("steps", "batch", "ckpt_every", "eval_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name}: expected >= 1, given {getattr(self, name)}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"TrainConfig.schedule: expected 'cosine' or 'constant', "
+                             f"given {self.schedule!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr: expected > 0, given {self.lr}")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.schedule == "constant":
+        return cfg.lr
+    t = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    lo = cfg.lr * cfg.min_lr_ratio
+    return lo + 0.5 * (cfg.lr - lo) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
+# ----------------------------------------------------------------------------- process group
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "cpu") -> Dist:
+    """Init torch.distributed when launched by torchrun (WORLD_SIZE > 1), else single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: expected an available device, given {device!r} "
+                         f"(torch.cuda.is_available() is False)")
+    if world <= 1:
+        return Dist(0, 1, torch.device(device))
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local)
+        dev = torch.device("cuda", local)
+        backend = "nccl"
+    else:
+        dev = torch.device("cpu")
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(rank, world, dev)
+
+
+def teardown(d: Dist):
+    if d.world > 1 and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def broadcast_model(model: torch.nn.Module, d: Dist):
+    if d.world > 1:
+        for t in list(model.parameters()) + list(model.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def allreduce_grads(params, d: Dist):
+    """Average gradients over ranks with one flat all-reduce (missing grads count as zero)."""
+    if d.world <= 1:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= d.world
+    i = 0
+    for p, g in zip(params, grads):
+        n = g.numel()
+        p.grad = flat[i:i + n].view_as(p).clone()
+        i += n
+
+
+def check_in_sync(model: torch.nn.Module, d: Dist, atol: float = 1e-5):
+    """Raise if the ranks' weights diverged (a missed gradient all-reduce would do that)."""
+    flat = torch.cat([p.detach().reshape(-1).float() for p in model.parameters()])
+    lo, hi = flat.clone(), flat.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    gap = float((hi - lo).abs().max())
+    if gap > atol:
+        raise RuntimeError(f"ranks diverged: max weight difference {gap:.3g} > {atol}")
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _batch_index(n: int, batch: int, seed: int, rank: int, step: int, device) -> torch.Tensor:
+    # indices depend only on (seed, rank, step): resuming reproduces the exact batches
+    g = torch.Generator().manual_seed(hash((seed, rank, step)) & 0x7FFF_FFFF_FFFF)
+    return torch.randint(0, n, (batch,), generator=g).to(device)
+
+
+def _scalars(info: dict) -> dict:
+    out = {}
+    for k, v in info.items():
+        if isinstance(v, torch.Tensor) and v.numel() == 1:
+            out[k] = float(v)
+        elif isinstance(v, (int, float)):
+            out[k] = float(v)
+    return out
+
+
+def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *,
+        param_groups=None, eval_fn=None, resume: bool = False, meta: dict | None = None):
+    """Train `model` with loss_fn(model, idx) -> (loss, info), idx = this rank's batch of
+    sample indices into its data shard of size n_train. Returns the EMA.
+
+    param_groups: optional list of {"params": [...], "lr_scale": float}.
+    eval_fn(ema_model) -> dict of metrics, called on rank 0 every eval_every steps and at the end.
+    Writes out_dir/ckpt.pt (model, EMA, optimizer, step, RNG) and out_dir/metrics.jsonl.
+    """
+    if n_train < 1:
+        raise ValueError("n_train: expected >= 1 training sample, given 0 (empty dataset)")
+    if cfg.batch % d.world:
+        raise ValueError(f"batch: expected a multiple of the world size {d.world}, "
+                         f"given {cfg.batch}")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    os.makedirs(out_dir, exist_ok=True)
+    ckpt_path = os.path.join(out_dir, "ckpt.pt")
+    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+
+    model.to(d.device)
+    broadcast_model(model, d)
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    for g in groups:
+        g.setdefault("lr_scale", 1.0)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95),
+                            weight_decay=cfg.weight_decay)
+    ema = EMA(model, EMAConfig())
+    start = 0
+    torch.manual_seed(cfg.seed + d.rank)
+
+    if resume:
+        if not os.path.exists(ckpt_path):
+            raise FileNotFoundError(f"--resume: expected a checkpoint at {ckpt_path}, found none")
+        ck = torch.load(ckpt_path, map_location=d.device, weights_only=False)
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["optimizer"])
+        start = int(ck["step"])
+        if d.main and "torch_rng" in ck:
+            torch.set_rng_state(ck["torch_rng"].cpu())
+        else:
+            torch.manual_seed(cfg.seed + d.rank + 7919 * start)
+        if d.main and os.path.exists(metrics_path):
+            # drop log lines written after the checkpoint (a crash between saves)
+            with open(metrics_path) as f:
+                keep = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= start]
+            with open(metrics_path, "w") as f:
+                f.writelines(keep)
+    elif d.main and os.path.exists(metrics_path):
+        os.remove(metrics_path)
+
+    def save(step):
+        if not d.main:
+            return
+        ck = {"model": model.state_dict(), "ema": ema.state_dict(),
+              "optimizer": opt.state_dict(), "step": step, "torch_rng": torch.get_rng_state(),
+              "train_config": asdict(cfg), "meta": meta or {}}
+        tmp = ckpt_path + ".tmp"
+        torch.save(ck, tmp)
+        os.replace(tmp, ckpt_path)  # atomic: a crash never leaves a half-written checkpoint
+
+    bar = None
+    if d.main and cfg.progress:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc=os.path.basename(out_dir.rstrip("/")),
+                   dynamic_ncols=True, mininterval=1.0)
+    log = open(metrics_path, "a") if d.main else None
+    per_rank = cfg.batch // d.world
+    t0, last = time.time(), None
+    model.train()
+    try:
+        for step in range(start, cfg.steps):
+            lr = lr_at(step, cfg)
+            for g in opt.param_groups:
+                g["lr"] = lr * g["lr_scale"]
+            idx = _batch_index(n_train, per_rank, cfg.seed, d.rank, step, d.device)
+            loss, info = loss_fn(model, idx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss: expected a finite value, given {float(loss)} "
+                                         f"at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            allreduce_grads(params, d)
+            gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            ema.update(model)
+            done = step + 1
+            if d.world > 1:
+                lt = loss.detach().clone()
+                dist.all_reduce(lt)
+                loss_val = float(lt) / d.world
+            else:
+                loss_val = float(loss.detach())
+            last = loss_val
+            if d.main:
+                rec = None
+                if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
+                    rec = {"step": done, "loss": loss_val, "lr": lr, "grad_norm": float(gn),
+                           "time": round(time.time() - t0, 3), **_scalars(info)}
+                if eval_fn is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+                    rec = rec or {"step": done, "loss": loss_val, "lr": lr,
+                                  "time": round(time.time() - t0, 3)}
+                    model.eval()
+                    with torch.no_grad():
+                        rec.update({f"val_{k}": v for k, v in eval_fn(ema.model).items()})
+                    model.train()
+                if rec is not None:
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                if bar is not None:
+                    bar.update(1)
+                    if rec is not None:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
+                                         if k in ("loss", "lr", "val_mse", "val_loss")})
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                save(done)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+    if d.world > 1:
+        check_in_sync(model, d)
+    if d.main and cfg.steps > start:
+        elapsed = time.time() - t0
+        print(f"{out_dir}: {cfg.steps - start} steps in {elapsed:.1f} s "
+              f"({(cfg.steps - start) / elapsed:.2f} steps/s), final loss {last:.5f}, "
+              f"world size {d.world}" + (", ranks in sync" if d.world > 1 else ""))
+    ema.model.to(d.device)
+    return ema

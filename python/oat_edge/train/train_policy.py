@@ -1,0 +1,143 @@
+"""Train the autoregressive token policy on top of a frozen tokenizer.
+
+    python -m oat_edge.train.train_policy --demos runs/demos.npz \
+        --tokenizer runs/tok_oat/tokenizer.pt --out runs/policy [--steps N] [--batch 128] \
+        [--lr 1e-3] [--width 128] [--layers 2] [--device cpu|cuda] [--resume]
+    torchrun --nproc_per_node 2 -m oat_edge.train.train_policy ...   (data parallel)
+
+The tokenizer is frozen and keeps its own action normalizer; every training chunk is tokenized
+once up front. The policy owns the observation normalizer (fitted on the training split).
+Loss: teacher-forced cross-entropy over the K tokens. Writes out/policy.pt
+(TokenPolicy.save with EMA weights), out/ckpt.pt (resumable), out/metrics.jsonl, out/config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+
+import torch
+
+from oat_edge.train import distributed as D
+from oat_edge.train.dataset import DataConfig, load_dataset
+from oat_edge.train.normalizer import Normalizer
+from oat_edge.train.policy import ARPolicy, PolicyConfig, TokenPolicy
+from oat_edge.train.train_tokenizer import load_tokenizer
+
+# CPU recipe (docs/DATA.md): smaller and faster-learning than SPEC's 256-wide reference.
+RECIPE = dict(width=128, layers=2, heads=4, dropout=0.1, steps=2000, batch=128, lr=1e-3,
+              warmup=100, obs_lr_scale=1.0)
+
+
+@torch.no_grad()
+def pretokenize(tok, actions_raw: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+    """[M, H, D] raw chunks -> [M, K] int64 ids (frozen tokenizer, eval mode)."""
+    tok.eval()
+    if len(actions_raw) == 0:
+        return torch.zeros(0, tok.num_tokens, dtype=torch.int64)
+    return torch.cat([tok.tokenize(actions_raw[i:i + batch])
+                      for i in range(0, len(actions_raw), batch)])
+
+
+def param_groups(policy: ARPolicy, obs_lr_scale: float):
+    """Observation encoder in its own group (the reference trains it at a lower lr)."""
+    obs, rest = [], []
+    for name, p in policy.named_parameters():
+        (obs if name.split(".")[0] in ("obs_in", "obs_pos", "obs_mlp") else rest).append(p)
+    return [{"params": rest, "lr_scale": 1.0}, {"params": obs, "lr_scale": obs_lr_scale}]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="train the AR token policy (tokenizer frozen)")
+    p.add_argument("--demos", required=True)
+    p.add_argument("--tokenizer", required=True, help="tokenizer.pt from train_tokenizer")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=RECIPE["steps"])
+    p.add_argument("--batch", type=int, default=RECIPE["batch"])
+    p.add_argument("--lr", type=float, default=RECIPE["lr"])
+    p.add_argument("--obs-lr-scale", type=float, default=RECIPE["obs_lr_scale"])
+    p.add_argument("--warmup", type=int, default=RECIPE["warmup"])
+    p.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--width", type=int, default=RECIPE["width"])
+    p.add_argument("--layers", type=int, default=RECIPE["layers"])
+    p.add_argument("--heads", type=int, default=RECIPE["heads"])
+    p.add_argument("--dropout", type=float, default=RECIPE["dropout"])
+    p.add_argument("--n-obs-steps", type=int, default=2)
+    p.add_argument("--n-action-steps", type=int, default=16)
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    d = D.setup(args.device)
+    tok = load_tokenizer(args.tokenizer)
+    data_cfg = DataConfig(horizon=tok.horizon, n_obs_steps=args.n_obs_steps,
+                          val_fraction=args.val_fraction, seed=args.seed)
+    train, val, info = load_dataset(args.demos, data_cfg)
+    if info["action_dim"] != tok.action_dim:
+        raise ValueError(f"{args.demos}: action_dim: expected {tok.action_dim} (tokenizer), "
+                         f"given {info['action_dim']}")
+    obs_norm = Normalizer.fit(train.obs)  # the policy owns the observation normalizer
+    train_ids, val_ids = pretokenize(tok, train.actions), pretokenize(tok, val.actions)
+    if d.world > 1:
+        keep = torch.arange(d.rank, len(train), d.world)
+        train, train_ids = train.subset(keep), train_ids[keep]
+    x_train = obs_norm.normalize(train.obs).to(d.device)
+    y_train = train_ids.to(d.device)
+    x_val = obs_norm.normalize(val.obs[:2048]).to(d.device)
+    y_val = val_ids[:2048].to(d.device)
+
+    torch.manual_seed(args.seed)
+    pcfg = PolicyConfig(obs_dim=info["obs_dim"], n_obs_steps=args.n_obs_steps,
+                        codebook_size=tok.codebook_size, num_tokens=tok.num_tokens,
+                        width=args.width, n_layers=args.layers, n_heads=args.heads,
+                        dropout=args.dropout, n_action_steps=args.n_action_steps)
+    policy = ARPolicy(pcfg)
+    n_params = sum(p.numel() for p in policy.parameters())
+
+    def loss_fn(model, idx):
+        return model.loss(x_train[idx], y_train[idx])
+
+    def eval_fn(ema_model):
+        if len(x_val) == 0:
+            return {}
+        loss, inf = ema_model.loss(x_val, y_val)
+        return {"loss": float(loss), "acc": float(inf["acc"])}
+
+    cfg = D.TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                        schedule=args.schedule, weight_decay=args.weight_decay,
+                        ckpt_every=args.ckpt_every, eval_every=args.eval_every,
+                        log_every=args.log_every, seed=args.seed, device=args.device,
+                        threads=args.threads, progress=not args.no_progress)
+    run_info = {"args": vars(args), "policy_config": asdict(pcfg), "params": n_params,
+                "tokenizer_kind": tok.checkpoint()["kind"], "train_config": asdict(cfg),
+                "data": {k: v for k, v in info.items()
+                         if k not in ("train_episodes", "val_episodes")},
+                "val_episodes": info["val_episodes"]}
+    os.makedirs(args.out, exist_ok=True)
+    ema = D.fit(policy, loss_fn, len(x_train), cfg, args.out, d,
+                param_groups=param_groups(policy, args.obs_lr_scale), eval_fn=eval_fn,
+                resume=args.resume, meta=run_info)
+    if d.main:
+        final = TokenPolicy(tok, ema.model.cpu(), obs_norm)
+        ck = final.checkpoint()  # == TokenPolicy.save, plus what the exporter's manifest needs
+        ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
+        torch.save(ck, os.path.join(args.out, "policy.pt"))
+        with open(os.path.join(args.out, "config.json"), "w") as f:
+            json.dump(run_info, f, indent=1)
+        print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, EMA weights, "
+              f"tasks {info['tasks']})")
+    D.teardown(d)
+
+
+if __name__ == "__main__":
+    main()

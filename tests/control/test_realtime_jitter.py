@@ -1,0 +1,120 @@
+"""Real-clock timing on this machine.
+
+The 1 ms threshold is not relaxed. Shared VMs (this one: 2 vCPUs, other jobs running) preempt a
+process for 2-4 ms at random; no user-space loop can hide that. So on failure the test measures
+the machine itself (a bare spin on the clock for the same duration): if the bare machine also
+shows preemption gaps > 1 ms in more than 1% of 20 ms windows, the result says nothing about the
+loop and the test is skipped with both numbers; on a quiet machine it fails.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from oat_edge.control import ControlLoop
+from control_fakes import FakePolicy
+
+
+def _measure(cycles=200):
+    sent = []
+    p = FakePolicy(horizon=32, action_dim=4, n_action_steps=16, delay_s=0.005)
+    with ControlLoop(p, lambda: np.zeros((1, 1)), sent.append, hz=50, background=True) as loop:
+        s = loop.run(cycles)
+    return s, len(sent)
+
+
+def _preempted_window_fraction(seconds=4.0, window=0.02, gap=1e-3):
+    """Fraction of 20 ms windows in which a bare spinning process lost the CPU for > 1 ms."""
+    t0 = t = time.perf_counter()
+    bad = set()
+    while t - t0 < seconds:
+        n = time.perf_counter()
+        if n - t > gap:
+            bad.add(int((t - t0) / window))
+        t = n
+    return len(bad) / (seconds / window)
+
+
+def test_50hz_period_jitter_p99_is_within_1ms_with_background_inference():
+    s, n = _measure()
+    assert n == 200
+    assert abs(s["achieved_hz"] - 50.0) < 0.1
+    if s["jitter_ms"]["p99"] <= 1.0:
+        return
+    s, n = _measure()  # one retry: a single burst of load elsewhere
+    if s["jitter_ms"]["p99"] <= 1.0:
+        return
+    noisy = _preempted_window_fraction()
+    if noisy > 0.01:
+        pytest.skip(f"machine preempts a bare spinning process in {noisy:.1%} of 20 ms windows; "
+                    f"loop jitter p99 {s['jitter_ms']['p99']:.3f} ms not attributable to the loop")
+    pytest.fail(f"jitter p99 {s['jitter_ms']['p99']:.3f} ms > 1 ms on a quiet machine "
+                f"(bare-spin preemption {noisy:.1%}); stats {s['jitter_ms']}")
+
+
+_RT_SCRIPT = r"""
+import json, os, sys, time
+import numpy as np
+from oat_edge.control import ControlLoop
+
+class P:
+    info = {"horizon": 32, "action_dim": 4, "n_action_steps": 16,
+            "action_low": [-1] * 4, "action_high": [1] * 4}
+    def act(self, obs, return_stats=False, **kw):
+        time.sleep(0.005)
+        return np.zeros((32, 4)), {"tokens_used": 8}
+
+with ControlLoop(P(), lambda: np.zeros((1, 1)), lambda a: None, hz=50, rt_priority=50) as loop:
+    s = loop.run(200)
+print(json.dumps({"jitter": s["jitter_ms"], "rt": s["rt_priority"]}))
+"""
+
+
+def test_50hz_jitter_p99_within_1ms_under_sched_fifo_even_on_a_loaded_machine():
+    """With the control thread under SCHED_FIFO (CLI: --rt-priority), no retry is allowed."""
+    import json
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    out = subprocess.run([sys.executable, "-c", _RT_SCRIPT], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    if not r["rt"].startswith("SCHED_FIFO"):
+        pytest.skip(f"no real-time scheduling here: {r['rt']}")
+    assert r["jitter"]["p99"] <= 1.0, f"measured jitter {r['jitter']}"
+
+
+def test_inference_worker_never_inherits_real_time_priority():
+    import os
+    import threading
+    from oat_edge.control import ThreadWorker
+    from oat_edge.safety import Watchdog
+
+    seen = {}
+
+    class P:
+        def act(self, obs, return_stats=False, **kw):
+            seen["policy"] = os.sched_getscheduler(0)
+            return np.zeros((1, 1)), {}
+
+    def body():
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        except OSError:
+            seen["skip"] = True
+            return
+        w = ThreadWorker(P(), Watchdog())
+        w.submit(np.zeros(1), 0, {})
+        while w.poll(0) is None:
+            time.sleep(0.001)
+        w.close()
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    if seen.get("skip"):
+        pytest.skip("cannot set SCHED_FIFO here")
+    assert seen["policy"] == os.SCHED_OTHER

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+
+from oat_edge.train.dataset import (DataConfig, build_chunks, load_dataset, make_observation,
+                                    split_episodes)
+from oat_edge.train.demos import Demos, save_demos
+
+
+def _demos(lengths=(3, 5), tasks=(0, 1), task_names=("reach-v3", "push-v3")):
+    """obs[:, 0] = global step, actions[:, 0] = global step + 100: values name their source."""
+    ends = np.cumsum(lengths).astype(np.int64)
+    n = int(ends[-1])
+    obs = np.zeros((n, 39), np.float32)
+    obs[:, 0] = np.arange(n)
+    act = np.zeros((n, 4), np.float32)
+    act[:, 0] = np.arange(n) + 100
+    return Demos(obs, act, ends, np.asarray(tasks, np.int64), list(task_names), {})
+
+
+def test_action_chunks_repeat_the_last_action_past_the_episode_end():
+    c = build_chunks(_demos(), horizon=4, n_obs_steps=2)
+    assert c.actions.shape == (8, 4, 4)
+    # episode 0 = steps 0..2: chunk at t=1 is 1,2,2,2 (never crosses into episode 1)
+    assert c.actions[1, :, 0].tolist() == [101, 102, 102, 102]
+    # episode 1 = steps 3..7: chunk at t=3 is fully inside, at t=7 all copies of the last action
+    assert c.actions[3, :, 0].tolist() == [103, 104, 105, 106]
+    assert c.actions[7, :, 0].tolist() == [107, 107, 107, 107]
+
+
+def test_obs_history_ends_at_t_and_repeats_the_first_obs_before_the_start():
+    c = build_chunks(_demos(), horizon=4, n_obs_steps=3)
+    assert c.obs.shape == (8, 3, 39 + 2)
+    assert c.obs[0, :, 0].tolist() == [0, 0, 0]
+    assert c.obs[2, :, 0].tolist() == [0, 1, 2]
+    assert c.obs[3, :, 0].tolist() == [3, 3, 3]  # episode 1 starts: nothing from episode 0
+    assert c.obs[4, :, 0].tolist() == [3, 3, 4]
+
+
+def test_observation_is_state_followed_by_task_one_hot():
+    c = build_chunks(_demos(), horizon=2, n_obs_steps=1)
+    assert c.obs[0, 0, 39:].tolist() == [1.0, 0.0]   # episode 0 is task 0
+    assert c.obs[5, 0, 39:].tolist() == [0.0, 1.0]   # episode 1 is task 1
+    assert c.task.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+    o = make_observation(np.ones((2, 39)), 1, 3)
+    assert o.shape == (2, 42) and o[:, 39:].tolist() == [[0, 1, 0], [0, 1, 0]]
+    with pytest.raises(ValueError, match="task_index"):
+        make_observation(np.ones(39), 3, 3)
+
+
+def test_held_out_split_is_by_episode_disjoint_stratified_and_seeded():
+    ep_task = np.repeat([0, 1, 2], 10)
+    tr, va = split_episodes(ep_task, 0.2, seed=1)
+    assert set(tr).isdisjoint(va) and sorted(set(tr) | set(va)) == list(range(30))
+    assert [int((ep_task[va] == t).sum()) for t in range(3)] == [2, 2, 2]
+    tr2, va2 = split_episodes(ep_task, 0.2, seed=1)
+    assert va.tolist() == va2.tolist()
+    assert va.tolist() != split_episodes(ep_task, 0.2, seed=2)[1].tolist()
+
+
+def test_load_dataset_keeps_every_step_of_a_held_out_episode_out_of_training(tmp_path):
+    lengths = [4, 6, 5, 7, 3, 6]
+    d = _demos(lengths, tasks=[0, 0, 0, 1, 1, 1])
+    save_demos(d, tmp_path / "d.npz")
+    train, val, info = load_dataset(tmp_path / "d.npz", DataConfig(horizon=4, n_obs_steps=2,
+                                                                   val_fraction=0.34, seed=0))
+    assert len(train) + len(val) == sum(lengths)
+    assert set(train.episode.tolist()).isdisjoint(val.episode.tolist())
+    assert set(val.episode.tolist()) == set(info["val_episodes"])
+    assert info["obs_dim"] == 41 and info["tasks"] == ["reach-v3", "push-v3"]
+    assert train.obs.dtype == torch.float32 and train.actions.shape[1:] == (4, 4)
+    half = train.shard(1, 2)
+    assert torch.equal(half.obs, train.obs[1::2])
+
+
+def test_val_fraction_outside_unit_interval_is_rejected():
+    with pytest.raises(ValueError, match="val_fraction"):
+        split_episodes(np.zeros(4, np.int64), 1.0, 0)
