@@ -45,12 +45,26 @@ demo: setup
 bench: setup
 	scripts/bench.sh
 
-## asan: C++ core + unit tests under AddressSanitizer/UBSan in a separate tree
+## asan: C++ core + unit tests under AddressSanitizer/UBSan (leak checks on) in a separate tree;
+## the e2e test runs the tiny bundle, and a skipped test (no bundle / no ORT) fails the target
 asan: $(TINY_BUNDLE)/model.onnx
 	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 	  -DOAT_EDGE_SANITIZE=ON -DOAT_EDGE_BUILD_TESTS=ON -DOAT_EDGE_BUILD_TOOLS=ON
 	cmake --build $(ASAN_DIR) -j $(JOBS)
-	OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" ctest --test-dir $(ASAN_DIR) --output-on-failure
+	set -o pipefail; OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" \
+	  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(ASAN_DIR) --output-on-failure --no-tests=error | tee $(ASAN_DIR)/ctest.log
+	@if grep -q "Skipped\|Not Run" $(ASAN_DIR)/ctest.log; then echo "asan: a test was skipped (see above)" >&2; exit 1; fi
+
+.PHONY: asan-py soak
+## asan-py: oat_edge.Policy from Python under ASan/UBSan (sanitized _core in build/asan-py), see scripts/asan_smoke.sh
+asan-py: $(TINY_BUNDLE)/model.onnx
+	JOBS=$(JOBS) PY=$(CURDIR)/$(PY) scripts/asan_smoke.sh $(TINY_BUNDLE)
+
+## soak: 100000 act calls at batch 1, fails on > 1 MiB RSS growth (SOAK_ARGS="path/to/bundle -n 1000000")
+SOAK_ARGS ?=
+soak: $(TINY_BUNDLE)/model.onnx
+	$(PY) scripts/soak.py $(if $(SOAK_ARGS),$(SOAK_ARGS),$(TINY_BUNDLE))
 
 clean:
 	rm -rf build dist

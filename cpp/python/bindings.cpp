@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -36,18 +37,27 @@ ErrorClasses& error_classes() {
       .get_stored();
 }
 
+// Messages may quote bytes from a corrupt file (ORT echoes node/tensor names): decode them with
+// "replace", since PyErr_SetString would turn invalid UTF-8 into a UnicodeDecodeError instead.
+void set_error(PyObject* cls, const char* what) {
+  PyObject* msg = PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "replace");
+  if (!msg) return;  // MemoryError already set
+  PyErr_SetObject(cls, msg);
+  Py_DECREF(msg);
+}
+
 void translate(std::exception_ptr p) {
   if (!p) return;
   try {
     std::rethrow_exception(p);
   } catch (const oat_edge::InputError& e) {
-    PyErr_SetString(error_classes().input.ptr(), e.what());
+    set_error(error_classes().input.ptr(), e.what());
   } catch (const oat_edge::BundleError& e) {
-    PyErr_SetString(error_classes().bundle.ptr(), e.what());
+    set_error(error_classes().bundle.ptr(), e.what());
   } catch (const oat_edge::RuntimeLoadError& e) {
-    PyErr_SetString(error_classes().runtime_load.ptr(), e.what());
+    set_error(error_classes().runtime_load.ptr(), e.what());
   } catch (const oat_edge::Error& e) {  // a future subclass: still a RuntimeError, never lost
-    PyErr_SetString(PyExc_RuntimeError, e.what());
+    set_error(PyExc_RuntimeError, e.what());
   }
 }
 

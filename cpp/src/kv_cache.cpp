@@ -1,5 +1,6 @@
 #include "kv_cache.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace oat_edge::detail {
@@ -15,6 +16,10 @@ bool KvCache::reserve(int batch) {
   mem_v_.assign(mem_count(batch), 0.0f);
   capacity_ = batch;
   return true;
+}
+
+void KvCache::clear() {
+  for (auto* v : {&past_k_, &past_v_, &new_k_, &new_v_, &mem_k_, &mem_v_}) std::fill(v->begin(), v->end(), 0.0f);
 }
 
 void KvCache::write_slot(int batch, int t) {

@@ -35,6 +35,10 @@ class KvCache {
   // past[l,b,h,t,:] = new[l,b,h,0,:] for both K and V, with the layout of a `batch`-row tensor.
   void write_slot(int batch, int t);
 
+  // Zero every buffer (keeps the allocation). After a failed run the slots may hold NaN/Inf, and the
+  // additive mask cannot hide those (NaN + -inf = NaN): without this one bad call poisons all later ones.
+  void clear();
+
  private:
   KvDims d_;
   int capacity_ = 0;

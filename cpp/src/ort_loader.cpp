@@ -3,8 +3,12 @@
 #include "ort_loader.h"
 
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>  // ElfW
 
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -30,8 +34,43 @@ std::string canonical_or_same(const std::string& p) {
   return ec ? p : c.string();
 }
 
+// A file that starts like an ELF object but is shorter than its headers say (an interrupted copy or
+// download) is mapped by dlopen past its end, and the first touch of the missing pages is a SIGBUS.
+// Returns why such a file is truncated, or "" (also for non-ELF files and names dlopen must search:
+// dlopen reports those itself).
+std::string truncated_elf(const std::string& path) {
+  if (path.find('/') == std::string::npos) return {};  // a bare name: dlopen searches the library path
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return {};
+  f.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(f.tellg());
+  f.seekg(0);
+  auto too_short = [&](uint64_t end, const char* what) {
+    return path + ": truncated ELF file (" + std::to_string(size) + " bytes, its " + what + " ends at byte " +
+           std::to_string(end) + "); the copy or download was cut short: reinstall onnxruntime";
+  };
+  ElfW(Ehdr) eh{};
+  const bool whole = bool(f.read(reinterpret_cast<char*>(&eh), sizeof eh));
+  if (f.gcount() < SELFMAG || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0) return {};  // not ELF: dlopen says so
+  if (!whole) return too_short(sizeof eh, "ELF header");
+  if (eh.e_ident[EI_CLASS] != (sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32)) return {};  // wrong class: dlopen says so
+  const uint64_t sh_end = uint64_t(eh.e_shoff) + uint64_t(eh.e_shnum) * eh.e_shentsize;
+  if (eh.e_shoff && sh_end > size) return too_short(sh_end, "section header table");
+  const uint64_t ph_end = uint64_t(eh.e_phoff) + uint64_t(eh.e_phnum) * eh.e_phentsize;
+  if (ph_end > size) return too_short(ph_end, "program header table");
+  for (unsigned i = 0; i < eh.e_phnum && eh.e_phentsize == sizeof(ElfW(Phdr)); ++i) {
+    ElfW(Phdr) ph{};
+    f.seekg(static_cast<std::streamoff>(eh.e_phoff + uint64_t(i) * eh.e_phentsize));
+    if (!f.read(reinterpret_cast<char*>(&ph), sizeof ph)) return too_short(ph_end, "program header table");
+    if (ph.p_type == PT_LOAD && uint64_t(ph.p_offset) + ph.p_filesz > size)
+      return too_short(uint64_t(ph.p_offset) + ph.p_filesz, "loadable segment");
+  }
+  return {};
+}
+
 // Tries one candidate; returns an empty string on success, else why it failed.
 std::string try_load(const std::string& path) {
+  if (std::string why = truncated_elf(path); !why.empty()) return why;
   void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char* e = dlerror();

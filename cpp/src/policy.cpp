@@ -170,6 +170,16 @@ struct Policy::Impl {
   Bound& bind(int batch);
   void bind_step_inputs(Bound& b);
   int generate_locked(const float* obs, int batch, const ResolvedAct& r, ActStats& st);
+  // generate_locked, but a failure (e.g. a non-finite logit from an overflowing input) zeroes the KV
+  // cache before rethrowing, so the next call starts clean instead of inheriting NaN slots.
+  int generate_locked_or_reset(const float* obs, int batch, const ResolvedAct& r, ActStats& st) {
+    try {
+      return generate_locked(obs, batch, r, st);
+    } catch (...) {
+      kv->clear();
+      throw;
+    }
+  }
   void decode_locked(int batch, int k, float* out, ActStats& st);
 
   template <typename T>
@@ -430,7 +440,7 @@ int Policy::generate(const float* obs, int batch, int64_t* out_ids, const ActOpt
     check_ptr(out_ids, "out_ids");
     ResolvedAct r = resolve_act(opt, impl_->m, impl_->seed_stream);
     ActStats st;
-    int k = impl_->generate_locked(obs, batch, r, st);
+    int k = impl_->generate_locked_or_reset(obs, batch, r, st);
     std::memcpy(out_ids, impl_->ids.data(), sizeof(int64_t) * size_t(batch) * impl_->m.num_tokens);
     st.total_ms = ms_since(t0);
     st.overhead_ms = st.total_ms - (st.prefill_ms + st.step_ms + st.decode_ms);
@@ -454,7 +464,7 @@ void Policy::act(const float* obs, int batch, float* out, const ActOptions& opt,
     check_ptr(out, "out");
     ResolvedAct r = resolve_act(opt, impl_->m, impl_->seed_stream);
     ActStats st;
-    int k = impl_->generate_locked(obs, batch, r, st);
+    int k = impl_->generate_locked_or_reset(obs, batch, r, st);
     impl_->decode_locked(batch, k, out, st);
     st.total_ms = ms_since(t0);
     st.overhead_ms = st.total_ms - (st.prefill_ms + st.step_ms + st.decode_ms);

@@ -1,89 +1,11 @@
 """PyTorch vs onnxruntime parity, and fp16/int8 variant error vs fp32.
 
-`OrtBundle` is a small numpy + onnxruntime reference of the C++ runtime loop
-(prefill, fixed-size KV cache, oat_edge.sampling, FSQ lookup, decode, clamp, unnormalize).
+The onnxruntime side is oat_edge.ort_reference.OrtBundle, the numpy reference of the C++ loop.
 """
 import numpy as np
 import torch
 
-from oat_edge import manifest as mf
-from oat_edge import sampling
-
-
-def fsq_ids_to_codes(ids, levels):
-    """numpy mirror of DESIGN.md §3 (what the C++ runtime does)."""
-    levels = np.asarray(levels, dtype=np.int64)
-    basis = np.concatenate([[1], np.cumprod(levels[:-1])]).astype(np.int64)
-    half = levels // 2
-    digits = (np.asarray(ids, dtype=np.int64)[..., None] // basis) % levels
-    return ((digits - half) / half).astype(np.float32)
-
-
-class OrtBundle:
-    def __init__(self, bundle_dir, threads=1):
-        import onnxruntime as ort
-
-        import os
-        self.m = mf.load_manifest(bundle_dir)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        self.sess = {g: ort.InferenceSession(os.path.join(bundle_dir, f), so, providers=["CPUExecutionProvider"])
-                     for g, f in self.m["files"].items()}
-        t, p = self.m["tokenizer"], self.m["policy"]
-        self.K, self.levels, self.cb = t["num_tokens"], t["fsq_levels"], t["codebook_size"]
-        self.cache_shape = (p["n_layers"], p["n_heads"], self.K, p["head_dim"])
-        n = self.m["normalization"]
-        self.obs_scale, self.obs_offset = np.float32(n["obs_scale"]), np.float32(n["obs_offset"])
-        self.act_scale, self.act_offset = np.float32(n["action_scale"]), np.float32(n["action_offset"])
-
-    def prefill(self, obs_norm):
-        return self.sess["prefill"].run(None, {"obs": np.asarray(obs_norm, np.float32)})
-
-    def step(self, token, t, past_k, past_v, mem_k, mem_v):
-        return self.sess["step"].run(None, {"token": np.asarray(token, np.int64), "step": np.array([t], np.int64),
-                                            "past_k": past_k, "past_v": past_v, "mem_k": mem_k, "mem_v": mem_v})
-
-    def generate(self, obs_norm, k=None, temperature=1.0, top_k=10, seed=0, return_logits=False):
-        k = self.K if k is None else k
-        B = obs_norm.shape[0]
-        rng = sampling.SplitMix64(seed)
-        mem_k, mem_v = self.prefill(obs_norm)
-        L, H, K, Dh = self.cache_shape
-        pk = np.zeros((L, B, H, K, Dh), np.float32)
-        pv = np.zeros_like(pk)
-        tok = np.full(B, self.cb, np.int64)
-        ids, logits_all = [], []
-        for t in range(k):
-            logits, nk, nv = self.step(tok, t, pk, pv, mem_k, mem_v)
-            pk[:, :, :, t:t + 1] = nk
-            pv[:, :, :, t:t + 1] = nv
-            tok = sampling.sample_batch(logits, self.cb, temperature, top_k, rng)
-            ids.append(tok)
-            logits_all.append(logits)
-        ids = np.stack(ids, 1)
-        return (ids, np.stack(logits_all, 1)) if return_logits else ids
-
-    def decode(self, codes, num_tokens):
-        return self.sess["decoder"].run(None, {"codes": np.asarray(codes, np.float32),
-                                               "num_tokens": np.asarray(num_tokens, np.int64)})[0]
-
-    def encode(self, actions_norm):
-        return self.sess["encoder"].run(None, {"actions": np.asarray(actions_norm, np.float32)})[0]
-
-    def detokenize(self, ids, k=None):
-        ids = np.asarray(ids, np.int64)
-        B, n = ids.shape
-        k = n if k is None else k
-        full = np.zeros((B, self.K), np.int64)
-        full[:, :k] = ids[:, :k]
-        a = self.decode(fsq_ids_to_codes(full, self.levels), np.full(B, k, np.int64))
-        return (np.clip(a, -1, 1) - self.act_offset) / self.act_scale
-
-    def act(self, obs_raw, k=None, temperature=1.0, top_k=10, seed=0):
-        obs = np.asarray(obs_raw, np.float32) * self.obs_scale + self.obs_offset
-        return self.detokenize(self.generate(obs, k, temperature, top_k, seed), k)
+from oat_edge.ort_reference import OrtBundle, fsq_ids_to_codes
 
 
 def _rel(a, b):
@@ -120,13 +42,13 @@ def check_parity(token_policy, out_dir, batch=3, seed=0, rtol=1e-4, atol_actions
     r["step_kv_rel_err"] = max(_rel(nko, nkt), _rel(nvo, nvt))
     # full greedy generate: identical tokens, logits within rtol
     ids_t = pol.generate(obs, temperature=0.0)
-    ids_o, logits_o = ob.generate(obs.numpy(), temperature=0.0, return_logits=True)
+    ids_o, logits_o = ob.generate_norm(obs.numpy(), temperature=0.0, return_logits=True)
     r["greedy_tokens_equal"] = bool(np.array_equal(ids_t.numpy(), ids_o))
     full_logits = pol(obs, ids_t)  # teacher-forced logits for the same tokens
     r["generate_logits_rel_err"] = _rel(logits_o, full_logits)
     # seeded sampling (informative: near-ties may legitimately flip a draw)
     r["sampled_tokens_equal"] = bool(np.array_equal(pol.generate(obs, seed=123).numpy(),
-                                                    ob.generate(obs.numpy(), seed=123)))
+                                                    ob.generate_norm(obs.numpy(), seed=123)))
     # decoder on random ids with every prefix length
     ids = torch.randint(0, tok.codebook_size, (B * K, K), generator=g)
     ks = torch.arange(B * K) % K + 1
@@ -158,8 +80,8 @@ def variant_error(token_policy, ref_dir, var_dir, batch=8, seed=0):
     ref, var = OrtBundle(ref_dir), OrtBundle(var_dir)
     g = torch.Generator().manual_seed(seed)
     obs = random_obs_norm(c, batch, g).numpy()
-    ids_r, lg_r = ref.generate(obs, temperature=0.0, return_logits=True)
-    ids_v, _ = var.generate(obs, temperature=0.0, return_logits=True)
+    ids_r, lg_r = ref.generate_norm(obs, temperature=0.0, return_logits=True)
+    ids_v, _ = var.generate_norm(obs, temperature=0.0, return_logits=True)
     # same inputs through the step graph, so logits are comparable even when tokens diverge
     mk, mv = ref.prefill(obs)
     pk = np.zeros((c.n_layers, batch, c.n_heads, c.num_tokens, c.head_dim), np.float32)

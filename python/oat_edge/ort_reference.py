@@ -1,96 +1,109 @@
-"""A plain onnxruntime-from-Python implementation of the runtime loop (no C++, no torch).
+"""A plain numpy + onnxruntime-from-Python implementation of the runtime loop (no C++, no torch).
 
-It is the middle rung of the parity ladder (PyTorch -> onnxruntime Python -> C++ Policy) and the
-"ORT Python loop" column of the benchmark. It follows docs/DESIGN.md exactly, with numpy buffers
-allocated per call: simple on purpose, it is the reference, not the fast path.
+It is the middle rung of the parity ladder (PyTorch -> onnxruntime Python -> C++ Policy), the
+exporter's parity check and the "ORT Python loop" column of the benchmark. It follows
+docs/DESIGN.md step by step (prefill, fixed-size KV cache, oat_edge.sampling, FSQ lookup, decode,
+clamp, unnormalize) with numpy buffers allocated per call: simple on purpose, it is the
+reference, not the fast path.
 """
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 
-from oat_edge.manifest import load_manifest
-from oat_edge.sampling import SplitMix64, sample_batch
+from oat_edge import manifest as mf
+from oat_edge import sampling
 
 
-def _fsq_ids_to_codes(ids: np.ndarray, levels) -> np.ndarray:
+def fsq_ids_to_codes(ids, levels) -> np.ndarray:
+    """numpy mirror of DESIGN.md §3 (what the C++ runtime does)."""
     levels = np.asarray(levels, dtype=np.int64)
     basis = np.concatenate([[1], np.cumprod(levels[:-1])]).astype(np.int64)
-    half = (levels // 2).astype(np.float32)
-    digits = (ids[..., None] // basis) % levels
+    half = levels // 2
+    digits = (np.asarray(ids, dtype=np.int64)[..., None] // basis) % levels
     return ((digits - half) / half).astype(np.float32)
 
 
-class OrtPythonPolicy:
-    def __init__(self, path: str, threads: int = 1, providers=("CPUExecutionProvider",)):
+class OrtBundle:
+    def __init__(self, bundle, threads: int = 1, providers=("CPUExecutionProvider",)):
         import onnxruntime as ort
 
-        self.manifest = load_manifest(path)
-        self.dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        files = self.manifest["files"]
+        self.m = mf.load_manifest(bundle)
+        bundle_dir = bundle if os.path.isdir(bundle) else os.path.dirname(os.path.abspath(bundle))
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.sess = {g: ort.InferenceSession(os.path.join(bundle_dir, f), so, providers=list(providers))
+                     for g, f in self.m["files"].items()}
+        t, p = self.m["tokenizer"], self.m["policy"]
+        self.K, self.levels, self.cb = t["num_tokens"], t["fsq_levels"], t["codebook_size"]
+        self.cache_shape = (p["n_layers"], p["n_heads"], self.K, p["head_dim"])
+        n = self.m["normalization"]
+        self.obs_scale, self.obs_offset = np.float32(n["obs_scale"]), np.float32(n["obs_offset"])
+        self.act_scale, self.act_offset = np.float32(n["action_scale"]), np.float32(n["action_offset"])
+        self.temperature, self.top_k = self.m["sampling"]["temperature"], self.m["sampling"]["top_k"]
 
-        def session(key):
-            return ort.InferenceSession(os.path.join(self.dir, files[key]), opts, providers=list(providers))
+    # ---- the graphs, in normalized units -----------------------------------------------------
+    def prefill(self, obs_norm):
+        return self.sess["prefill"].run(None, {"obs": np.asarray(obs_norm, np.float32)})
 
-        self.step_sess, self.prefill_sess, self.decoder_sess = session("step"), session("prefill"), session("decoder")
-        tok, pol, norm = self.manifest["tokenizer"], self.manifest["policy"], self.manifest["normalization"]
-        self.K, self.codebook, self.levels = tok["num_tokens"], tok["codebook_size"], tok["fsq_levels"]
-        self.L, self.H, self.Dh = pol["n_layers"], pol["n_heads"], pol["head_dim"]
-        self.bos = pol["bos_id"]
-        self.obs_scale = np.asarray(norm["obs_scale"], np.float32)
-        self.obs_offset = np.asarray(norm["obs_offset"], np.float32)
-        self.act_scale = np.asarray(norm["action_scale"], np.float32)
-        self.act_offset = np.asarray(norm["action_offset"], np.float32)
-        self.graph_ms = 0.0  # ORT time of the last act()
+    def step(self, token, t, past_k, past_v, mem_k, mem_v):
+        return self.sess["step"].run(None, {"token": np.asarray(token, np.int64), "step": np.array([t], np.int64),
+                                            "past_k": past_k, "past_v": past_v, "mem_k": mem_k, "mem_v": mem_v})
 
-    def _run(self, sess, feeds):
-        t = time.perf_counter()
-        out = sess.run(None, feeds)
-        self.graph_ms += (time.perf_counter() - t) * 1e3
-        return out
+    def decode(self, codes, num_tokens):
+        return self.sess["decoder"].run(None, {"codes": np.asarray(codes, np.float32),
+                                               "num_tokens": np.asarray(num_tokens, np.int64)})[0]
 
-    def generate(self, obs: np.ndarray, max_tokens=None, temperature=0.0, top_k=0, seed=0) -> np.ndarray:
-        obs = np.asarray(obs, np.float32)
-        if obs.ndim == 2:
-            obs = obs[None]
-        k = self.K if max_tokens is None else int(max_tokens)
-        B = obs.shape[0]
-        self.graph_ms = 0.0
-        mem_k, mem_v = self._run(self.prefill_sess, {"obs": obs * self.obs_scale + self.obs_offset})
-        past_k = np.zeros((self.L, B, self.H, self.K, self.Dh), np.float32)
-        past_v = np.zeros_like(past_k)
-        token = np.full((B,), self.bos, np.int64)
-        rng = SplitMix64(seed)
-        ids = np.zeros((B, k), np.int64)
+    def encode(self, actions_norm):
+        return self.sess["encoder"].run(None, {"actions": np.asarray(actions_norm, np.float32)})[0]
+
+    def generate_norm(self, obs_norm, k=None, temperature=None, top_k=None, seed=0, return_logits=False):
+        """obs_norm [B, T, obs_dim] -> ids [B, k] (and logits [B, k, vocab])."""
+        k = self.K if k is None else k
+        temperature = self.temperature if temperature is None else temperature
+        top_k = self.top_k if top_k is None else top_k
+        B = obs_norm.shape[0]
+        rng = sampling.SplitMix64(seed)
+        mem_k, mem_v = self.prefill(obs_norm)
+        L, H, K, Dh = self.cache_shape
+        pk = np.zeros((L, B, H, K, Dh), np.float32)
+        pv = np.zeros_like(pk)
+        tok = np.full(B, self.cb, np.int64)
+        ids, logits_all = [], []
         for t in range(k):
-            logits, new_k, new_v = self._run(self.step_sess, {
-                "token": token, "step": np.array([t], np.int64), "past_k": past_k, "past_v": past_v,
-                "mem_k": mem_k, "mem_v": mem_v})
-            past_k[:, :, :, t] = new_k[:, :, :, 0]
-            past_v[:, :, :, t] = new_v[:, :, :, 0]
-            token = np.asarray(sample_batch(logits, self.codebook, temperature, top_k, rng), np.int64)
-            ids[:, t] = token
-        return ids
+            logits, nk, nv = self.step(tok, t, pk, pv, mem_k, mem_v)
+            pk[:, :, :, t:t + 1] = nk
+            pv[:, :, :, t:t + 1] = nv
+            tok = sampling.sample_batch(logits, self.cb, temperature, top_k, rng)
+            ids.append(tok)
+            logits_all.append(logits)
+        ids = np.stack(ids, 1)
+        return (ids, np.stack(logits_all, 1)) if return_logits else ids
 
-    def detokenize(self, ids: np.ndarray) -> np.ndarray:
-        B, k = ids.shape
-        codes = np.zeros((B, self.K, len(self.levels)), np.float32)
-        codes[:, :k] = _fsq_ids_to_codes(ids, self.levels)
-        (actions,) = self._run(self.decoder_sess, {"codes": codes, "num_tokens": np.full((B,), k, np.int64)})
-        actions = np.clip(actions, -1.0, 1.0)
-        return (actions - self.act_offset) / self.act_scale
+    # ---- raw units, the same calls as oat_edge.Policy ---------------------------------------
+    def _obs_norm(self, obs_raw):
+        obs = np.asarray(obs_raw, np.float32)
+        return (obs[None] if obs.ndim == 2 else obs) * self.obs_scale + self.obs_offset, obs.ndim == 2
 
-    def act(self, obs, max_tokens=None, temperature=0.0, top_k=0, seed=0) -> np.ndarray:
-        single = np.asarray(obs).ndim == 2
-        graph_ms = 0.0
-        ids = self.generate(obs, max_tokens, temperature, top_k, seed)
-        graph_ms = self.graph_ms
-        out = self.detokenize(ids)
-        self.graph_ms += graph_ms
+    def generate(self, obs_raw, max_tokens=None, temperature=None, top_k=None, seed=0):
+        obs, single = self._obs_norm(obs_raw)
+        ids = self.generate_norm(obs, max_tokens, temperature, top_k, seed)
+        return ids[0] if single else ids
+
+    def detokenize(self, ids, k=None):
+        ids = np.asarray(ids, np.int64)
+        B, n = ids.shape
+        k = n if k is None else k
+        full = np.zeros((B, self.K), np.int64)
+        full[:, :k] = ids[:, :k]
+        a = self.decode(fsq_ids_to_codes(full, self.levels), np.full(B, k, np.int64))
+        return (np.clip(a, -1, 1) - self.act_offset) / self.act_scale
+
+    def act(self, obs_raw, max_tokens=None, temperature=None, top_k=None, seed=0):
+        obs, single = self._obs_norm(obs_raw)
+        out = self.detokenize(self.generate_norm(obs, max_tokens, temperature, top_k, seed), max_tokens)
         return out[0] if single else out

@@ -3,6 +3,8 @@
 The C++ runtime (cpp/src/sampler.cpp) mirrors this file bit for bit, so that a seeded
 Python generate and a seeded C++ act produce the same tokens.
 """
+import math
+
 import numpy as np
 
 from .errors import InputError
@@ -59,11 +61,17 @@ def sample_token(logits_row, codebook_size, temperature=1.0, top_k=10, rng=None)
     if k > 0:
         order = order[:k]
     cand = l[order]
-    w = np.exp((cand - cand[0]) / float(temperature))
-    r = rng.uniform() * float(np.sum(w))
+    # Weights via libm's exp and summed sequentially in candidate order, exactly as the C++
+    # sampler does (np.exp / np.sum may differ in the last bit: SIMD exp, pairwise sums).
+    lmax, t = float(cand[0]), float(temperature)
+    w = [math.exp((float(c) - lmax) / t) for c in cand]
+    total = 0.0
+    for wi in w:
+        total += wi
+    r = rng.uniform() * total
     acc = 0.0
     for i, wi in enumerate(w):
-        acc += float(wi)
+        acc += wi
         if acc > r:
             return int(order[i])
     return int(order[-1])

@@ -13,7 +13,7 @@ from oat_edge.train.policy import ARPolicy, PolicyConfig, TokenPolicy
 from oat_edge.train.tokenizer import OATConfig, OATTokenizer
 from oat_export import check_parity, export_bundle
 from oat_export.__main__ import main as cli_main
-from oat_export.parity import OrtBundle
+from oat_edge.ort_reference import OrtBundle
 
 torch.set_num_threads(1)
 OBS, T, H, D, K = 5, 2, 8, 3, 4
@@ -88,9 +88,9 @@ def test_dynamic_batch_generate_and_act_match_pytorch(bundle, B):
     ob = OrtBundle(out)
     raw = tp.obs_normalizer.unnormalize(torch.rand(B, T, OBS) * 2 - 1)
     ids = tp.policy.generate(tp.obs_normalizer.normalize(raw), temperature=1.0, seed=9)
-    assert np.array_equal(ob.generate(tp.obs_normalizer.normalize(raw).numpy(), seed=9), ids.numpy())
+    assert np.array_equal(ob.generate_norm(tp.obs_normalizer.normalize(raw).numpy(), seed=9), ids.numpy())
     for k in (1, K):
-        assert np.allclose(ob.act(raw.numpy(), k=k, seed=9), tp.predict(raw, max_tokens=k, seed=9).numpy(), atol=1e-4)
+        assert np.allclose(ob.act(raw.numpy(), max_tokens=k, seed=9), tp.predict(raw, max_tokens=k, seed=9).numpy(), atol=1e-4)
 
 
 def test_parity_detects_a_model_changed_after_export(bundle):

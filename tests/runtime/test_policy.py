@@ -21,9 +21,9 @@ def policy(tiny_bundle):
 @pytest.fixture(scope="module")
 def reference(tiny_bundle):
     pytest.importorskip("onnxruntime")
-    from oat_edge.ort_reference import OrtPythonPolicy
+    from oat_edge.ort_reference import OrtBundle
 
-    return OrtPythonPolicy(tiny_bundle)
+    return OrtBundle(tiny_bundle)
 
 
 def _obs(cfg, batch=None, seed=0):

@@ -1,0 +1,45 @@
+"""Fixtures of the reliability suite.
+
+`bundle` is the tiny random-weight bundle of tests/conftest.py (fast), or the trained bundle named by
+OAT_EDGE_TEST_BUNDLE, so the same property tests can be pointed at a real model:
+
+    OAT_EDGE_TEST_BUNDLE=runs/<run>/bundle .venv/bin/python -m pytest -q tests/reliability
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ENV_BUNDLE = "OAT_EDGE_TEST_BUNDLE"
+
+
+@pytest.fixture(scope="session")
+def bundle(request):
+    path = os.environ.get(ENV_BUNDLE)
+    if path:
+        if not os.path.exists(path):
+            pytest.fail(f"{ENV_BUNDLE}={path!r} does not exist")
+        return path
+    return request.getfixturevalue("tiny_bundle")
+
+
+@pytest.fixture(scope="session")
+def policy(bundle):
+    from oat_edge import Policy
+
+    return Policy(bundle)
+
+
+@pytest.fixture(scope="session")
+def bounds(policy):
+    n = policy.info["manifest"]["normalization"]
+    return np.asarray(n["action_low"], np.float32), np.asarray(n["action_high"], np.float32)
+
+
+@pytest.fixture(scope="session")
+def child_env():
+    """Environment for a child interpreter that imports the same oat_edge as this one."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
