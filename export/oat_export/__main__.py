@@ -13,8 +13,9 @@ def main(argv=None):
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     ap.add_argument("--variants", nargs="*", default=[], choices=["fp32", "fp16", "int8"],
                     help="extra sibling bundles <out>_<precision> with measured error vs fp32")
-    ap.add_argument("--tasks", nargs="*", default=[])
-    ap.add_argument("--obs-layout", default="")
+    ap.add_argument("--tasks", nargs="*", default=None,
+                    help="task names of the one-hot in the observation (default: the checkpoint's)")
+    ap.add_argument("--obs-layout", default=None, help="observation layout text (default: the checkpoint's)")
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--no-parity", action="store_true")
     args = ap.parse_args(argv)
@@ -22,8 +23,17 @@ def main(argv=None):
     from oat_edge.train.policy import TokenPolicy
 
     from .export import export_bundle
+    import os
+    if not os.path.isfile(args.checkpoint):
+        print(f"oat_export: checkpoint {args.checkpoint!r} not found (train one with oat-edge train-policy)",
+              file=sys.stderr)
+        return 2
     tp = TokenPolicy.load(args.checkpoint)
-    rep = export_bundle(tp, args.out, tasks=args.tasks, obs_layout=args.obs_layout, opset=args.opset,
+    # train_policy stores the task list and observation layout next to the weights
+    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    tasks = args.tasks if args.tasks is not None else ck.get("tasks", [])
+    obs_layout = args.obs_layout if args.obs_layout is not None else ck.get("obs_layout", "")
+    rep = export_bundle(tp, args.out, tasks=tasks, obs_layout=obs_layout, opset=args.opset,
                         precision=args.precision, check_parity=not args.no_parity, variants=args.variants)
     print(json.dumps(rep, indent=2))
     return 0 if rep.get("ok", True) else 1

@@ -150,3 +150,13 @@ def test_default_sizes_match_reference_parameter_counts():
     n_enc = sum(p.numel() for p in tok.encoder.parameters())
     n_dec = sum(p.numel() for p in tok.decoder.parameters())
     assert 1.5e6 < n_enc < 1.7e6 and 4.1e6 < n_dec < 4.3e6  # SPEC: ~1.6 M / ~4.2 M
+
+
+def test_uniform_full_keep_k_trains_every_prefix_and_full_k_a_quarter_of_the_time():
+    torch.manual_seed(0)
+    k = tiny(keep_k="uniform-full").sample_keep_k(20000)
+    counts = torch.bincount(k, minlength=K + 1)[1:].float() / len(k)
+    assert torch.allclose(counts[:-1], torch.full((K - 1,), 0.75 / (K - 1)), atol=0.015)  # every k trained
+    assert abs(float(counts[-1]) - 0.25) < 0.015
+    with pytest.raises(ValueError, match="keep_k"):
+        tiny(keep_k="zipf")

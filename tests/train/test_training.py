@@ -160,14 +160,3 @@ def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path):
     assert [x["step"] for x in rec] == [1, 2, 3, 4]
     assert torch.load(tmp_path / "tok" / "ckpt.pt", weights_only=False)["step"] == 4
     assert "world size 2, ranks in sync" in r.stdout
-
-
-def test_uniform_full_keep_k_trains_every_prefix_and_full_k_a_quarter_of_the_time():
-    from oat_edge.train.train_tokenizer import sample_keep_k
-
-    torch.manual_seed(0)
-    k = sample_keep_k(20000, 8)
-    counts = torch.bincount(k, minlength=9)[1:].float() / len(k)
-    assert torch.allclose(counts[:-1], torch.full((7,), 0.75 / 7), atol=0.015)  # every k trained
-    assert abs(float(counts[-1]) - 0.25) < 0.015
-    assert int(k.min()) == 1 and int(k.max()) == 8

@@ -100,6 +100,14 @@ def setup(device: str = "cpu") -> Dist:
 def teardown(d: Dist):
     if d.world > 1 and dist.is_initialized():
         dist.barrier()
+        # Gloo can std::terminate a rank whose peer closes its sockets while the last collective
+        # is still draining (seen here as a rare SIGABRT at exit). A rendezvous through the
+        # TCP store, which is not a gloo pair, makes sure every rank is past the barrier first.
+        store = dist.distributed_c10d._get_default_store()
+        store.add("oat_edge/teardown", 1)
+        deadline = time.monotonic() + 60
+        while store.add("oat_edge/teardown", 0) < d.world and time.monotonic() < deadline:
+            time.sleep(0.01)
         dist.destroy_process_group()
 
 

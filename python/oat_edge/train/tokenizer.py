@@ -76,6 +76,10 @@ def _merge(x):
 # config
 
 
+KEEP_K = ("pow2", "uniform", "uniform-full")
+P_FULL = 0.25  # "uniform-full": share of samples that keep all K tokens
+
+
 @dataclass
 class OATConfig:
     action_dim: int = 4
@@ -92,7 +96,11 @@ class OATConfig:
     dropout: float = 0.1
     nested_dropout: bool = True  # False = OATX
     causal_registers: bool = True  # False = registers attend to each other freely
-    keep_k: str = "pow2"  # nested-dropout prefix distribution: "pow2" | "uniform"
+    # nested-dropout prefix distribution: "pow2" (k in {1,2,4,8}), "uniform" (1..K), or
+    # "uniform-full" (K with probability 1/4, else uniform in 1..K-1). Measured on Meta-World demos
+    # (docs/DATA.md): with "uniform" the full-K path gets 1/K of the samples and k=8 reconstructs
+    # worse than k=7; with "pow2" k=3,5,6,7 are never trained and the error is not monotonic in k.
+    keep_k: str = "pow2"
 
     def __post_init__(self):
         self.fsq_levels = tuple(int(l) for l in self.fsq_levels)
@@ -105,8 +113,8 @@ class OATConfig:
             raise ValueError(f"OATConfig.enc_width: expected a multiple of enc_heads={self.enc_heads}, got {self.enc_width}")
         if self.dec_width % self.dec_heads:
             raise ValueError(f"OATConfig.dec_width: expected a multiple of dec_heads={self.dec_heads}, got {self.dec_width}")
-        if self.keep_k not in ("pow2", "uniform"):
-            raise ValueError(f"OATConfig.keep_k: expected 'pow2' or 'uniform', got {self.keep_k!r}")
+        if self.keep_k not in KEEP_K:
+            raise ValueError(f"OATConfig.keep_k: expected one of {KEEP_K}, got {self.keep_k!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,6 +327,10 @@ class OATTokenizer(nn.Module):
         return self.decoder(codes, self._check_k(num_tokens, codes.shape[0], codes.device))
 
     def sample_keep_k(self, B, device=None):
+        if self.cfg.keep_k == "uniform-full":
+            K = self.num_tokens
+            k = torch.randint(1, max(K, 2), (B,), device=device).clamp(max=K)
+            return torch.where(torch.rand(B, device=device) < P_FULL, torch.full_like(k, K), k)
         idx = torch.randint(len(self._keep_choices), (B,), device=device)
         return self._keep_choices.to(device)[idx]
 

@@ -22,30 +22,9 @@ import torch
 from oat_edge.train import distributed as D
 from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.normalizer import Normalizer
+from oat_edge.train.tokenizer import KEEP_K
 
 VARIANTS = ("oat", "oatx", "oat-nocausal", "bin")
-# nested-dropout prefix-length distributions: OATConfig's two, plus "uniform-full" (trainer-side):
-# keep all K tokens with probability 1/4, else k uniform in 1..K-1. Measured here: with "uniform"
-# the full-K path is trained on 1/8 of the samples and k=8 reconstructs *worse* than k=7; with
-# "pow2" k=3,5,6,7 are never trained and the error is not monotonic in k.
-KEEP_K = ("pow2", "uniform", "uniform-full")
-P_FULL = 0.25
-
-
-def sample_keep_k(B: int, K: int, device=None) -> torch.Tensor:
-    """The "uniform-full" distribution: K with probability P_FULL, else uniform in 1..K-1."""
-    k = torch.randint(1, max(K, 2), (B,), device=device).clamp(max=K)
-    return torch.where(torch.rand(B, device=device) < P_FULL, torch.full_like(k, K), k)
-
-
-def nested_loss(tok, actions_raw):
-    """OATTokenizer.loss with the "uniform-full" prefix distribution (same MSE objective)."""
-    a = tok.normalizer.normalize(tok._check_actions("actions_raw", actions_raw))
-    codes, ids = tok.encode(a)
-    keep = sample_keep_k(a.shape[0], tok.num_tokens, a.device)
-    loss = torch.nn.functional.mse_loss(tok.decoder(codes, keep), a)
-    return loss, {"mse": loss.detach(), "keep_k_mean": keep.float().mean()}
-
 # The CPU recipe (docs/DATA.md): SPEC's 256-wide reference is ~6M params and too slow for the
 # 30-minute budget on 2 cores; these sizes meet the reconstruction targets in that budget.
 RECIPE = dict(width=96, enc_depth=2, dec_depth=2, heads=4, dropout=0.0,
@@ -65,7 +44,7 @@ def build_tokenizer(variant: str, action_dim: int, horizon: int, width: int, enc
                     fsq_levels=tuple(fsq_levels), enc_width=width, enc_depth=enc_depth,
                     enc_heads=heads, dec_width=width, dec_depth=dec_depth, dec_heads=heads,
                     dec_ff=ff, dropout=dropout,
-                    keep_k="uniform" if keep_k == "uniform-full" else keep_k,
+                    keep_k=keep_k,
                     nested_dropout=(variant != "oatx"),
                     causal_registers=(variant != "oat-nocausal"))
     return OATTokenizer(cfg)
@@ -173,11 +152,7 @@ def main(argv=None):
     val_actions = val.actions[:2048].to(d.device)
     K = tok.num_tokens
 
-    custom_keep = args.keep_k == "uniform-full" and args.variant != "oatx"
-
     def loss_fn(model, idx):
-        if custom_keep:
-            return nested_loss(model, train_actions[idx])
         loss, inf = model.loss(train_actions[idx])
         return loss, {k: v for k, v in inf.items() if k != "ids"}
 
