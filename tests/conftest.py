@@ -72,6 +72,13 @@ def write_tiny_bundle(out_dir):
 
 
 @pytest.fixture(scope="session")
+def tiny_token_policy():
+    """The PyTorch TokenPolicy that `tiny_bundle` was exported from (same seed, same weights)."""
+    pytest.importorskip("torch")
+    return _tiny_token_policy()
+
+
+@pytest.fixture(scope="session")
 def tiny_config():
     """The dimensions of `tiny_bundle` (a copy: tests may not edit it)."""
     return dict(TINY)

@@ -3,7 +3,7 @@
 import torch
 import torch.nn as nn
 
-from .normalizer import Normalizer
+from .normalizer import Normalizer, check_action_chunks
 
 
 class BinTokenizer(nn.Module):
@@ -32,13 +32,7 @@ class BinTokenizer(nn.Module):
         return self
 
     def _check_actions(self, a):
-        a = torch.as_tensor(a, dtype=torch.float32)
-        if a.ndim != 3 or tuple(a.shape[1:]) != (self.horizon, self.action_dim):
-            raise ValueError(f"actions_raw: expected shape [B, {self.horizon}, {self.action_dim}] "
-                             f"(horizon, action_dim), got {list(a.shape)}")
-        if not torch.isfinite(a).all():
-            raise ValueError("actions_raw: expected finite values, got NaN/Inf")
-        return a
+        return check_action_chunks(a, self.horizon, self.action_dim)
 
     @torch.no_grad()
     def tokenize(self, actions_raw):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .normalizer import Normalizer
+from .normalizer import Normalizer, check_action_chunks
 
 _SEP = -1  # separates sequences in the flat BPE work array
 
@@ -121,13 +121,7 @@ class FASTTokenizer:
         return np.einsum("kt,bkd->btd", self._dct, np.asarray(coeffs, dtype=np.float64))
 
     def _check_actions(self, a):
-        a = torch.as_tensor(a, dtype=torch.float32)
-        if a.ndim != 3 or tuple(a.shape[1:]) != (self.horizon, self.action_dim):
-            raise ValueError(f"actions_raw: expected shape [B, {self.horizon}, {self.action_dim}] "
-                             f"(horizon, action_dim), got {list(a.shape)}")
-        if not torch.isfinite(a).all():
-            raise ValueError("actions_raw: expected finite values, got NaN/Inf")
-        return a
+        return check_action_chunks(a, self.horizon, self.action_dim)
 
     def quantize(self, actions_raw):
         """raw actions [B, H, D] -> integer coefficients [B, H, D] (normalize, clamp, DCT, round)."""

@@ -73,3 +73,14 @@ class Normalizer(nn.Module):
         if (n.scale == 0).any():
             raise ValueError("scale: expected non-zero values, got a zero")
         return n
+
+
+def check_action_chunks(a, horizon: int, action_dim: int, name: str = "actions_raw") -> torch.Tensor:
+    """Every tokenizer's input check: float32 [B, horizon, action_dim], finite."""
+    a = torch.as_tensor(a).to(torch.float32)
+    if a.ndim != 3 or tuple(a.shape[1:]) != (horizon, action_dim):
+        raise ValueError(f"{name}: expected shape [B, {horizon}, {action_dim}] "
+                         f"(horizon, action_dim), got {list(a.shape)}")
+    if not torch.isfinite(a).all():
+        raise ValueError(f"{name}: expected finite values, got NaN/Inf")
+    return a

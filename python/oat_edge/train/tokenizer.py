@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .fsq import FSQ
-from .normalizer import Normalizer
+from .normalizer import Normalizer, check_action_chunks
 
 NEG_INF = float("-inf")
 
@@ -292,13 +292,7 @@ class OATTokenizer(nn.Module):
 
     # -- input checks -------------------------------------------------------------------------
     def _check_actions(self, name, a):
-        a = torch.as_tensor(a).to(torch.float32)
-        if a.ndim != 3 or tuple(a.shape[1:]) != (self.horizon, self.action_dim):
-            raise ValueError(f"{name}: expected shape [B, {self.horizon}, {self.action_dim}] "
-                             f"(horizon, action_dim), got {list(a.shape)}")
-        if not torch.isfinite(a).all():
-            raise ValueError(f"{name}: expected finite values, got NaN/Inf")
-        return a
+        return check_action_chunks(a, self.horizon, self.action_dim, name)
 
     def _check_k(self, k, B, device):
         K = self.num_tokens
