@@ -27,7 +27,7 @@ from oat_edge.train.policy import ARPolicy, PolicyConfig, TokenPolicy
 from oat_edge.train.train_tokenizer import load_tokenizer
 
 # CPU recipe (docs/DATA.md): smaller and faster-learning than SPEC's 256-wide reference.
-RECIPE = dict(width=128, layers=2, heads=4, dropout=0.1, steps=1500, batch=128, lr=1e-3,
+RECIPE = dict(width=128, layers=4, heads=4, dropout=0.1, steps=5000, batch=128, lr=1e-3,
               warmup=100, obs_lr_scale=1.0)
 
 
