@@ -18,6 +18,6 @@ fi
 echo
 .venv/bin/oat-edge eval "$BUNDLE" --episodes "$EPISODES" --ks 1 2 4 8 --workers 2 --out runs/demo_eval
 echo
-echo "== anytime inference: a 2 ms latency budget per replan instead of a fixed k"
-.venv/bin/oat-edge eval "$BUNDLE" --episodes "$EPISODES" --ks 8 --latency-budget-ms 2 --workers 2 \
+echo "== anytime inference: a 3 ms latency budget per replan instead of a fixed k"
+.venv/bin/oat-edge eval "$BUNDLE" --episodes "$EPISODES" --ks 8 --latency-budget-ms 3 --workers 2 \
   --no-expert --out runs/demo_eval_budget
