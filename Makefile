@@ -29,8 +29,13 @@ $(TINY_BUNDLE)/model.onnx: tests/conftest.py $(wildcard export/oat_export/*.py)
 	rm -rf $(TINY_BUNDLE)
 	$(PY) -W ignore -c "import sys; sys.path.insert(0, 'tests'); import conftest; conftest.write_tiny_bundle('$(TINY_BUNDLE)')"
 
+# The ORT library the C++ tests load, found at test time: on a fresh venv the onnxruntime wheel is
+# installed only after the CMake configure step, so a path baked in at configure time can be empty.
+ORT_LIB = $(shell $(PY) -c 'from oat_edge.ort_library import find_ort_library as f; print(f(None))' 2>/dev/null)
+
 test-cpp: $(TINY_BUNDLE)/model.onnx
 	@if [[ -f "$(BUILD_DIR)/CTestTestfile.cmake" ]]; then \
+	  OAT_EDGE_ORT_LIBRARY="$${OAT_EDGE_ORT_LIBRARY:-$(ORT_LIB)}" \
 	  OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" ctest --test-dir "$(BUILD_DIR)" --output-on-failure -j $(JOBS); \
 	else echo "test-cpp: no CTest tree in $(BUILD_DIR) (run make setup)" >&2; exit 1; fi
 
@@ -52,6 +57,7 @@ asan: $(TINY_BUNDLE)/model.onnx
 	  -DOAT_EDGE_SANITIZE=ON -DOAT_EDGE_BUILD_TESTS=ON -DOAT_EDGE_BUILD_TOOLS=ON
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	set -o pipefail; OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" \
+	  OAT_EDGE_ORT_LIBRARY="$${OAT_EDGE_ORT_LIBRARY:-$(ORT_LIB)}" \
 	  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(ASAN_DIR) --output-on-failure --no-tests=error | tee $(ASAN_DIR)/ctest.log
 	@if grep -q "Skipped\|Not Run" $(ASAN_DIR)/ctest.log; then echo "asan: a test was skipped (see above)" >&2; exit 1; fi

@@ -181,6 +181,9 @@ struct Policy::Impl {
     }
   }
   void decode_locked(int batch, int k, float* out, ActStats& st);
+  template <typename Finish>
+  int timed_generate(const float* obs, int batch, const void* out, const ActOptions& opt, ActStats* stats,
+                     Finish&& finish);
 
   template <typename T>
   Ort::Value tensor(T* data, size_t count, std::vector<int64_t> shape) {
@@ -429,50 +432,45 @@ auto guarded(const char* what, F&& f) {
 }
 }  // namespace
 
+// act() and generate() share everything but the output: validation, the locked AR loop with its
+// KV-cache reset on failure, and the stats (timings, allocation counts). `finish(k, st)` writes
+// the output while the lock is still held.
+template <typename Finish>
+int Policy::Impl::timed_generate(const float* obs, int batch, const void* out, const ActOptions& opt,
+                                 ActStats* stats, Finish&& finish) {
+  std::lock_guard<std::mutex> lock(mu);
+  const auto t0 = Clock::now();
+  const uint64_t alloc0 = allocs_now();
+  ort_allocs = 0;
+  check_batch(batch);
+  check_ptr(obs, "obs");
+  check_ptr(out, "out");
+  ResolvedAct r = resolve_act(opt, m, seed_stream);
+  ActStats st;
+  int k = generate_locked_or_reset(obs, batch, r, st);
+  finish(k, st);
+  st.total_ms = ms_since(t0);
+  st.overhead_ms = st.total_ms - (st.prefill_ms + st.step_ms + st.decode_ms);
+  if (alloc_count) {
+    st.allocs_total = static_cast<int64_t>(allocs_now() - alloc0);
+    st.allocs_in_ort = static_cast<int64_t>(ort_allocs);
+  }
+  if (stats) *stats = st;
+  return k;
+}
+
 int Policy::generate(const float* obs, int batch, int64_t* out_ids, const ActOptions& opt, ActStats* stats) {
   return guarded("generate", [&] {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    const auto t0 = Clock::now();
-    const uint64_t alloc0 = impl_->allocs_now();
-    impl_->ort_allocs = 0;
-    check_batch(batch);
-    check_ptr(obs, "obs");
-    check_ptr(out_ids, "out_ids");
-    ResolvedAct r = resolve_act(opt, impl_->m, impl_->seed_stream);
-    ActStats st;
-    int k = impl_->generate_locked_or_reset(obs, batch, r, st);
-    std::memcpy(out_ids, impl_->ids.data(), sizeof(int64_t) * size_t(batch) * impl_->m.num_tokens);
-    st.total_ms = ms_since(t0);
-    st.overhead_ms = st.total_ms - (st.prefill_ms + st.step_ms + st.decode_ms);
-    if (impl_->alloc_count) {
-      st.allocs_total = static_cast<int64_t>(impl_->allocs_now() - alloc0);
-      st.allocs_in_ort = static_cast<int64_t>(impl_->ort_allocs);
-    }
-    if (stats) *stats = st;
-    return k;
+    return impl_->timed_generate(obs, batch, out_ids, opt, stats, [&](int, ActStats&) {
+      std::memcpy(out_ids, impl_->ids.data(), sizeof(int64_t) * size_t(batch) * impl_->m.num_tokens);
+    });
   });
 }
 
 void Policy::act(const float* obs, int batch, float* out, const ActOptions& opt, ActStats* stats) {
   guarded("act", [&] {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    const auto t0 = Clock::now();
-    const uint64_t alloc0 = impl_->allocs_now();
-    impl_->ort_allocs = 0;
-    check_batch(batch);
-    check_ptr(obs, "obs");
-    check_ptr(out, "out");
-    ResolvedAct r = resolve_act(opt, impl_->m, impl_->seed_stream);
-    ActStats st;
-    int k = impl_->generate_locked_or_reset(obs, batch, r, st);
-    impl_->decode_locked(batch, k, out, st);
-    st.total_ms = ms_since(t0);
-    st.overhead_ms = st.total_ms - (st.prefill_ms + st.step_ms + st.decode_ms);
-    if (impl_->alloc_count) {
-      st.allocs_total = static_cast<int64_t>(impl_->allocs_now() - alloc0);
-      st.allocs_in_ort = static_cast<int64_t>(impl_->ort_allocs);
-    }
-    if (stats) *stats = st;
+    impl_->timed_generate(obs, batch, out, opt, stats,
+                          [&](int k, ActStats& st) { impl_->decode_locked(batch, k, out, st); });
   });
 }
 
