@@ -99,7 +99,8 @@ def cmd_eval(a) -> int:
     res = evaluate(a.bundle, tasks=a.tasks, episodes=a.episodes, ks=a.ks,
                    latency_budget_ms=a.latency_budget_ms, hz=a.hz, workers=a.workers,
                    seed=a.seed, out_dir=a.out, expert=not a.no_expert,
-                   background=not a.sync, threads=a.threads, progress=not a.quiet)
+                   background=not a.sync, threads=a.threads, progress=not a.quiet,
+                   n_action_steps=a.n_action_steps)
     from .evaluate import markdown_table
     print(markdown_table(res))
     print(f"wrote {os.path.join(a.out, 'results.json')} (+ results.md, *.png)")
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--workers", type=_positive_int, default=2, help="parallel processes")
     q.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
     q.add_argument("--no-expert", action="store_true", help="skip the scripted-expert baseline")
+    q.add_argument("--n-action-steps", type=_positive_int, default=None,
+                   help="receding horizon: execute this many steps of each chunk, then replan "
+                        "(default: the bundle's n_action_steps)")
     loop_flags(q)
     q.set_defaults(fn=cmd_eval)
 

@@ -49,11 +49,13 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
 
 
 def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
-                       latency_budget_ms=None, background=True, act_seed=None) -> dict:
+                       latency_budget_ms=None, background=True, act_seed=None,
+                       n_action_steps=None) -> dict:
     env.reset(layout_seed)
     low, high = _bounds(policy, env)
     loop = ControlLoop(policy, env.observation, env.step, hz=hz, max_tokens=k,
                        latency_budget_ms=latency_budget_ms, background=background,
+                       n_action_steps=n_action_steps,
                        virtual_time=True, action_low=low, action_high=high, seed=act_seed)
     try:
         s = loop.run(env.max_steps, until=lambda: env.done)
@@ -85,7 +87,8 @@ def _shard(job: dict) -> dict:
     for _ in range(3):
         policy.act(env.reset(0), max_tokens=job["k"])
     eps = [run_policy_episode(policy, env, s, job["k"], job["hz"], job["latency_budget_ms"],
-                              job["background"], act_seed=s * 7919 + job["k"])
+                              job["background"], act_seed=s * 7919 + job["k"],
+                              n_action_steps=job["n_action_steps"])
            for s in seeds]
     env.close()
     lat = [x for e in eps for x in e["latencies"]]
@@ -121,7 +124,7 @@ def evaluate(bundle, tasks=None, episodes: int = 50, ks=(1, 2, 4, 8), latency_bu
              hz: float = 50.0, workers: int = 2, seed: int = 0, out_dir="runs/eval",
              expert: bool = True, background: bool = True, threads: int = 1,
              policy_factory="oat_edge:Policy", progress: bool = True,
-             plots: bool = True) -> dict:
+             plots: bool = True, n_action_steps=None) -> dict:
     """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict."""
     if not (isinstance(episodes, int) and episodes >= 1):
         raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
@@ -142,13 +145,16 @@ def evaluate(bundle, tasks=None, episodes: int = 50, ks=(1, 2, 4, 8), latency_bu
     unknown = [t for t in tasks if bundle_tasks and t not in bundle_tasks]
     if unknown:
         raise ValueError(f"tasks {unknown} are not in the bundle's tasks {bundle_tasks}")
+    H = int(info["horizon"])
+    if n_action_steps is not None and not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= H):
+        raise ValueError(f"n_action_steps must be an int in 1..{H} (the chunk length), got {n_action_steps!r}")
     codebook = int(info.get("codebook_size")
                    or (info.get("manifest") or {}).get("tokenizer", {}).get("codebook_size"))
     del policy
 
     common = dict(bundle=os.fspath(bundle), episodes=episodes, seed=seed, hz=hz,
                   latency_budget_ms=latency_budget_ms, background=background, threads=threads,
-                  factory=policy_factory)
+                  factory=policy_factory, n_action_steps=n_action_steps)
     jobs = [dict(common, task=t, k=k) for t in tasks for k in ks]
     if expert:
         jobs += [dict(common, task=t, k="expert") for t in tasks]
@@ -170,6 +176,7 @@ def evaluate(bundle, tasks=None, episodes: int = 50, ks=(1, 2, 4, 8), latency_bu
     results: dict = {"bundle": os.fspath(bundle), "tasks": tasks, "ks": ks,
                      "episodes": episodes, "seed": seed, "hz": hz,
                      "latency_budget_ms": latency_budget_ms, "background": background,
+                     "n_action_steps": n_action_steps or int(info["n_action_steps"]),
                      "codebook_size": codebook,
                      "bits": {str(k): k * math.log2(codebook) for k in ks},
                      "per_task": {t: {} for t in tasks}, "expert": {},

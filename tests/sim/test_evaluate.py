@@ -49,8 +49,33 @@ def test_evaluate_reports_success_per_k_expert_and_writes_artifacts(tmp_path):
 
 @pytest.mark.parametrize("kw,msg", [({"ks": (0,)}, "ks must be"), ({"ks": (9,)}, "ks must be"),
                                     ({"tasks": ["push-v3"]}, "not in the bundle"),
-                                    ({"episodes": 0}, "episodes")])
+                                    ({"episodes": 0}, "episodes"),
+                                    ({"n_action_steps": 0}, "n_action_steps"),
+                                    ({"n_action_steps": 5}, "n_action_steps")])
 def test_evaluate_rejects_bad_arguments(tmp_path, kw, msg):
     with pytest.raises(ValueError, match=msg):
         evaluate("fake-bundle", workers=1, out_dir=tmp_path, policy_factory=ExpertBackedPolicy,
                  progress=False, **kw)
+
+
+class CountingPolicy(ExpertBackedPolicy):
+    calls = 0
+
+    def act(self, obs, **kw):
+        CountingPolicy.calls += 1
+        return super().act(obs, **kw)
+
+
+def test_evaluate_n_action_steps_overrides_the_bundles_receding_horizon(tmp_path):
+    def run(**kw):
+        CountingPolicy.calls = 0
+        res = evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path, expert=False,
+                       policy_factory=CountingPolicy, progress=False, background=False, **kw)
+        cell = res["per_task"]["reach-v3"]["8"]
+        return res["n_action_steps"], CountingPolicy.calls / cell["mean_steps"]
+
+    steps_default, calls_per_step_default = run()
+    steps_3, calls_per_step_3 = run(n_action_steps=3)
+    assert (steps_default, steps_3) == (1, 3)  # the bundle's own value, then the override
+    # replanning every 3 steps instead of every step: about a third of the act calls
+    assert calls_per_step_3 < 0.5 * calls_per_step_default
