@@ -205,24 +205,26 @@ class Policy:
         latency_budget_ms, generation stops early (never below min_tokens) to meet the budget.
         return_stats=True returns (actions, stats); stats are also kept in `last_stats`.
         """
-        x, single = self._obs(obs)
-        opt = self._options(max_tokens, temperature, top_k, seed, latency_budget_ms, min_tokens)
-        actions, stats = self._core.act(x, **opt)
-        self.last_stats = stats
-        actions = actions[0] if single else actions
-        return (actions, stats) if return_stats else actions
+        return self._run(self._core.act, obs, max_tokens, temperature, top_k, seed,
+                         latency_budget_ms, min_tokens, return_stats)
 
     def generate(self, obs, max_tokens: int | None = None, temperature: float | None = None,
                  top_k: int | None = None, seed: int | None = None,
                  latency_budget_ms: float | None = None, return_stats: bool = False,
                  min_tokens: int | None = None):
         """Token ids only: obs as in act -> int64 [K] or [B, K]; entries past tokens_used are -1."""
+        return self._run(self._core.generate, obs, max_tokens, temperature, top_k, seed,
+                         latency_budget_ms, min_tokens, return_stats)
+
+    def _run(self, core_fn, obs, max_tokens, temperature, top_k, seed, latency_budget_ms,
+             min_tokens, return_stats):
+        """act/generate: validate in numpy, run the C++ loop (GIL released), unbatch."""
         x, single = self._obs(obs)
         opt = self._options(max_tokens, temperature, top_k, seed, latency_budget_ms, min_tokens)
-        ids, stats = self._core.generate(x, **opt)
+        out, stats = core_fn(x, **opt)
         self.last_stats = stats
-        ids = ids[0] if single else ids
-        return (ids, stats) if return_stats else ids
+        out = out[0] if single else out
+        return (out, stats) if return_stats else out
 
     def detokenize(self, ids, k: int | None = None) -> np.ndarray:
         """ids [k'] or [B, k'] (ints in [0, codebook_size)) -> [H_a, D_a] or [B, H_a, D_a].

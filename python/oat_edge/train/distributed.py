@@ -52,6 +52,19 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr: expected > 0, given {self.lr}")
 
 
+def add_run_flags(p) -> None:
+    """The flags every training command shares: split, checkpoint/eval/log cadence, seed, device."""
+    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out episodes per task")
+    p.add_argument("--ckpt-every", type=int, default=500)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/ckpt.pt")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup

@@ -70,15 +70,7 @@ def main(argv=None):
     # Meta-World recipe (docs/eval): executing 8 of the 32 predicted steps before replanning
     # gives 82-90% success at k=8 vs 72-76% with SPEC's 16.
     p.add_argument("--n-action-steps", type=int, default=8)
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
+    D.add_run_flags(p)
     args = p.parse_args(argv)
 
     d = D.setup(args.device)
