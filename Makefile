@@ -29,8 +29,8 @@ $(TINY_BUNDLE)/model.onnx: tests/conftest.py $(wildcard export/oat_export/*.py)
 	rm -rf $(TINY_BUNDLE)
 	$(PY) -W ignore -c "import sys; sys.path.insert(0, 'tests'); import conftest; conftest.write_tiny_bundle('$(TINY_BUNDLE)')"
 
-# The ORT library the C++ tests load, found at test time: on a fresh venv the onnxruntime wheel is
-# installed only after the CMake configure step, so a path baked in at configure time can be empty.
+# The ORT library the C++ tests load, found at test time (the only place it is looked up for them):
+# on a fresh venv the onnxruntime wheel is installed only after the CMake configure step.
 ORT_LIB = $(shell $(PY) -c 'from oat_edge.ort_library import find_ort_library as f; print(f(None))' 2>/dev/null)
 
 test-cpp: $(TINY_BUNDLE)/model.onnx

@@ -1,6 +1,6 @@
 // End-to-end on a real bundle: OAT_EDGE_TEST_BUNDLE=<dir> (skipped, exit 77, when unset).
-// ORT library: argv[1] (CMake passes the Python wheel's library when it finds one), else
-// OAT_EDGE_ORT_LIBRARY / the system search of ort_loader.
+// ORT library: argv[1] (-DOAT_EDGE_TEST_ORT_LIBRARY), else OAT_EDGE_ORT_LIBRARY (set by make
+// test-cpp / make asan), else the system search of ort_loader.
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>

@@ -28,9 +28,9 @@ def main(argv=None):
         print(f"oat_export: checkpoint {args.checkpoint!r} not found (train one with oat-edge train-policy)",
               file=sys.stderr)
         return 2
-    tp = TokenPolicy.load(args.checkpoint)
-    # train_policy stores the task list and observation layout next to the weights
     ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    tp = TokenPolicy.from_checkpoint(ck)
+    # train_policy stores the task list and observation layout next to the weights
     tasks = args.tasks if args.tasks is not None else ck.get("tasks", [])
     obs_layout = args.obs_layout if args.obs_layout is not None else ck.get("obs_layout", "")
     rep = export_bundle(tp, args.out, tasks=tasks, obs_layout=obs_layout, opset=args.opset,
