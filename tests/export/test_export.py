@@ -143,3 +143,12 @@ def test_cli_exports_a_saved_checkpoint(tmp_path, capsys):
     assert rc == 0 and rep["ok"] and "int8" in rep["variants"]
     d = mf.load_manifest(tmp_path / "b")
     assert d["precision"] == "int8" and d["tasks"] == ["reach-v3", "push-v3"]
+
+
+def test_export_cli_missing_checkpoint_exits_2_with_a_clear_message(tmp_path, capsys):
+    from oat_export.__main__ import main
+
+    assert main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.pt" in err and "not found" in err
+    assert not (tmp_path / "b").exists()
