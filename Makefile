@@ -25,7 +25,7 @@ test: setup test-cpp test-py
 
 # The C++ end-to-end test runs a tiny random-weight bundle, exported by the same code as pytest's.
 TINY_BUNDLE := build/tiny_bundle
-$(TINY_BUNDLE)/model.onnx: tests/conftest.py $(wildcard export/oat_export/*.py)
+$(TINY_BUNDLE)/model.onnx: tests/conftest.py $(wildcard export/oat_export/*.py) $(wildcard python/oat_edge/train/*.py)
 	rm -rf $(TINY_BUNDLE)
 	$(PY) -W ignore -c "import sys; sys.path.insert(0, 'tests'); import conftest; conftest.write_tiny_bundle('$(TINY_BUNDLE)')"
 

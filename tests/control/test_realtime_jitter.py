@@ -65,9 +65,21 @@ class P:
         time.sleep(0.005)
         return np.zeros((32, 4)), {"tokens_used": 8}
 
+def preempted_window_fraction(seconds=4.0, window=0.02, gap=1e-3):
+    t0 = t = time.perf_counter()
+    bad = set()
+    while t - t0 < seconds:
+        n = time.perf_counter()
+        if n - t > gap:
+            bad.add(int((t - t0) / window))
+        t = n
+    return len(bad) / (seconds / window)
+
 with ControlLoop(P(), lambda: np.zeros((1, 1)), lambda a: None, hz=50, rt_priority=50) as loop:
     s = loop.run(200)
-print(json.dumps({"jitter": s["jitter_ms"], "rt": s["rt_priority"]}))
+    # only on failure, and still under SCHED_FIFO: can the machine itself keep this thread running?
+    noisy = preempted_window_fraction() if s["jitter_ms"]["p99"] > 1.0 else 0.0
+print(json.dumps({"jitter": s["jitter_ms"], "rt": s["rt_priority"], "bare_spin_preempted": noisy}))
 """
 
 
@@ -84,7 +96,13 @@ def test_50hz_jitter_p99_within_1ms_under_sched_fifo_even_on_a_loaded_machine():
     r = json.loads(out.stdout.strip().splitlines()[-1])
     if not r["rt"].startswith("SCHED_FIFO"):
         pytest.skip(f"no real-time scheduling here: {r['rt']}")
-    assert r["jitter"]["p99"] <= 1.0, f"measured jitter {r['jitter']}"
+    if r["jitter"]["p99"] > 1.0 and r["bare_spin_preempted"] > 0.01:
+        # SCHED_FIFO beats every process on this kernel, not the hypervisor: a VM whose vCPU is
+        # descheduled stalls a bare spin loop just the same, so the loop is not what is measured.
+        pytest.skip(f"even under SCHED_FIFO a bare spinning thread lost the CPU for > 1 ms in "
+                    f"{r['bare_spin_preempted']:.1%} of 20 ms windows (vCPU preemption); loop jitter "
+                    f"p99 {r['jitter']['p99']:.3f} ms not attributable to the loop")
+    assert r["jitter"]["p99"] <= 1.0, f"measured jitter {r['jitter']}, bare-spin preemption {r['bare_spin_preempted']:.1%}"
 
 
 def test_inference_worker_never_inherits_real_time_priority():

@@ -86,6 +86,22 @@ class PolicyBlock(nn.Module):
         x = x + self.drop(self.proj2(_merge(y)))
         return x + self.mlp(self.norm3(x)), k, v
 
+    def step(self, x, past_k, past_v, mask, mem_k, mem_v):
+        """forward() for one position, written for a small exported graph: x [B,w] stays 2-D (each
+        Linear is one Gemm), heads are one constant-target Reshape (no transposes when T=1) and the
+        1/sqrt(Dh) scale rides on q. Inference only (no dropout). past_k/v [B,H,K,Dh], mask [1,K+1] -> (x, new_k, new_v [B,H,1,Dh])."""
+        H, w = self.n_heads, int(x.shape[-1])  # int(): a constant in the traced graph
+        Dh = w // H
+        q, k, v = self.qkv(self.norm1(x)).split(w, dim=-1)
+        q = q.reshape(-1, H, 1, Dh) * (1.0 / Dh**0.5)
+        k, v = k.reshape(-1, H, 1, Dh), v.reshape(-1, H, 1, Dh)
+        att = F.softmax(q @ torch.cat([past_k, k], 2).transpose(-2, -1) + mask, dim=-1)
+        x = x + self.proj1((att @ torch.cat([past_v, v], 2)).reshape(-1, w))
+        q = self.q(self.norm2(x)).reshape(-1, H, 1, Dh) * (1.0 / Dh**0.5)
+        att = F.softmax(q @ mem_k.transpose(-2, -1), dim=-1)
+        x = x + self.proj2((att @ mem_v).reshape(-1, w))
+        return x + self.mlp(self.norm3(x)), k, v
+
 
 class ARPolicy(nn.Module):
     def __init__(self, cfg):
@@ -150,18 +166,17 @@ class ARPolicy(nn.Module):
         """One position (DESIGN.md §5). token [B] int64, step [1] int64,
         past_k/v [L,B,H,K,Dh] (slots >= step ignored), mem_k/v [L,B,H,T,Dh]
         -> logits [B,vocab], new_k/new_v [L,B,H,1,Dh]."""
-        x = self.tok_emb(token).unsqueeze(1) + self.pos_emb[step].unsqueeze(0)  # [B,1,w]
+        x = self.tok_emb(token) + self.pos_emb[step]  # [B,w]: one position, kept 2-D
         # fixed-shape mask over [K past slots | this position]: past slots >= step -> -inf
         past_ok = self.slots < step
         mask = torch.cat([torch.zeros_like(self.slots, dtype=x.dtype).masked_fill(~past_ok, NEG_INF),
                           torch.zeros(1, dtype=x.dtype, device=x.device)]).unsqueeze(0)  # [1, K+1]
         new_k, new_v = [], []
         for l, blk in enumerate(self.blocks):
-            pk, pv = past_k[l], past_v[l]
-            x, k, v = blk(x, lambda k, v: (torch.cat([pk, k], 2), torch.cat([pv, v], 2)), mask, mem_k[l], mem_v[l])
+            x, k, v = blk.step(x, past_k[l], past_v[l], mask, mem_k[l], mem_v[l])
             new_k.append(k)
             new_v.append(v)
-        logits = self.head(self.norm(x))[:, 0]
+        logits = self.head(self.norm(x))
         return logits, torch.stack(new_k), torch.stack(new_v)
 
     def empty_cache(self, B, device=None, dtype=torch.float32):

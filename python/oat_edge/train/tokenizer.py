@@ -63,13 +63,15 @@ def causal_mask(n):
 
 
 def _heads(x, n_heads):
-    B, T, C = x.shape
-    return x.view(B, T, n_heads, C // n_heads).transpose(1, 2)
+    # int(): T and C are fixed per graph, so the exported Reshape gets a constant target
+    # ([-1, T, H, Dh]) instead of a Shape/Gather/Concat chain per call; only B stays dynamic.
+    _, T, C = x.shape
+    return x.reshape(-1, int(T), n_heads, int(C) // n_heads).transpose(1, 2)
 
 
 def _merge(x):
-    B, H, T, Dh = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * Dh)
+    _, H, T, Dh = x.shape
+    return x.transpose(1, 2).reshape(-1, int(T), int(H) * int(Dh))
 
 
 # ----------------------------------------------------------------------------------------------
