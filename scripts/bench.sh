@@ -18,7 +18,7 @@ if [[ -x "$tools/oat_edge_run" && -f "$tools/liboat_edge_malloc_counter.so" ]]; 
   echo
   echo "== heap allocations per act() / per generated token (C++ tool, malloc counter preloaded)"
   LD_PRELOAD="$tools/liboat_edge_malloc_counter.so" "$tools/oat_edge_run" "$bundle" --random --greedy \
-    --iters 100 --threads 1 | tee "$OUT/allocations.txt"
+    --iters 100 --threads 1 --rt-memory | tee "$OUT/allocations.txt"
 else
   echo "bench: $tools/oat_edge_run not built (make setup builds it); skipped the allocation count" >&2
 fi

@@ -2,6 +2,7 @@
 // python/oat_edge/policy.py; here we only re-check what would otherwise corrupt memory (dtype,
 // contiguity, shape) and translate C++ errors into the Python classes of oat_edge.errors.
 #include <oat_edge/policy.h>
+#include <oat_edge/realtime.h>
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -292,6 +293,29 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("info", [](const PyPolicy& p) { return info_dict(p.info()); })
       .def_property_readonly("step_runs", &PyPolicy::step_runs);
 
+  m.def(
+      "prepare_realtime_memory",
+      [](bool lock_memory) {
+        const auto s = oat_edge::prepare_realtime_memory(lock_memory);
+        py::dict d;
+        d["malloc_pinned"] = s.malloc_pinned;
+        d["locked"] = s.locked;
+        d["message"] = s.message;
+        return d;
+      },
+      py::arg("lock_memory") = true,
+      "no-trim/no-mmap malloc, then mlockall when it is safe -> {malloc_pinned, locked, message}");
+  m.def(
+      "thread_faults",
+      [] {
+        const auto f = oat_edge::thread_faults();
+        py::dict d;
+        d["minor"] = f.minor;
+        d["major"] = f.major;
+        d["voluntary_switches"] = f.voluntary_switches;
+        return d;
+      },
+      "page faults and voluntary context switches of the calling thread so far");
   m.def(
       "fsq_ids_to_codes",
       [](const std::vector<int>& levels, const py::array& ids) {

@@ -10,6 +10,7 @@
 
 #include "mini_test.h"
 #include "oat_edge/policy.h"
+#include "oat_edge/realtime.h"
 
 using namespace oat_edge;
 
@@ -237,6 +238,30 @@ TEST(load_errors) {
   o = opts();
   o.ort_library = "/nonexistent/libonnxruntime.so.1";
   CHECK_THROWS(RuntimeLoadError, Policy(g_bundle, o), "already loaded");  // one ORT per process
+}
+
+// After warm-up, an act() makes ORT allocate (a few objects per graph node) but nothing reaches
+// the kernel: the calling thread takes no page fault and never sleeps. Memory is not locked here
+// (that needs privileges CI lacks); no-trim/no-mmap malloc is what keeps the pages in the process.
+TEST(no_page_fault_or_sleep_per_act_after_warm_up) {
+  const RealtimeMemoryStatus rt = prepare_realtime_memory(false);
+  CHECK(rt.malloc_pinned);
+  CHECK(!rt.locked);
+  CHECK(rt.message.find("not requested") != std::string::npos);
+  Policy& p = shared_policy();
+  const auto& in = p.info();
+  auto obs = obs_for(in, 1, 0.3f);
+  std::vector<float> out(size_t(in.horizon) * in.action_dim);
+  ActOptions o;
+  o.max_tokens = in.num_tokens;
+  o.seed = 5;
+  for (int i = 0; i < 20; ++i) p.act(obs.data(), 1, out.data(), o);
+  const ThreadFaults f0 = thread_faults();
+  for (int i = 0; i < 300; ++i) p.act(obs.data(), 1, out.data(), o);
+  const ThreadFaults f1 = thread_faults();
+  CHECK_EQ(f1.minor - f0.minor, 0);
+  CHECK_EQ(f1.major - f0.major, 0);
+  CHECK_EQ(f1.voluntary_switches - f0.voluntary_switches, 0);
 }
 
 int main(int argc, char** argv) {

@@ -1,9 +1,11 @@
 // oat_edge_run: load a bundle, run act() and time it.
 //   oat_edge_run BUNDLE [--obs file.npy|--random] [--tokens k] [--iters N] [--threads T]
 //                [--device cpu|cuda|tensorrt] [--greedy] [--seed S] [--batch B] [--ort LIB] [--opt-cache DIR]
+//                [--rt-memory]
 // Prints one action chunk, then per k: latency median/p99 of act(), ORT vs own time (overhead
-// fraction), and — when run under LD_PRELOAD=liboat_edge_malloc_counter.so — heap allocations
-// per act() and per generated token, split into inside-ORT-Run and ours.
+// fraction), page faults and sleeps of the calling thread per act(), and — when run under
+// LD_PRELOAD=liboat_edge_malloc_counter.so — heap allocations per act() and per generated token,
+// split into inside-ORT-Run and ours. --rt-memory applies oat_edge::prepare_realtime_memory first.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -16,13 +18,14 @@
 
 #include "npy_reader.h"
 #include "oat_edge/policy.h"
+#include "oat_edge/realtime.h"
 
 namespace {
 
 struct Args {
   std::string bundle, obs_file, ort, device = "cpu", opt_cache;
   int tokens = 0, iters = 200, threads = 1, batch = 1;
-  bool greedy = false;
+  bool greedy = false, rt_memory = false;
   uint64_t seed = 0;
 };
 
@@ -30,7 +33,8 @@ struct Args {
   std::fprintf(stderr,
                "error: %s\nusage: oat_edge_run BUNDLE [--obs file.npy|--random] [--tokens k] [--iters N]\n"
                "       [--threads T] [--device cpu|cuda|tensorrt] [--greedy] [--seed S] [--batch B] [--ort LIB]\n"
-               "       [--opt-cache DIR]   (ORT_ENABLE_ALL-optimized graphs cached in DIR)\n",
+               "       [--opt-cache DIR]   (ORT_ENABLE_ALL-optimized graphs cached in DIR)\n"
+               "       [--rt-memory]       (no-trim/no-mmap malloc + mlockall before loading)\n",
                why);
   std::exit(2);
 }
@@ -60,6 +64,7 @@ Args parse(int argc, char** argv) {
     else if (s == "--ort") a.ort = val();
     else if (s == "--opt-cache") a.opt_cache = val();
     else if (s == "--greedy") a.greedy = true;
+    else if (s == "--rt-memory") a.rt_memory = true;
     else if (s == "--seed") a.seed = uint64_t(num());
     else if (s == "-h" || s == "--help") usage("help requested");
     else if (!s.empty() && s[0] == '-') usage(("unknown option " + s).c_str());
@@ -97,6 +102,7 @@ double percentile(std::vector<double> v, double p) {
 int main(int argc, char** argv) {
   Args a = parse(argc, argv);
   try {
+    if (a.rt_memory) std::printf("rt memory: %s\n", oat_edge::prepare_realtime_memory(true).message.c_str());
     oat_edge::RuntimeOptions ro;
     ro.ort_library = a.ort;
     ro.device = a.device;
@@ -146,14 +152,15 @@ int main(int argc, char** argv) {
       std::printf("\n");
     }
 
-    std::printf("\n%3s %10s %10s %10s %10s %10s %9s %12s %12s\n", "k", "median_ms", "p99_ms", "prefill", "step/tok",
-                "decode", "overhead", "allocs/act", "(in ORT)");
+    std::printf("\n%3s %10s %10s %10s %10s %10s %9s %11s %11s %12s %12s\n", "k", "median_ms", "p99_ms", "prefill",
+                "step/tok", "decode", "overhead", "faults/act", "sleeps/act", "allocs/act", "(in ORT)");
     std::vector<double> allocs_per_act, ours_per_act, ort_per_act;
     for (int k : ks) {
       opt.max_tokens = k;
       for (int w = 0; w < 10; ++w) policy.act(obs.data(), a.batch, out.data(), opt, &st);  // warm-up
       std::vector<double> total, pre, step, dec, over_frac;
       int64_t allocs = 0, allocs_ort = 0;
+      const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
       for (int i = 0; i < a.iters; ++i) {
         opt.seed = a.seed + uint64_t(i);
         policy.act(obs.data(), a.batch, out.data(), opt, &st);
@@ -165,7 +172,10 @@ int main(int argc, char** argv) {
         allocs += st.allocs_total;
         allocs_ort += st.allocs_in_ort;
       }
+      const oat_edge::ThreadFaults f1 = oat_edge::thread_faults();
       double alloc_mean = double(allocs) / a.iters, ort_mean = double(allocs_ort) / a.iters;
+      double faults = double(f1.minor + f1.major - f0.minor - f0.major) / a.iters;
+      double sleeps = double(f1.voluntary_switches - f0.voluntary_switches) / a.iters;
       allocs_per_act.push_back(st.allocs_total < 0 ? -1 : alloc_mean);
       ours_per_act.push_back(alloc_mean - ort_mean);
       ort_per_act.push_back(ort_mean);
@@ -174,9 +184,9 @@ int main(int argc, char** argv) {
         std::snprintf(abuf, sizeof abuf, "%.1f", alloc_mean);
         std::snprintf(obuf, sizeof obuf, "%.1f", ort_mean);
       }
-      std::printf("%3d %10.3f %10.3f %10.3f %10.3f %10.3f %8.1f%% %12s %12s\n", k, percentile(total, 0.5),
-                  percentile(total, 0.99), percentile(pre, 0.5), percentile(step, 0.5), percentile(dec, 0.5),
-                  100.0 * percentile(over_frac, 0.5), abuf, obuf);
+      std::printf("%3d %10.3f %10.3f %10.3f %10.3f %10.3f %8.1f%% %11.2f %11.2f %12s %12s\n", k,
+                  percentile(total, 0.5), percentile(total, 0.99), percentile(pre, 0.5), percentile(step, 0.5),
+                  percentile(dec, 0.5), 100.0 * percentile(over_frac, 0.5), faults, sleeps, abuf, obuf);
     }
     if (allocs_per_act.empty() || allocs_per_act.front() < 0) {
       std::printf("\n(allocation counts: run with LD_PRELOAD=<build>/cpp/tools/liboat_edge_malloc_counter.so)\n");
@@ -187,7 +197,9 @@ int main(int argc, char** argv) {
                   (ort_per_act.back() - ort_per_act.front()) / dk);
     }
     std::printf("overhead = median over calls of (act() time - ORT Run() time) / act() time "
-                "(normalize, sampling, KV copy, FSQ, unnormalize, timers)\n");
+                "(normalize, sampling, KV copy, FSQ, unnormalize, timers)\n"
+                "faults/act, sleeps/act = page faults and voluntary context switches of the calling thread "
+                "(getrusage RUSAGE_THREAD), mean over the timed calls: 0 means no allocation reached the kernel\n");
   } catch (const oat_edge::Error& e) {
     std::fprintf(stderr, "oat_edge error: %s\n", e.what());
     return 1;

@@ -7,7 +7,8 @@ compiled core (it is loaded when the first Policy is created, with a build hint 
 from oat_edge import errors
 from oat_edge.errors import BundleError, InputError, RuntimeLoadError
 from oat_edge.policy import Policy
+from oat_edge.realtime import prepare_realtime_memory, thread_faults
 
 __version__ = "0.1.0"
 
-__all__ = ["Policy", "errors", "InputError", "BundleError", "RuntimeLoadError", "__version__"]
+__all__ = ["Policy", "prepare_realtime_memory", "thread_faults", "errors", "InputError", "BundleError", "RuntimeLoadError", "__version__"]

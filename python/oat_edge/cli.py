@@ -117,6 +117,11 @@ def cmd_run(a) -> int:
     from .sim.metaworld_env import MetaWorldEnv
     from .telemetry import Telemetry
 
+    rt_memory = None
+    if a.rt_memory:  # before the Policy exists, so its sessions are allocated under the new rules
+        from .realtime import prepare_realtime_memory
+        rt_memory = prepare_realtime_memory()["message"]
+        print(f"rt memory: {rt_memory}", file=sys.stderr)
     policy = Policy(a.bundle, device=a.device, threads=a.threads)
     info = policy.info
     tasks = list(info.get("tasks") or [])
@@ -190,6 +195,7 @@ def cmd_run(a) -> int:
     s = loop.summary()
     s["episodes"], s["successes"] = episode["n"], episode["success"]
     s["telemetry"] = "jtop" if telemetry is not None else "absent"
+    s["rt_memory"] = rt_memory
     if a.csv:
         from .control import write_csv
         write_csv(loop.records, a.csv)
@@ -198,7 +204,7 @@ def cmd_run(a) -> int:
         write_json(s, a.json)
     print(json.dumps({k: s[k] for k in ("cycles", "achieved_hz", "jitter_ms", "inference_ms",
                                         "tokens_hist", "overruns", "errors", "episodes",
-                                        "successes", "rt_priority", "telemetry") if k in s}, indent=2))
+                                        "successes", "rt_priority", "rt_memory", "telemetry") if k in s}, indent=2))
     return 0
 
 
@@ -281,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--rt-priority", type=int, default=None, choices=range(1, 100),
                    metavar="1-99", help="run the control thread under SCHED_FIFO at this "
                    "priority (needs root/CAP_SYS_NICE; keeps jitter < 1 ms on a loaded machine)")
+    q.add_argument("--rt-memory", action="store_true",
+                   help="before loading: keep malloc's pages in the process (no trim, no mmap) and "
+                   "lock all memory when permitted (ulimit -l unlimited or CAP_IPC_LOCK), so no "
+                   "allocation inside inference reaches the kernel")
     loop_flags(q)
     q.set_defaults(fn=cmd_run)
     return p

@@ -139,3 +139,23 @@ def test_run_drives_the_sim_at_fixed_rate_and_writes_summary(tmp_path, capsys, m
     assert s["episodes"] >= 1 and s["successes"] == s["episodes"]  # reach is solved quickly
     assert s["telemetry"] == "absent"
     assert json.loads(capsys.readouterr().out)["cycles"] == 150
+
+
+def test_run_rt_memory_prepares_memory_before_loading_the_policy(capsys, monkeypatch):
+    pytest.importorskip("metaworld")
+    calls = []
+
+    class P:
+        def __init__(self, *a, **k):
+            calls.append("policy")
+            self.info = {"tasks": ["reach-v3"], "n_obs_steps": 2, "obs_dim": 5,
+                         "horizon": 4, "action_dim": 4}
+
+    import oat_edge
+    import oat_edge.realtime
+    monkeypatch.setattr(oat_edge, "Policy", P)
+    monkeypatch.setattr(oat_edge.realtime, "prepare_realtime_memory",
+                        lambda lock_memory=True: calls.append("memory") or {"message": "pinned"})
+    assert cli.main(["run", "b", "--cycles", "1", "--rt-memory"]) == 2  # obs_dim 5: refused later
+    assert calls == ["memory", "policy"]
+    assert "rt memory: pinned" in capsys.readouterr().err
