@@ -1,0 +1,168 @@
+// A fixed-rate control loop on the C++ library alone (no Python): what a ROS 2 node or a C++
+// control stack does with oat_edge::Policy.
+//   oat_edge_control_loop BUNDLE [--hz 50] [--cycles 500] [--max-tokens k] [--rt-priority P]
+//                         [--rt-memory] [--ort LIB]
+// The robot is a stand-in, a point that integrates the commanded action; replace read_state() and
+// send() with the robot's I/O. The loop replans when the executed part of the chunk
+// (n_action_steps) runs out, inline: at these model sizes act() takes a few ms of a 20 ms period.
+// A larger model would run act() in a worker thread and swap chunks, as oat_edge.control does.
+#include <oat_edge/policy.h>
+#include <oat_edge/realtime.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Args {
+  std::string bundle, ort;
+  double hz = 50;
+  int cycles = 500, max_tokens = 0, rt_priority = 0;
+  bool rt_memory = false;
+};
+
+[[noreturn]] void usage(const std::string& why) {
+  std::fprintf(stderr,
+               "error: %s\nusage: oat_edge_control_loop BUNDLE [--hz 50] [--cycles 500] [--max-tokens k]\n"
+               "       [--rt-priority 1-99] [--rt-memory] [--ort LIB]\n",
+               why.c_str());
+  std::exit(2);
+}
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) usage(s + " needs a value");
+      return argv[++i];
+    };
+    auto number = [&]() -> double {
+      std::string v = val();
+      char* end = nullptr;
+      double x = std::strtod(v.c_str(), &end);
+      if (!end || *end || !std::isfinite(x)) usage(s + " expects a number, got '" + v + "'");
+      return x;
+    };
+    if (s == "--hz") a.hz = number();
+    else if (s == "--cycles") a.cycles = int(number());
+    else if (s == "--max-tokens") a.max_tokens = int(number());
+    else if (s == "--rt-priority") a.rt_priority = int(number());
+    else if (s == "--rt-memory") a.rt_memory = true;
+    else if (s == "--ort") a.ort = val();
+    else if (s == "-h" || s == "--help") usage("help requested");
+    else if (!s.empty() && s[0] == '-') usage("unknown option " + s);
+    else if (a.bundle.empty()) a.bundle = s;
+    else usage("unexpected argument " + s);
+  }
+  if (a.bundle.empty()) usage("BUNDLE is required");
+  if (!(a.hz > 0 && a.hz <= 10000)) usage("--hz must be in (0, 10000]");
+  if (a.cycles < 1) usage("--cycles must be >= 1");
+  if (a.rt_priority < 0 || a.rt_priority > 99) usage("--rt-priority must be in 1..99");
+  return a;
+}
+
+int64_t now_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return int64_t(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+void sleep_until_ns(int64_t t) {
+  timespec ts{time_t(t / 1000000000), long(t % 1000000000)};
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, size_t(p * double(v.size() - 1) + 0.5))];
+}
+
+// Stand-in robot: a point whose first dims integrate the commanded action.
+struct Robot {
+  std::vector<float> state;
+  void send(const float* action, int action_dim, double dt) {
+    for (int d = 0; d < std::min<int>(action_dim, int(state.size())); ++d)
+      state[d] = std::clamp(state[d] + float(dt) * action[d], -1.f, 1.f);
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args a = parse(argc, argv);
+  if (a.rt_memory) std::printf("rt memory: %s\n", oat_edge::prepare_realtime_memory(true).message.c_str());
+  if (a.rt_priority > 0) {
+    sched_param sp{};
+    sp.sched_priority = a.rt_priority;
+    int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    std::printf("rt priority: %s\n", err ? ("not available (" + std::string(std::strerror(err)) + ")").c_str()
+                                         : ("SCHED_FIFO " + std::to_string(a.rt_priority)).c_str());
+  }
+  try {
+    oat_edge::RuntimeOptions ro;
+    ro.ort_library = a.ort;
+    oat_edge::Policy policy(a.bundle, ro);  // loading and validation happen here, never in the loop
+    const oat_edge::PolicyInfo& in = policy.info();
+    oat_edge::ActOptions opt;
+    opt.max_tokens = a.max_tokens;  // 0 = all K tokens
+    opt.seed = 0;
+
+    Robot robot{std::vector<float>(size_t(in.obs_dim), 0.f)};
+    std::vector<float> obs(size_t(in.n_obs_steps) * in.obs_dim, 0.f);  // history, oldest first
+    std::vector<float> chunk(size_t(in.horizon) * in.action_dim, 0.f);
+    const int n_exec = std::clamp(in.n_action_steps, 1, in.horizon);
+    int next = n_exec;  // index into chunk: n_exec = "plan exhausted"
+    std::vector<double> jitter_ms, act_ms;
+    jitter_ms.reserve(size_t(a.cycles));  // no allocation inside the loop
+    act_ms.reserve(size_t(a.cycles));
+    int overruns = 0, replans = 0;
+    int64_t first_wake = 0, last_wake = 0;
+    const int64_t period = int64_t(1e9 / a.hz);
+
+    // Warm-up outside the timed loop: the first runs allocate ORT's arenas.
+    for (int i = 0; i < 3; ++i) policy.act(obs.data(), 1, chunk.data(), opt);
+    const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
+    const int64_t t0 = now_ns() + period;
+    for (int c = 0; c < a.cycles; ++c) {
+      const int64_t deadline = t0 + int64_t(c) * period;  // absolute: no drift
+      sleep_until_ns(deadline);
+      last_wake = now_ns();
+      if (c == 0) first_wake = last_wake;
+      jitter_ms.push_back(double(last_wake - deadline) * 1e-6);
+      // read_state(): shift the history and append the newest observation
+      std::copy(obs.begin() + in.obs_dim, obs.end(), obs.begin());
+      std::copy(robot.state.begin(), robot.state.end(), obs.end() - in.obs_dim);
+      if (next >= n_exec) {
+        oat_edge::ActStats st;
+        opt.seed = uint64_t(replans++);
+        policy.act(obs.data(), 1, chunk.data(), opt, &st);
+        act_ms.push_back(st.total_ms);
+        next = 0;
+      }
+      robot.send(chunk.data() + size_t(next++) * in.action_dim, in.action_dim, 1.0 / a.hz);
+      if (now_ns() > deadline + period) ++overruns;  // this cycle ran into the next one
+    }
+    const oat_edge::ThreadFaults f1 = oat_edge::thread_faults();
+    std::printf("cycles %d achieved_hz %.2f jitter_p50_ms %.3f jitter_p99_ms %.3f jitter_max_ms %.3f "
+                "replans %d act_p50_ms %.3f act_p99_ms %.3f overruns %d page_faults %lld\n",
+                a.cycles, a.cycles > 1 ? double(a.cycles - 1) * 1e9 / double(last_wake - first_wake) : a.hz, pct(jitter_ms, 0.5), pct(jitter_ms, 0.99),
+                pct(jitter_ms, 1.0), replans, pct(act_ms, 0.5), pct(act_ms, 0.99), overruns,
+                static_cast<long long>(f1.minor + f1.major - f0.minor - f0.major));
+  } catch (const oat_edge::Error& e) {
+    std::fprintf(stderr, "oat_edge error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
