@@ -245,9 +245,14 @@ TEST(load_errors) {
 // (that needs privileges CI lacks); no-trim/no-mmap malloc is what keeps the pages in the process.
 TEST(no_page_fault_or_sleep_per_act_after_warm_up) {
   const RealtimeMemoryStatus rt = prepare_realtime_memory(false);
-  CHECK(rt.malloc_pinned);
   CHECK(!rt.locked);
   CHECK(rt.message.find("not requested") != std::string::npos);
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan replaces malloc (mallopt does not apply) and quarantines freed blocks: faults are expected.
+  CHECK(!rt.malloc_pinned);
+  return;
+#endif
+  CHECK(rt.malloc_pinned);
   Policy& p = shared_policy();
   const auto& in = p.info();
   auto obs = obs_for(in, 1, 0.3f);

@@ -14,6 +14,7 @@ import pytest
 
 from oat_edge.control import ControlLoop
 from control_fakes import FakePolicy
+from machine_noise import preempted_window_fraction
 
 
 def _measure(cycles=200):
@@ -22,18 +23,6 @@ def _measure(cycles=200):
     with ControlLoop(p, lambda: np.zeros((1, 1)), sent.append, hz=50, background=True) as loop:
         s = loop.run(cycles)
     return s, len(sent)
-
-
-def _preempted_window_fraction(seconds=4.0, window=0.02, gap=1e-3):
-    """Fraction of 20 ms windows in which a bare spinning process lost the CPU for > 1 ms."""
-    t0 = t = time.perf_counter()
-    bad = set()
-    while t - t0 < seconds:
-        n = time.perf_counter()
-        if n - t > gap:
-            bad.add(int((t - t0) / window))
-        t = n
-    return len(bad) / (seconds / window)
 
 
 def test_50hz_period_jitter_p99_is_within_1ms_with_background_inference():
@@ -45,7 +34,7 @@ def test_50hz_period_jitter_p99_is_within_1ms_with_background_inference():
     s, n = _measure()  # one retry: a single burst of load elsewhere
     if s["jitter_ms"]["p99"] <= 1.0:
         return
-    noisy = _preempted_window_fraction()
+    noisy = preempted_window_fraction()
     if noisy > 0.01:
         pytest.skip(f"machine preempts a bare spinning process in {noisy:.1%} of 20 ms windows; "
                     f"loop jitter p99 {s['jitter_ms']['p99']:.3f} ms not attributable to the loop")
@@ -57,6 +46,7 @@ _RT_SCRIPT = r"""
 import json, os, sys, time
 import numpy as np
 from oat_edge.control import ControlLoop
+from machine_noise import preempted_window_fraction
 
 class P:
     info = {"horizon": 32, "action_dim": 4, "n_action_steps": 16,
@@ -64,16 +54,6 @@ class P:
     def act(self, obs, return_stats=False, **kw):
         time.sleep(0.005)
         return np.zeros((32, 4)), {"tokens_used": 8}
-
-def preempted_window_fraction(seconds=4.0, window=0.02, gap=1e-3):
-    t0 = t = time.perf_counter()
-    bad = set()
-    while t - t0 < seconds:
-        n = time.perf_counter()
-        if n - t > gap:
-            bad.add(int((t - t0) / window))
-        t = n
-    return len(bad) / (seconds / window)
 
 with ControlLoop(P(), lambda: np.zeros((1, 1)), lambda a: None, hz=50, rt_priority=50) as loop:
     s = loop.run(200)
