@@ -71,10 +71,13 @@ def _float32_array(name: str, value: Any, inner: tuple[int, ...], inner_names: s
         raise InputError(f"{name}: expected shape {want}, got {arr.shape}")
     if arr.shape[0] == 0:
         raise InputError(f"{name}: empty batch (shape {arr.shape}): pass at least one row")
-    with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, reported just below
-        out = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(out)
-    if bad.any():
+    if arr.dtype == np.float32:
+        out = np.ascontiguousarray(arr)  # the control-loop fast path: no copy, no errstate
+    else:
+        with np.errstate(over="ignore"):  # float64 beyond float32 range -> inf, reported just below
+            out = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.isfinite(out).all():
+        bad = ~np.isfinite(out)
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         if single:
             idx = idx[1:]
