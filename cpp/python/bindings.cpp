@@ -246,7 +246,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](const std::string& path, const std::string& ort_library,
                        const std::string& device, int threads, bool allow_cpu_fallback,
                        int max_batch, bool spin_wait, const std::string& optimized_model_dir,
-                       const std::string& trt_cache_dir, bool trt_fp16) {
+                       const std::string& trt_cache_dir, bool trt_fp16, bool warmup) {
              oat_edge::RuntimeOptions o;
              o.ort_library = ort_library;
              o.device = device;
@@ -257,13 +257,14 @@ PYBIND11_MODULE(_core, m) {
              o.optimized_model_dir = optimized_model_dir;
              o.trt_cache_dir = trt_cache_dir;
              o.trt_fp16 = trt_fp16;
+             o.warmup = warmup;
              return std::make_unique<PyPolicy>(path, o);
            }),
            py::arg("path"), py::arg("ort_library") = "", py::arg("device") = "cpu",
            py::arg("threads") = 1, py::arg("allow_cpu_fallback") = false,
            py::arg("max_batch") = 1, py::arg("spin_wait") = false,
            py::arg("optimized_model_dir") = "", py::arg("trt_cache_dir") = "",
-           py::arg("trt_fp16") = true)
+           py::arg("trt_fp16") = true, py::arg("warmup") = true)
       .def(
           "act",
           [](PyPolicy& p, const py::array& obs, int max_tokens, double temperature, int top_k,

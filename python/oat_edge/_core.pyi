@@ -16,6 +16,7 @@ class Policy:
         optimized_model_dir: str = "",
         trt_cache_dir: str = "",
         trt_fp16: bool = True,
+        warmup: bool = True,
     ) -> None: ...
     def act(
         self,

@@ -96,13 +96,16 @@ class Policy:
     (allow_cpu_fallback=True: fall back to CPU instead of raising RuntimeLoadError). threads: ORT
     intra-op threads (1-2 on a robot: leave cores to the controller). max_batch: the batch the KV
     cache is preallocated for. ort_library: path of libonnxruntime.so* (see oat_edge.ort_library).
+    warmup: the constructor runs one greedy act per bound batch size, so the first act() in a
+    control loop does not pay ORT's first-run allocations and page faults (default True).
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int = 1,
                  allow_cpu_fallback: bool = False, max_batch: int = 1,
                  ort_library: str | os.PathLike | None = None, *, spin_wait: bool = False,
                  optimized_model_dir: str | os.PathLike | None = None,
-                 trt_cache_dir: str | os.PathLike | None = None, trt_fp16: bool = True):
+                 trt_cache_dir: str | os.PathLike | None = None, trt_fp16: bool = True,
+                 warmup: bool = True):
         core = _load_core()
         path = os.fspath(path)
         if not os.path.exists(path):
@@ -125,7 +128,7 @@ class Policy:
                 spin_wait=bool(spin_wait),
                 optimized_model_dir=os.fspath(optimized_model_dir) if optimized_model_dir else "",
                 trt_cache_dir=os.fspath(trt_cache_dir) if trt_cache_dir else "",
-                trt_fp16=bool(trt_fp16))
+                trt_fp16=bool(trt_fp16), warmup=bool(warmup))
         except RuntimeLoadError as err:
             if lib:
                 raise
