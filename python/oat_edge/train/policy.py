@@ -88,16 +88,18 @@ class PolicyBlock(nn.Module):
 
     def step(self, x, past_k, past_v, mask, mem_k, mem_v):
         """forward() for one position, written for a small exported graph: x [B,w] stays 2-D (each
-        Linear is one Gemm), heads are one constant-target Reshape (no transposes when T=1) and the
-        1/sqrt(Dh) scale rides on q. Inference only (no dropout). past_k/v [B,H,K,Dh], mask [1,K+1] -> (x, new_k, new_v [B,H,1,Dh])."""
+        Linear is one Gemm), heads are one constant-target Reshape (no transposes when T=1), the
+        1/sqrt(Dh) scale rides on q, and the per-layer cache slices keep their leading layer axis of
+        1 (no Squeeze going in, no Unsqueeze coming out). Inference only (no dropout).
+        past_k/v [1,B,H,K,Dh], mem_k/v [1,B,H,T,Dh], mask [1,K+1] -> (x, new_k/new_v [1,B,H,1,Dh])."""
         H, w = self.n_heads, int(x.shape[-1])  # int(): a constant in the traced graph
         Dh = w // H
         q, k, v = self.qkv(self.norm1(x)).split(w, dim=-1)
-        q = q.reshape(-1, H, 1, Dh) * (1.0 / Dh**0.5)
-        k, v = k.reshape(-1, H, 1, Dh), v.reshape(-1, H, 1, Dh)
-        att = F.softmax(q @ torch.cat([past_k, k], 2).transpose(-2, -1) + mask, dim=-1)
-        x = x + self.proj1((att @ torch.cat([past_v, v], 2)).reshape(-1, w))
-        q = self.q(self.norm2(x)).reshape(-1, H, 1, Dh) * (1.0 / Dh**0.5)
+        q = q.reshape(1, -1, H, 1, Dh) * (1.0 / Dh**0.5)
+        k, v = k.reshape(1, -1, H, 1, Dh), v.reshape(1, -1, H, 1, Dh)
+        att = F.softmax(q @ torch.cat([past_k, k], 3).transpose(-2, -1) + mask, dim=-1)
+        x = x + self.proj1((att @ torch.cat([past_v, v], 3)).reshape(-1, w))
+        q = self.q(self.norm2(x)).reshape(1, -1, H, 1, Dh) * (1.0 / Dh**0.5)
         att = F.softmax(q @ mem_k.transpose(-2, -1), dim=-1)
         x = x + self.proj2((att @ mem_v).reshape(-1, w))
         return x + self.mlp(self.norm3(x)), k, v
@@ -171,13 +173,15 @@ class ARPolicy(nn.Module):
         past_ok = self.slots < step
         mask = torch.cat([torch.zeros_like(self.slots, dtype=x.dtype).masked_fill(~past_ok, NEG_INF),
                           torch.zeros(1, dtype=x.dtype, device=x.device)]).unsqueeze(0)  # [1, K+1]
+        # split(1) keeps each layer's slice 5-D: one Split per input in the graph, no Squeeze
+        layers = zip(self.blocks, *(t.split(1, dim=0) for t in (past_k, past_v, mem_k, mem_v)))
         new_k, new_v = [], []
-        for l, blk in enumerate(self.blocks):
-            x, k, v = blk.step(x, past_k[l], past_v[l], mask, mem_k[l], mem_v[l])
+        for blk, pk, pv, mk, mv in layers:
+            x, k, v = blk.step(x, pk, pv, mask, mk, mv)
             new_k.append(k)
             new_v.append(v)
         logits = self.head(self.norm(x))
-        return logits, torch.stack(new_k), torch.stack(new_v)
+        return logits, torch.cat(new_k), torch.cat(new_v)
 
     def empty_cache(self, B, device=None, dtype=torch.float32):
         c = self.cfg
