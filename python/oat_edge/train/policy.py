@@ -94,9 +94,9 @@ class PolicyBlock(nn.Module):
         past_k/v [1,B,H,K,Dh], mem_k/v [1,B,H,T,Dh], mask [1,K+1] -> (x, new_k/new_v [1,B,H,1,Dh])."""
         H, w = self.n_heads, int(x.shape[-1])  # int(): a constant in the traced graph
         Dh = w // H
-        q, k, v = self.qkv(self.norm1(x)).split(w, dim=-1)
-        q = q.reshape(1, -1, H, 1, Dh) * (1.0 / Dh**0.5)
-        k, v = k.reshape(1, -1, H, 1, Dh), v.reshape(1, -1, H, 1, Dh)
+        # [B, 3w] = [q | k | v] -> [1, B, 3H, 1, Dh]: one Reshape, then one Split into the three
+        q, k, v = self.qkv(self.norm1(x)).reshape(1, -1, 3 * H, 1, Dh).split(H, dim=2)
+        q = q * (1.0 / Dh**0.5)
         att = F.softmax(q @ torch.cat([past_k, k], 3).transpose(-2, -1) + mask, dim=-1)
         x = x + self.proj1((att @ torch.cat([past_v, v], 3)).reshape(-1, w))
         q = self.q(self.norm2(x)).reshape(1, -1, H, 1, Dh) * (1.0 / Dh**0.5)
