@@ -280,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--cycles", type=_positive_int, default=1000, help="cycles to run (default 1000)")
     q.add_argument("--max-tokens", type=_positive_int, default=None,
                    help="decode at most this many tokens per chunk (default: all K)")
-    q.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="inference device")
+    q.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt"],
+                   help="inference device (cuda/tensorrt need onnxruntime-gpu)")
     q.add_argument("--csv", default=None, help="write per-cycle records to this CSV")
     q.add_argument("--json", default=None, help="write the summary to this JSON")
     q.add_argument("--no-telemetry", action="store_true", help="do not sample jtop telemetry")
