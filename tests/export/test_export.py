@@ -82,6 +82,19 @@ def test_graph_io_matches_design_contract(bundle):
     assert i == {"actions": ("tensor(float)", ["B", H, D])} and o == {"ids": ("tensor(int64)", ["B", K])}
 
 
+def test_step_graph_stays_small_after_ort_optimization(bundle, tmp_path):
+    # The per-token graph pays ORT's fixed cost and heap objects per node (DESIGN.md §5): no shape
+    # arithmetic, squeezes or transposes may creep back, and a layer stays about 30 nodes.
+    _, out, _ = bundle
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.optimized_model_filepath = str(tmp_path / "step.opt.onnx")
+    ort.InferenceSession(str(out / "model.onnx"), so, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    assert not {"Shape", "Squeeze", "Transpose", "ConstantOfShape"} & set(ops), sorted(set(ops))
+    assert len(ops) <= 31 * 2 + 10, f"{len(ops)} nodes for 2 layers"  # measured 69
+
+
 @pytest.mark.parametrize("B", [1, 5])
 def test_dynamic_batch_generate_and_act_match_pytorch(bundle, B):
     tp, out, _ = bundle
