@@ -79,6 +79,12 @@ def tiny_token_policy():
 
 
 @pytest.fixture(scope="session")
+def child_env():
+    """Environment for a child interpreter that imports the same oat_edge as this one."""
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+
+
+@pytest.fixture(scope="session")
 def tiny_config():
     """The dimensions of `tiny_bundle` (a copy: tests may not edit it)."""
     return dict(TINY)

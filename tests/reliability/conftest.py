@@ -6,7 +6,6 @@ OAT_EDGE_TEST_BUNDLE, so the same property tests can be pointed at a real model:
     OAT_EDGE_TEST_BUNDLE=runs/<run>/bundle .venv/bin/python -m pytest -q tests/reliability
 """
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -36,10 +35,3 @@ def bounds(policy):
     n = policy.info["manifest"]["normalization"]
     return np.asarray(n["action_low"], np.float32), np.asarray(n["action_high"], np.float32)
 
-
-@pytest.fixture(scope="session")
-def child_env():
-    """Environment for a child interpreter that imports the same oat_edge as this one."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    return env

@@ -198,7 +198,7 @@ sys.exit("no RuntimeLoadError")
 
 
 @pytest.mark.parametrize("kind", ["not_elf", "elf_without_ort_symbols"])
-def test_ort_library_that_is_not_onnxruntime_raises_runtime_load_error(tiny_bundle, tmp_path, kind):
+def test_ort_library_that_is_not_onnxruntime_raises_runtime_load_error(tiny_bundle, tmp_path, kind, child_env):
     # A fresh interpreter: this one already holds an ORT (one per process), and a crash in the
     # loader's failure path must show up as a failed test, not a dead test run.
     if kind == "not_elf":
@@ -208,9 +208,8 @@ def test_ort_library_that_is_not_onnxruntime_raises_runtime_load_error(tiny_bund
         import oat_edge._core
 
         lib = oat_edge._core.__file__  # a real shared object, but no OrtGetApiBase
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     r = subprocess.run([sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, tiny_bundle, str(lib)],
-                       capture_output=True, text=True, env=env, timeout=60)
+                       capture_output=True, text=True, env=child_env, timeout=60)
     assert r.returncode == 0, f"exit {r.returncode} (negative = killed by a signal): {r.stdout}{r.stderr}"
     assert str(lib) in r.stdout, r.stdout
 
@@ -247,13 +246,12 @@ sys.exit("no RuntimeLoadError")
 """
 
 
-def test_no_ort_library_anywhere_raises_runtime_load_error_saying_how_to_install(tiny_bundle):
+def test_no_ort_library_anywhere_raises_runtime_load_error_saying_how_to_install(tiny_bundle, child_env):
     import ctypes.util
 
     if ctypes.util.find_library("onnxruntime"):
         pytest.skip("this machine has a system-wide ONNX Runtime")
-    env = {k: v for k, v in os.environ.items() if k != "OAT_EDGE_ORT_LIBRARY"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env = {k: v for k, v in child_env.items() if k != "OAT_EDGE_ORT_LIBRARY"}
     r = subprocess.run([sys.executable, "-c", _NO_LIBRARY_ANYWHERE, tiny_bundle],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, f"exit {r.returncode} (negative = killed by a signal): {r.stdout}{r.stderr}"

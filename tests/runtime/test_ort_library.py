@@ -74,12 +74,11 @@ def test_wheel_library_found_inside_fake_onnxruntime_package(tmp_path, monkeypat
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="no onnxruntime wheel installed")
-def test_installed_wheel_is_found_without_importing_onnxruntime():
+def test_installed_wheel_is_found_without_importing_onnxruntime(child_env):
     # In a fresh interpreter: a test elsewhere may already have imported onnxruntime here.
     code = ("import sys; from oat_edge.ort_library import find_ort_library; p = find_ort_library(); "
             "print(p); sys.exit(1 if 'onnxruntime' in sys.modules else 0)")
-    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env = {k: v for k, v in child_env.items() if k != ENV_VAR}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, f"onnxruntime was imported, or the call failed: {r.stderr}"
     path = r.stdout.strip()

@@ -1,6 +1,5 @@
 """oat_edge.Policy on a tiny exported bundle: shapes, bounds, sampling, parity with the
 onnxruntime-Python reference loop, stats, and the GIL being released during inference."""
-import os
 import subprocess
 import sys
 import threading
@@ -217,12 +216,11 @@ def test_concurrent_calls_on_one_policy_give_sequential_results(policy, tiny_con
     assert not errors and not mismatches, (errors, mismatches)
 
 
-def test_package_imports_without_torch_or_metaworld():
+def test_package_imports_without_torch_or_metaworld(child_env):
     code = ("import sys, oat_edge; from oat_edge import Policy, InputError, BundleError, RuntimeLoadError; "
             "bad = [m for m in ('torch', 'metaworld', 'onnxruntime') if m in sys.modules]; "
             "sys.exit(f'imported {bad}' if bad else 0)")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert oat_edge.__version__ == "0.1.0"
 

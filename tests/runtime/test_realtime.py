@@ -1,10 +1,9 @@
+import subprocess
+import sys
+
 import numpy as np
 
 import oat_edge
-
-
-def _policy(tiny_bundle):
-    return oat_edge.Policy(tiny_bundle)
 
 
 def test_prepare_realtime_memory_without_locking_pins_malloc_and_says_so():
@@ -26,7 +25,7 @@ def test_thread_faults_see_the_first_touch_of_fresh_memory():
 
 def test_act_after_warm_up_takes_no_page_fault_on_the_calling_thread(tiny_bundle, tiny_config):
     oat_edge.prepare_realtime_memory(lock_memory=False)
-    policy = _policy(tiny_bundle)
+    policy = oat_edge.Policy(tiny_bundle)
     obs = np.zeros((tiny_config["n_obs_steps"], tiny_config["obs_dim"]), np.float32)
     out = [policy.act(obs, seed=i) for i in range(20)]
 
@@ -60,11 +59,7 @@ print(f1["minor"] - f0["minor"], runs)
 """
 
 
-def _first_act_faults(bundle, warmup):
-    import os
-    import subprocess
-    import sys
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+def _first_act_faults(bundle, warmup, env):
     out = subprocess.run([sys.executable, "-c", _FIRST_ACT, str(bundle), "1" if warmup else "0"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -72,11 +67,11 @@ def _first_act_faults(bundle, warmup):
     return faults, runs
 
 
-def test_constructor_warm_up_takes_the_first_run_page_faults_out_of_the_first_act(tiny_bundle):
+def test_constructor_warm_up_takes_the_first_run_page_faults_out_of_the_first_act(tiny_bundle, child_env):
     # Fresh processes: ORT sizes its arenas on a graph's first runs. Without warm-up the first act
     # faults in fresh memory; with it (the default) the first act in a control loop takes none.
-    cold, _ = _first_act_faults(tiny_bundle, warmup=False)
-    warm, runs = _first_act_faults(tiny_bundle, warmup=True)
+    cold, _ = _first_act_faults(tiny_bundle, warmup=False, env=child_env)
+    warm, runs = _first_act_faults(tiny_bundle, warmup=True, env=child_env)
     assert cold >= 10  # measured 32-33 for this bundle
     # 0 in C++ (test_policy_e2e pins it exactly); from Python, the interpreter's own allocator
     # now and then maps a fresh arena for the call's result objects: one page, not ORT's.
