@@ -43,6 +43,13 @@ def _as_int(name: str, value: Any) -> int:
         raise InputError(f"{name}: expected an int, got {type(value).__name__} {value!r}") from None
 
 
+def _as_bool(name: str, value: Any) -> bool:
+    # bool("no") is True: a flag given as a string or a number is a mistake, not a truthy value
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}: expected True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def _as_float(name: str, value: Any) -> float:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise InputError(f"{name}: expected a number, got {type(value).__name__} {value!r}")
@@ -96,8 +103,8 @@ class Policy:
     (allow_cpu_fallback=True: fall back to CPU instead of raising RuntimeLoadError). threads: ORT
     intra-op threads (1-2 on a robot: leave cores to the controller). max_batch: the batch the KV
     cache is preallocated for. ort_library: path of libonnxruntime.so* (see oat_edge.ort_library).
-    warmup: the constructor runs one greedy act per bound batch size, so the first act() in a
-    control loop does not pay ORT's first-run allocations and page faults (default True).
+    warmup: the constructor runs greedy and sampled acts per bound batch size, so the first act()
+    in a control loop does not pay ORT's first-run allocations and page faults (default True).
     """
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int = 1,
@@ -120,15 +127,15 @@ class Policy:
         max_batch = _as_int("max_batch", max_batch)
         if max_batch < 1:
             raise InputError(f"max_batch: expected >= 1, got {max_batch}")
+        flags = {name: _as_bool(name, value) for name, value in (
+            ("allow_cpu_fallback", allow_cpu_fallback), ("spin_wait", spin_wait),
+            ("trt_fp16", trt_fp16), ("warmup", warmup))}
         lib = find_ort_library(ort_library)
         try:
             self._core = core.Policy(
-                path, ort_library=lib, device=device, threads=threads,
-                allow_cpu_fallback=bool(allow_cpu_fallback), max_batch=max_batch,
-                spin_wait=bool(spin_wait),
+                path, ort_library=lib, device=device, threads=threads, max_batch=max_batch,
                 optimized_model_dir=os.fspath(optimized_model_dir) if optimized_model_dir else "",
-                trt_cache_dir=os.fspath(trt_cache_dir) if trt_cache_dir else "",
-                trt_fp16=bool(trt_fp16), warmup=bool(warmup))
+                trt_cache_dir=os.fspath(trt_cache_dir) if trt_cache_dir else "", **flags)
         except RuntimeLoadError as err:
             if lib:
                 raise

@@ -224,6 +224,13 @@ def test_zero_max_batch_raises_input_error(tiny_bundle):
         Policy(tiny_bundle, max_batch=0)
 
 
+@pytest.mark.parametrize("flag", ["allow_cpu_fallback", "spin_wait", "trt_fp16", "warmup"])
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_non_bool_flag_raises_input_error_instead_of_reading_as_truthy(tiny_bundle, flag, value):
+    with pytest.raises(InputError, match=rf"{flag}: expected True or False, got {type(value).__name__}"):
+        Policy(tiny_bundle, **{flag: value})
+
+
 def test_unavailable_device_without_fallback_raises_runtime_load_error(tiny_bundle):
     if Policy(tiny_bundle, device="cuda", allow_cpu_fallback=True).info["provider"] != "CPUExecutionProvider":
         pytest.skip("this ONNX Runtime has a working CUDA provider")

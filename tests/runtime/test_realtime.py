@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import oat_edge
 
@@ -11,6 +12,12 @@ def test_prepare_realtime_memory_without_locking_pins_malloc_and_says_so():
     assert s["malloc_pinned"] is True
     assert s["locked"] is False
     assert "no trim, no mmap" in s["message"] and "not requested" in s["message"]
+
+
+@pytest.mark.parametrize("value", ["false", 0, None])
+def test_prepare_realtime_memory_rejects_a_non_bool_lock_flag(value):
+    with pytest.raises(oat_edge.InputError, match="lock_memory: expected True or False"):
+        oat_edge.prepare_realtime_memory(lock_memory=value)
 
 
 def test_thread_faults_see_the_first_touch_of_fresh_memory():

@@ -26,7 +26,7 @@ namespace {
 struct Args {
   std::string bundle, ort;
   double hz = 50;
-  int cycles = 500, max_tokens = 0, rt_priority = 0;
+  int cycles = 500, max_tokens = 0, rt_priority = 0;  // 0: all K tokens / no real-time priority
   bool rt_memory = false;
 };
 
@@ -53,10 +53,20 @@ Args parse(int argc, char** argv) {
       if (!end || *end || !std::isfinite(x)) usage(s + " expects a number, got '" + v + "'");
       return x;
     };
+    auto integer = [&](long lo, long hi) -> int {
+      std::string v = val();
+      char* end = nullptr;
+      errno = 0;
+      long x = std::strtol(v.c_str(), &end, 10);
+      if (!end || *end || v.empty() || errno)
+        usage(s + " expects an integer, got '" + v + "'");
+      if (x < lo || x > hi) usage(s + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + v);
+      return int(x);
+    };
     if (s == "--hz") a.hz = number();
-    else if (s == "--cycles") a.cycles = int(number());
-    else if (s == "--max-tokens") a.max_tokens = int(number());
-    else if (s == "--rt-priority") a.rt_priority = int(number());
+    else if (s == "--cycles") a.cycles = integer(1, 100000000);
+    else if (s == "--max-tokens") a.max_tokens = integer(1, 1 << 20);  // the bundle's K is checked by act()
+    else if (s == "--rt-priority") a.rt_priority = integer(1, 99);
     else if (s == "--rt-memory") a.rt_memory = true;
     else if (s == "--ort") a.ort = val();
     else if (s == "-h" || s == "--help") usage("help requested");
@@ -65,9 +75,7 @@ Args parse(int argc, char** argv) {
     else usage("unexpected argument " + s);
   }
   if (a.bundle.empty()) usage("BUNDLE is required");
-  if (!(a.hz > 0 && a.hz <= 10000)) usage("--hz must be in (0, 10000]");
-  if (a.cycles < 1) usage("--cycles must be >= 1");
-  if (a.rt_priority < 0 || a.rt_priority > 99) usage("--rt-priority must be in 1..99");
+  if (!(a.hz > 0 && a.hz <= 10000)) usage("--hz must be in (0, 10000], got " + std::to_string(a.hz));
   return a;
 }
 

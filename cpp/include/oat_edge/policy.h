@@ -27,7 +27,7 @@ struct RuntimeOptions {
   std::string trt_cache_dir;        // TensorRT engine cache (default: <bundle>/trt_cache)
   bool trt_fp16 = true;
   int max_batch = 1;                // KV cache preallocated for this batch; larger batches grow it once
-  bool warmup = true;               // constructor runs one greedy act per bound batch size (see Policy)
+  bool warmup = true;               // constructor runs greedy + sampled acts per bound batch size
 };
 
 struct ActOptions {
@@ -94,7 +94,7 @@ class Policy {
   uint64_t step_runs() const;
 
  private:
-  void warm_up();  // RuntimeOptions::warmup: one greedy act per bound batch size, then reset
+  void warm_up();  // RuntimeOptions::warmup (policy.cpp says what and why)
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
