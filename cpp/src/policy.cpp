@@ -415,7 +415,7 @@ Policy::~Policy() = default;
 
 // ORT sizes its arenas and memory plans on a graph's first runs: without this, the first act() in
 // the control loop would pay those allocations, and their page faults, inside a control cycle
-// (measured on the shipped bundle: about 80 page faults and ~1.5x the latency). Greedy and sampled
+// (measured on the shipped bundle: about 60 page faults; scripts/compare_bundles.py). Greedy and sampled
 // acts per bound batch size, on the observation that normalizes to 0; afterwards the cache and the
 // counters are as after load, except that anytime mode already has a decoder-time estimate.
 void Policy::warm_up() {
