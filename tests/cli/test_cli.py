@@ -30,7 +30,8 @@ def test_no_subcommand_prints_help_and_fails(capsys):
 
 @pytest.mark.parametrize("argv", [["frobnicate"], ["eval", "b", "--episodes", "0"],
                                   ["eval", "b", "--ks", "x"], ["run", "b", "--hz", "-5"],
-                                  ["run", "b", "--rt-priority", "100"], ["eval"]])
+                                  ["run", "b", "--rt-priority", "100"], ["run", "b", "--device", "gpu"],
+                                  ["run", "b", "--rt-memory", "yes"], ["eval"]])
 def test_bad_arguments_exit_2_with_usage_not_traceback(argv, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
