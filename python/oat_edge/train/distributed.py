@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.distributed as dist
 
+from oat_edge.train.checkpoint import load_checkpoint, save_checkpoint
 from oat_edge.train.ema import EMA, EMAConfig
 
 
@@ -209,7 +210,7 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
     if resume:
         if not os.path.exists(ckpt_path):
             raise FileNotFoundError(f"--resume: expected a checkpoint at {ckpt_path}, found none")
-        ck = torch.load(ckpt_path, map_location=d.device, weights_only=False)
+        ck = load_checkpoint(ckpt_path, d.device, what="--resume checkpoint")
         model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["optimizer"])
@@ -233,9 +234,7 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
         ck = {"model": model.state_dict(), "ema": ema.state_dict(),
               "optimizer": opt.state_dict(), "step": step, "torch_rng": torch.get_rng_state(),
               "train_config": asdict(cfg), "meta": meta or {}}
-        tmp = ckpt_path + ".tmp"
-        torch.save(ck, tmp)
-        os.replace(tmp, ckpt_path)  # atomic: a crash never leaves a half-written checkpoint
+        save_checkpoint(ck, ckpt_path)
 
     bar = None
     if d.main and cfg.progress:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .normalizer import Normalizer, check_action_chunks
 
 _SEP = -1  # separates sequences in the flat BPE work array
@@ -257,8 +258,8 @@ class FASTTokenizer:
         return tok
 
     def save(self, path):
-        torch.save(self.checkpoint(), path)
+        save_checkpoint(self.checkpoint(), path)
 
     @classmethod
     def load(cls, path):
-        return cls.from_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
+        return cls.from_checkpoint(load_checkpoint(path, "cpu"))

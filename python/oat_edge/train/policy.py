@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from .. import sampling
 from .bin_tokenizer import BinTokenizer
+from .checkpoint import load_checkpoint, save_checkpoint
 from .normalizer import Normalizer
 from .tokenizer import NEG_INF, OATTokenizer, RMSNorm, _heads, _merge, attend, causal_mask
 
@@ -273,8 +274,8 @@ class TokenPolicy(nn.Module):
         return cls(tokenizer_from_checkpoint(ck["tokenizer"]), pol, Normalizer.from_dict(ck["obs_normalizer"]))
 
     def save(self, path):
-        torch.save(self.checkpoint(), path)
+        save_checkpoint(self.checkpoint(), path)
 
     @classmethod
     def load(cls, path, map_location="cpu"):
-        return cls.from_checkpoint(torch.load(path, map_location=map_location, weights_only=False))
+        return cls.from_checkpoint(load_checkpoint(path, map_location))

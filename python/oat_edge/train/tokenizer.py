@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checkpoint import load_checkpoint, save_checkpoint
 from .fsq import FSQ
 from .normalizer import Normalizer, check_action_chunks
 
@@ -386,8 +387,8 @@ class OATTokenizer(nn.Module):
         return tok
 
     def save(self, path):
-        torch.save(self.checkpoint(), path)
+        save_checkpoint(self.checkpoint(), path)
 
     @classmethod
     def load(cls, path, map_location="cpu"):
-        return cls.from_checkpoint(torch.load(path, map_location=map_location, weights_only=False))
+        return cls.from_checkpoint(load_checkpoint(path, map_location))

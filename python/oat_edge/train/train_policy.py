@@ -21,6 +21,7 @@ from dataclasses import asdict
 import torch
 
 from oat_edge.train import distributed as D
+from oat_edge.train.checkpoint import save_checkpoint
 from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.policy import ARPolicy, PolicyConfig, TokenPolicy
@@ -126,7 +127,7 @@ def main(argv=None):
         final = TokenPolicy(tok, ema.model.cpu(), obs_norm)
         ck = final.checkpoint()  # == TokenPolicy.save, plus what the exporter's manifest needs
         ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
-        torch.save(ck, os.path.join(args.out, "policy.pt"))
+        save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(run_info, f, indent=1)
         print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, EMA weights, "

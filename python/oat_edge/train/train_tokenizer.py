@@ -20,6 +20,7 @@ from dataclasses import asdict
 import torch
 
 from oat_edge.train import distributed as D
+from oat_edge.train.checkpoint import load_checkpoint
 from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.tokenizer import KEEP_K
@@ -53,9 +54,7 @@ def build_tokenizer(variant: str, action_dim: int, horizon: int, width: int, enc
 def load_tokenizer(path, map_location="cpu"):
     """Load any tokenizer checkpoint written by this script (OAT variants or Bin)."""
     from oat_edge.train.policy import tokenizer_from_checkpoint
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"tokenizer checkpoint not found: {path}")
-    ck = torch.load(path, map_location=map_location, weights_only=False)
+    ck = load_checkpoint(path, map_location, what="tokenizer checkpoint")
     if not isinstance(ck, dict) or "kind" not in ck:
         raise ValueError(f"{path}: expected a tokenizer checkpoint (dict with 'kind'), "
                          f"given {type(ck).__name__} without 'kind'")
