@@ -1,6 +1,7 @@
 """python -m oat_export --checkpoint policy.pt --out DIR [--precision fp32|fp16|int8] [--variants fp16 int8]"""
 import argparse
 import json
+import os
 import sys
 
 import torch
@@ -20,22 +21,32 @@ def main(argv=None):
     ap.add_argument("--no-parity", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
+    from oat_edge.atomic import OutputError, check_output_dir
+    from oat_edge.train.checkpoint import load_checkpoint
     from oat_edge.train.policy import TokenPolicy
 
     from .export import export_bundle
-    import os
-    if not os.path.isfile(args.checkpoint):
-        print(f"oat_export: checkpoint {args.checkpoint!r} not found (train one with oat-edge train-policy)",
-              file=sys.stderr)
+    if not os.path.isfile(args.checkpoint) and not os.path.isdir(args.checkpoint):
+        print(f"oat_export: error: checkpoint {args.checkpoint!r} not found (train one with "
+              f"oat-edge train-policy)", file=sys.stderr)
         return 2
-    ck = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    tp = TokenPolicy.from_checkpoint(ck)
-    # train_policy stores the task list and observation layout next to the weights
-    tasks = args.tasks if args.tasks is not None else ck.get("tasks", [])
-    obs_layout = args.obs_layout if args.obs_layout is not None else ck.get("obs_layout", "")
-    rep = export_bundle(tp, args.out, tasks=tasks, obs_layout=obs_layout, opset=args.opset,
-                        precision=args.precision, check_parity=not args.no_parity, variants=args.variants)
+    try:
+        check_output_dir(args.out, force=True)  # before the slow part; re-exporting is normal
+        ck = load_checkpoint(args.checkpoint, what="--checkpoint")
+        tp = TokenPolicy.from_checkpoint(ck)
+        # train_policy stores the task list and observation layout next to the weights
+        tasks = args.tasks if args.tasks is not None else ck.get("tasks", [])
+        obs_layout = args.obs_layout if args.obs_layout is not None else ck.get("obs_layout", "")
+        rep = export_bundle(tp, args.out, tasks=tasks, obs_layout=obs_layout, opset=args.opset,
+                            precision=args.precision, check_parity=not args.no_parity,
+                            variants=args.variants)
+    except (OutputError, ValueError) as exc:
+        print(f"oat_export: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(rep, indent=2))
+    if not rep.get("installed", True):
+        print(f"oat_export: error: parity check failed; {args.out} was not replaced",
+              file=sys.stderr)
     return 0 if rep.get("ok", True) else 1
 
 

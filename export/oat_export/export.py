@@ -1,7 +1,6 @@
 """Write an oat_edge bundle: model.onnx (step graph + manifest), policy_prefill.onnx,
 decoder.onnx, encoder.onnx. The graphs wrap the very methods used in training/inference
 (ARPolicy.step / .prefill, OATTokenizer.decoder / .encode), so there is no second model."""
-import json
 import os
 import shutil
 import tempfile
@@ -12,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from oat_edge import manifest as mf
+from oat_edge.atomic import OutputError, atomic_path, check_output_dir, replace_dir, write_json
 from oat_edge.train.tokenizer import OATTokenizer
 
 from .parity import check_parity, variant_error
@@ -55,20 +55,22 @@ class EncoderGraph(nn.Module):
 
 
 def _export(module, args, path, inputs, outputs, dynamic, opset):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: intended
-        warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter chosen on purpose (dynamo=False)
-        torch.onnx.export(module, args, path, input_names=inputs, output_names=outputs,
-                          dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)
-    onnx.checker.check_model(onnx.load(path))
+    with atomic_path(path) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: intended
+            warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter chosen on purpose (dynamo=False)
+            torch.onnx.export(module, args, tmp, input_names=inputs, output_names=outputs,
+                              dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)
+        onnx.checker.check_model(onnx.load(tmp))
 
 
 def write_manifest(model_path, d):
     m = onnx.load(model_path)
     del m.metadata_props[:]
     m.metadata_props.add(key=mf.MANIFEST_KEY, value=mf.to_json(d))
-    onnx.save(m, model_path)
-    onnx.checker.check_model(model_path)
+    with atomic_path(model_path) as tmp:
+        onnx.save(m, tmp)
+        onnx.checker.check_model(tmp)
 
 
 def manifest_for(tp, precision="fp32", tasks=(), obs_layout=""):
@@ -121,43 +123,69 @@ def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=17, prec
                   check_parity=True, variants=()):
     """Export `token_policy` as a bundle of `precision` into out_dir.
 
-    fp16/int8 bundles are converted from an fp32 export (kept in a temp dir) and the report
-    carries their measured error vs fp32. `variants` adds sibling bundles `<out_dir>_<p>`.
+    fp16/int8 bundles are converted from an fp32 export and the report carries their measured
+    error vs fp32. `variants` adds sibling bundles `<out_dir>_<p>`. Everything is built in a
+    hidden work directory beside out_dir and each bundle replaces the old one in one rename only
+    once all of them are complete and parity holds: a failed, failing-parity or interrupted export
+    leaves the previous bundles as they were.
     """
     for p in (precision, *variants):
         if p not in mf.PRECISIONS:
             raise ValueError(f"precision: expected one of {list(mf.PRECISIONS)}, got {p!r}")
     if opset < 17:
         raise ValueError(f"opset: expected >= 17, got {opset}")
-    out_dir = os.fspath(out_dir)
+    out_dir = os.fspath(out_dir).rstrip("/\\") or os.fspath(out_dir)
+    targets = {precision: out_dir}
+    targets.update({p: f"{out_dir}_{p}" for p in variants if p != precision})
+    for dst in targets.values():
+        check_output_dir(dst, force=True, flag="--out")  # a bundle is meant to be re-exported
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
     report = {"out_dir": out_dir, "precision": precision, "opset": opset}
-    tmp = tempfile.mkdtemp(prefix="oat_export_")
     try:
-        ref_dir = out_dir if precision == "fp32" else os.path.join(tmp, "fp32")
+        work = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.export.", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"--out: cannot create a work directory in {parent}: {exc.strerror}") from None
+    try:
+        staged = {p: os.path.join(work, p) for p in targets}
+        ref_dir = os.path.join(work, "fp32")
         d = export_fp32(token_policy, ref_dir, tasks, obs_layout, opset)
         report["files"] = dict(d["files"])
         if check_parity:
             report["parity"] = check_parity_fn(token_policy, ref_dir)
             report["ok"] = report["parity"]["ok"]
-        targets = [] if precision == "fp32" else [(precision, out_dir)]
-        targets += [(p, out_dir.rstrip("/\\") + "_" + p) for p in variants if p != "fp32"]
         report["variants"] = {}
-        for p, dst in targets:
-            convert_bundle(ref_dir, dst, p)
-            err = variant_error(token_policy, ref_dir, dst)
-            report["variants"][p] = {"dir": dst, **err}
-        for p in variants:
-            if p == "fp32" and precision != "fp32":
-                dst = out_dir.rstrip("/\\") + "_fp32"
-                shutil.copytree(ref_dir, dst, dirs_exist_ok=True)
+        for p, dst in targets.items():
+            if p != "fp32":
+                convert_bundle(ref_dir, staged[p], p)
+                report["variants"][p] = {"dir": dst, **variant_error(token_policy, ref_dir,
+                                                                      staged[p])}
+            elif p != precision:
                 report["variants"]["fp32"] = {"dir": dst}
+        main = staged[precision]
+        report["bytes"] = {f: os.path.getsize(os.path.join(main, f))
+                           for f in sorted(os.listdir(main)) if f.endswith(".onnx")}
+        if not report.get("ok", True):
+            report["installed"] = False  # a bundle that fails parity never replaces a good one
+            return report
+        report["installed"] = True
+        write_json(os.path.join(main, "export_report.json"), report)
+        for p in sorted(targets, key=lambda p: p == precision):  # the main bundle last
+            _install(staged[p], targets[p])
+    except OSError as exc:
+        raise OutputError(f"--out: export to {out_dir} failed, previous bundle kept: "
+                          f"{exc.strerror or exc}") from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    report["bytes"] = {f: os.path.getsize(os.path.join(out_dir, f)) for f in sorted(os.listdir(out_dir))
-                       if f.endswith(".onnx")}
-    with open(os.path.join(out_dir, "export_report.json"), "w") as fh:
-        json.dump(report, fh, indent=2)
+        shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+def _install(staged, dst):
+    try:
+        replace_dir(staged, dst)
+    except OSError as exc:
+        raise OutputError(f"--out: cannot put the new bundle at {dst} (the previous one is "
+                          f"unchanged): {exc.strerror or exc}") from None
 
 
 check_parity_fn = check_parity  # the keyword argument `check_parity` shadows the function above

@@ -27,7 +27,8 @@ def tiny_token_policy():
     with torch.no_grad():  # non-zero heads so decoded actions depend on the ids
         tok.encoder.head.weight.normal_(0, 0.5)
         tok.decoder.head.weight.normal_(0, 0.5)
-    pol = ARPolicy(PolicyConfig(obs_dim=OBS, n_obs_steps=T, num_tokens=K, width=16, n_layers=2, n_heads=2))
+    pol = ARPolicy(PolicyConfig(obs_dim=OBS, n_obs_steps=T, num_tokens=K, width=16, n_layers=2, n_heads=2,
+                                n_action_steps=4))
     with torch.no_grad():
         pol.tok_emb.weight.normal_(0, 0.5)  # peaked logits: greedy tokens are not near-ties
     return TokenPolicy(tok, pol, Normalizer.fit(torch.randn(50, T, OBS) * 2)).eval()
