@@ -94,7 +94,6 @@ class Policy {
   uint64_t step_runs() const;
 
  private:
-  void warm_up();  // RuntimeOptions::warmup (policy.cpp says what and why)
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
