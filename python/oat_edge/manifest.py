@@ -1,30 +1,36 @@
-"""Bundle manifest schema (DESIGN.md §6): the one source of truth in Python.
+"""Bundle manifest (DESIGN.md §6): written by the exporter, validated by `inspect` and the loaders.
 
-The exporter writes the manifest with `build_manifest` as a JSON string in `model.onnx`
-metadata_props["oat_edge.manifest"]; `validate` is mirrored by the C++ `Manifest::parse`.
-numpy/json only; `onnx` is imported lazily by `load_manifest`.
+The rules live in one declarative file, `bundle_schema.json`, which this module interprets and the
+C++ core embeds at build time and interprets the same way (cpp/src/manifest.cpp); one table of good
+and bad manifests (tests/export/manifest_cases.json) is run against both. numpy/json only; `onnx`
+is imported lazily by `load_manifest`.
 """
 import json
 import math
 import os
+import re
+import stat
 import sys
+
+import numpy as np
 
 from .errors import BundleError
 
-FORMAT = "oat_edge.bundle"
-FORMAT_VERSION = 1
-MANIFEST_KEY = "oat_edge.manifest"
-ENTRY_FILE = "model.onnx"
-OAT_KINDS = ("oat", "oatx", "oat_nocausal", "oatx_nocausal")
-PRECISIONS = ("fp32", "fp16", "int8")
-IO = {
-    "step": {"inputs": ["token", "step", "past_k", "past_v", "mem_k", "mem_v"],
-             "outputs": ["logits", "new_k", "new_v"]},
-    "prefill": {"inputs": ["obs"], "outputs": ["mem_k", "mem_v"]},
-    "decoder": {"inputs": ["codes", "num_tokens"], "outputs": ["actions"]},
-    "encoder": {"inputs": ["actions"], "outputs": ["ids"]},
-}
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "bundle_schema.json"), encoding="utf-8") as _f:
+    SCHEMA = json.load(_f)
+
+FORMAT = SCHEMA["format"]
+FORMAT_VERSION = SCHEMA["format_version"]
+MANIFEST_KEY = SCHEMA["manifest_key"]
+ENTRY_FILE = SCHEMA["entry_file"]
+MAX_JSON_BYTES = SCHEMA["limits"]["max_json_bytes"]
+MAX_DEPTH = SCHEMA["limits"]["max_depth"]
+_RULES = {r["path"]: r for r in SCHEMA["fields"]}
+OAT_KINDS = tuple(_RULES["tokenizer.kind"]["one_of"])
+PRECISIONS = tuple(_RULES["precision"]["one_of"])
+IO = {g: {side: [t[0] for t in spec[side]] for side in ("inputs", "outputs")} for g, spec in SCHEMA["graphs"].items()}
 FILES = {"step": ENTRY_FILE, "prefill": "policy_prefill.onnx", "decoder": "decoder.onnx", "encoder": "encoder.onnx"}
+_F32_MIN_NORMAL = float(np.finfo(np.float32).tiny)
 
 
 def _version():
@@ -62,111 +68,261 @@ def build_manifest(*, kind, num_tokens, fsq_levels, horizon, action_dim,
 
 
 # ---------------------------------------------------------------------------------------------
-# validation
+# parsing: the JSON text itself
 
 
-def _get(d, path, typ):
-    cur = d
-    for i, key in enumerate(path.split(".")):
-        if not isinstance(cur, dict) or key not in cur:
-            raise BundleError(f"manifest: missing field '{path}'")
-        cur = cur[key]
-    ok = isinstance(cur, typ) and not (isinstance(cur, bool) and typ is not bool)
-    if not ok:
-        names = typ.__name__ if isinstance(typ, type) else "/".join(t.__name__ for t in typ)
-        raise BundleError(f"manifest: field '{path}' expected {names}, got {type(cur).__name__} ({cur!r:.60})")
-    return cur
+def _fail(detail):
+    raise BundleError(f"invalid bundle manifest: {detail}. Re-export the bundle with oat_edge's exporter.")
 
 
-def _int(d, path, lo=1):
-    v = _get(d, path, int)
-    if v < lo:
-        raise BundleError(f"manifest: field '{path}' expected an int >= {lo}, got {v}")
-    return v
+def _no_duplicates(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            _fail(f"duplicate key '{k}' in the manifest JSON")
+        d[k] = v
+    return d
 
 
-def _floats(d, path, n, nonzero=False):
-    v = _get(d, path, list)
-    if len(v) != n:
-        raise BundleError(f"manifest: field '{path}' expected length {n}, got {len(v)}")
-    for i, x in enumerate(v):
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            raise BundleError(f"manifest: field '{path}[{i}]' expected a finite number, got {x!r}")
-        if nonzero and x == 0:
-            raise BundleError(f"manifest: field '{path}[{i}]' expected a non-zero number, got 0")
-    return v
+def _reject_constant(name):
+    _fail(f"not valid JSON ({name} is not a JSON number)")
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _depth(text):
+    """Deepest bracket nesting of JSON text (brackets inside strings do not count), in C loops."""
+    b = np.frombuffer(_NOT_BRACKET.sub("", _STRING.sub("", text)).encode("ascii"), np.uint8)
+    if b.size == 0:
+        return 0
+    return int(np.cumsum(np.where((b == ord("[")) | (b == ord("{")), 1, -1)).max())
+
+
+def parse(text):
+    """Manifest JSON text -> validated dict. Size, nesting depth, duplicate keys and NaN/Infinity
+    literals are checked here, so hostile text is a BundleError, never a RecursionError."""
+    if not isinstance(text, str):
+        _fail(f"expected JSON text, got {type(text).__name__}")
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_JSON_BYTES:
+        _fail(f"manifest JSON is {size} bytes, more than the {MAX_JSON_BYTES} allowed")
+    if _depth(text) > MAX_DEPTH:
+        _fail(f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        d = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except (json.JSONDecodeError, RecursionError) as e:
+        _fail(f"not valid JSON ({e})")
+    return validate(d)
+
+
+# ---------------------------------------------------------------------------------------------
+# validation: the schema's field rules
+
+
+def _show(v):
+    try:
+        return json.dumps(v)[:80]
+    except (TypeError, ValueError):
+        return repr(v)[:80]
+
+
+def _lookup(d, path):
+    """(value, None) for a present field, else (None, the first missing part of `path`)."""
+    cur, parent = d, ""
+    for key in path.split("."):
+        if not isinstance(cur, dict):
+            _fail(f"field '{parent}' expected an object, got {_show(cur)}")
+        here = f"{parent}.{key}" if parent else key
+        if key not in cur:
+            return None, here
+        cur, parent = cur[key], here
+    return cur, None
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bound(d, spec):
+    """A schema number, or {"field": path, "plus": n} / {"product_of": path} (already validated)."""
+    if not isinstance(spec, dict):
+        return spec, str(spec)
+    if "product_of" in spec:
+        return math.prod(_lookup(d, spec["product_of"])[0]), f"prod({spec['product_of']})"
+    v = _lookup(d, spec["field"])[0] + spec["plus"]
+    return v, spec["field"] + (f" + {spec['plus']}" if spec["plus"] else "")
+
+
+def _check_int(d, path, v, rule):
+    if not _is_int(v):
+        _fail(f"field '{path}' expected an integer, got {_show(v)}")
+    lo, _ = _bound(d, rule["min"])
+    hi, hi_name = _bound(d, rule["max"])
+    if not lo <= v <= hi:
+        _fail(f"field '{path}' expected an integer in [{lo}, {hi}]"
+              + (f" (max = {hi_name})" if isinstance(rule["max"], dict) else "") + f", got {v}")
+    if "equals" in rule:
+        want, name = _bound(d, rule["equals"])
+        if v != want:
+            _fail(f"field '{path}' expected {name} = {want}, got {v}")
+
+
+def _to_f32(x):
+    try:
+        with np.errstate(over="ignore", under="ignore"):
+            return float(np.float32(x))
+    except OverflowError:  # a Python int beyond any float
+        return math.inf
+
+
+def _check_f32(path, x, nonzero):
+    """A number the runtime uses as float32: finite there, and not silently flushed to 0."""
+    if not _is_num(x):
+        _fail(f"field '{path}' expected a number, got {_show(x)}")
+    f = _to_f32(x)
+    if not math.isfinite(f):
+        _fail(f"field '{path}' expected a finite float32 number, got {_show(x)}")
+    if x != 0 and abs(f) < _F32_MIN_NORMAL:
+        _fail(f"field '{path}' underflows float32 ({_show(x)} becomes {f!r})")
+    if nonzero and f == 0:
+        _fail(f"field '{path}' expected a non-zero number, got {_show(x)}")
+    return f
+
+
+def _check_list(path, v, what, lo_len, hi_len):
+    if not isinstance(v, list):
+        _fail(f"field '{path}' expected a list of {what}, got {_show(v)}")
+    if not lo_len <= len(v) <= hi_len:
+        _fail(f"field '{path}' expected {lo_len}..{hi_len} entries, got {len(v)}")
+
+
+def _check_rule(d, rule):
+    path, typ = rule["path"], rule["type"]
+    v, missing = _lookup(d, path)
+    if missing:
+        cond = rule.get("required_if")
+        if rule.get("optional") or (cond and _lookup(d, cond)[1]):
+            return
+        _fail(f"missing field '{missing}'")
+    if typ == "version":
+        if not _is_int(v):
+            _fail(f"field '{path}' expected an integer, got {_show(v)}")
+        if v != FORMAT_VERSION:
+            raise BundleError(f"bundle format_version {v}, this runtime reads {FORMAT_VERSION}: re-export the bundle "
+                              f"with the oat_edge exporter that matches this runtime, or install an oat_edge runtime "
+                              f"that reads version {v}")
+    elif typ in ("string", "file_name"):
+        if not isinstance(v, str):
+            _fail(f"field '{path}' expected a string, got {_show(v)}")
+        if "equals" in rule and v != rule["equals"]:
+            _fail(f"field '{path}' expected '{rule['equals']}', got '{v[:80]}'")
+        if "one_of" in rule and v not in rule["one_of"]:
+            _fail(f"field '{path}' expected one of [{', '.join(rule['one_of'])}], got '{v[:80]}'")
+        if typ == "file_name" and (not v or v in (".", "..") or "/" in v or "\\" in v or "\0" in v):
+            _fail(f"field '{path}' expected a plain file name next to {ENTRY_FILE}, got '{v[:80]}'")
+    elif typ == "int":
+        _check_int(d, path, v, rule)
+    elif typ == "int_list":
+        _check_list(path, v, "integers", rule["min_len"], rule["max_len"])
+        prod = 1
+        for i, x in enumerate(v):
+            if not _is_int(x) or not rule["min"] <= x <= rule["max"]:
+                _fail(f"field '{path}[{i}]' expected an integer in [{rule['min']}, {rule['max']}], got {_show(x)}")
+            prod *= x
+        if prod > rule["product_max"]:
+            _fail(f"field '{path}' expected a product of at most {rule['product_max']}, got {prod}")
+    elif typ == "float32":
+        f = _check_f32(path, v, False)
+        if f < rule["min"]:
+            _fail(f"field '{path}' expected a number >= {rule['min']}, got {_show(v)}")
+    elif typ == "float32_list":
+        n = _lookup(d, rule["length"])[0]
+        if not isinstance(v, list):
+            _fail(f"field '{path}' expected a list of numbers, got {_show(v)}")
+        if len(v) != n:
+            _fail(f"field '{path}' expected length {n} (= {rule['length']}), got {len(v)}")
+        vals = [_check_f32(f"{path}[{i}]", x, rule.get("nonzero", False)) for i, x in enumerate(v)]
+        if "not_above" in rule:
+            other = rule["not_above"]
+            for i, (a, b) in enumerate(zip(vals, _lookup(d, other)[0])):
+                if a > _to_f32(b):
+                    _fail(f"field '{path}[{i}]' expected <= {other}[{i}] = {_show(b)}, got {_show(v[i])}")
+    elif typ == "string_list":
+        _check_list(path, v, "strings", 0, rule["max_len"])
+        seen = set()
+        for i, x in enumerate(v):
+            if not isinstance(x, str):
+                _fail(f"field '{path}[{i}]' expected a string, got {_show(x)}")
+            if rule.get("unique") and x in seen:
+                _fail(f"field '{path}' expected unique entries, got '{x[:80]}' twice")
+            seen.add(x)
+    elif typ == "io_names":
+        want = IO[rule["graph"]][rule["side"]]
+        if not (isinstance(v, list) and all(isinstance(x, str) for x in v) and sorted(v) == sorted(want)):
+            _fail(f"field '{path}' expected the names [{', '.join(want)}] in any order, got {_show(v)}")
+    else:  # pragma: no cover - a schema typo, caught by the tests
+        raise AssertionError(f"bundle_schema.json: unknown type {typ!r} for {path}")
 
 
 def validate(d, bundle_dir=None):
-    """Check a manifest dict; return it unchanged or raise BundleError naming the field.
-    With `bundle_dir`, also check that every listed file exists there."""
+    """Check a manifest dict against the schema; return it unchanged or raise BundleError naming the
+    field, what was expected and what was given. With `bundle_dir`, also check that every listed
+    graph file is a readable regular file there."""
     if not isinstance(d, dict):
-        raise BundleError(f"manifest: expected a JSON object, got {type(d).__name__}")
-    fmt = _get(d, "format", str)
-    if fmt != FORMAT:
-        raise BundleError(f"manifest: field 'format' expected '{FORMAT}', got '{fmt}'")
-    ver = _get(d, "format_version", int)
-    if ver != FORMAT_VERSION:
-        raise BundleError(f"bundle format_version {ver}, this runtime reads {FORMAT_VERSION}: "
-                          f"re-export with oat_edge {_version()}")
-    _get(d, "producer", str)
-    kind = _get(d, "tokenizer.kind", str)
-    if kind not in OAT_KINDS:
-        raise BundleError(f"manifest: field 'tokenizer.kind' expected one of {list(OAT_KINDS)}, got '{kind}'")
-    K = _int(d, "tokenizer.num_tokens")
-    levels = _get(d, "tokenizer.fsq_levels", list)
-    if not levels or any(isinstance(l, bool) or not isinstance(l, int) or l < 2 for l in levels):
-        raise BundleError(f"manifest: field 'tokenizer.fsq_levels' expected a non-empty list of ints >= 2, got {levels}")
-    cb = _int(d, "tokenizer.codebook_size")
-    if cb != math.prod(levels):
-        raise BundleError(f"manifest: field 'tokenizer.codebook_size' expected prod(fsq_levels) = "
-                          f"{math.prod(levels)}, got {cb}")
-    _int(d, "tokenizer.horizon")
-    D = _int(d, "tokenizer.action_dim")
-    vocab = _int(d, "policy.vocab_size")
-    if vocab != cb + 1:
-        raise BundleError(f"manifest: field 'policy.vocab_size' expected codebook_size + 1 = {cb + 1}, got {vocab}")
-    bos = _int(d, "policy.bos_id", 0)
-    if bos != cb:
-        raise BundleError(f"manifest: field 'policy.bos_id' expected codebook_size = {cb}, got {bos}")
-    for f in ("n_layers", "n_heads", "head_dim", "n_obs_steps", "n_action_steps"):
-        _int(d, "policy." + f)
-    obs_dim = _int(d, "policy.obs_dim")
-    _floats(d, "normalization.obs_scale", obs_dim, nonzero=True)
-    _floats(d, "normalization.obs_offset", obs_dim)
-    _floats(d, "normalization.action_scale", D, nonzero=True)
-    _floats(d, "normalization.action_offset", D)
-    lo = _floats(d, "normalization.action_low", D)
-    hi = _floats(d, "normalization.action_high", D)
-    for i, (a, b) in enumerate(zip(lo, hi)):
-        if a > b:
-            raise BundleError(f"manifest: field 'normalization.action_low[{i}]' expected <= action_high[{i}] = {b}, got {a}")
-    files = _get(d, "files", dict)
-    io = _get(d, "io", dict)
-    for g in ("step", "prefill", "decoder") + (("encoder",) if "encoder" in files else ()):
-        name = _get(d, f"files.{g}", str)
-        if os.path.basename(name) != name or not name:
-            raise BundleError(f"manifest: field 'files.{g}' expected a plain file name, got '{name}'")
-        for side in ("inputs", "outputs"):
-            got = _get(d, f"io.{g}.{side}", list)
-            if got != IO[g][side]:
-                raise BundleError(f"manifest: field 'io.{g}.{side}' expected {IO[g][side]}, got {got}")
-        if bundle_dir is not None and not os.path.isfile(os.path.join(bundle_dir, name)):
-            raise BundleError(f"bundle: file '{name}' (files.{g}) not found in {bundle_dir}")
-    if files.get("step") != ENTRY_FILE:
-        raise BundleError(f"manifest: field 'files.step' expected '{ENTRY_FILE}', got '{files.get('step')}'")
-    t = _get(d, "sampling.temperature", (int, float))
-    if not math.isfinite(t) or t < 0:
-        raise BundleError(f"manifest: field 'sampling.temperature' expected a finite number >= 0, got {t}")
-    _int(d, "sampling.top_k", 0)
-    prec = _get(d, "precision", str)
-    if prec not in PRECISIONS:
-        raise BundleError(f"manifest: field 'precision' expected one of {list(PRECISIONS)}, got '{prec}'")
-    tasks = _get(d, "tasks", list)
-    if not all(isinstance(x, str) for x in tasks):
-        raise BundleError(f"manifest: field 'tasks' expected a list of strings, got {tasks}")
-    _get(d, "obs_layout", str)
+        _fail(f"top level expected a JSON object, got {_show(d)}")
+    for rule in SCHEMA["fields"]:
+        _check_rule(d, rule)
+    if bundle_dir is not None:
+        for role, name in graph_files(d).items():
+            check_graph_file(bundle_dir, name, role)
     return d
+
+
+def graph_files(d):
+    """{role: file name} of the graphs a validated manifest lists (encoder only when present)."""
+    return {g: d["files"][g] for g in SCHEMA["graphs"] if g in d["files"]}
+
+
+def dims(d):
+    """The schema's named dimensions (L, H, K, ...) resolved against a validated manifest."""
+    out = {}
+    for name, path in SCHEMA["dims"].items():
+        v = _lookup(d, path)[0]
+        out[name] = len(v) if isinstance(v, list) else v
+    return out
+
+
+def check_graph_file(bundle_dir, name, role):
+    """The graph file must be a regular file we can read: say what it is when it is not."""
+    path = os.path.join(bundle_dir, name)
+    where = f"bundle file files.{role} = '{name}' in {bundle_dir}"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise BundleError(f"{where} is a dangling symbolic link (to '{os.readlink(path)}'): "
+                              "copy the whole bundle directory, not links into it") from None
+        raise BundleError(f"{where} not found: copy the whole bundle directory (model.onnx and its sibling "
+                          "graphs) together") from None
+    except OSError as e:
+        raise BundleError(f"{where} cannot be examined: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise BundleError(f"{where} is a directory, expected an ONNX file")
+    if not stat.S_ISREG(st.st_mode):
+        raise BundleError(f"{where} is not a regular file (a FIFO, socket or device), expected an ONNX file")
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except PermissionError:
+        raise BundleError(f"{where}: permission denied; make it readable by this user "
+                          f"(chmod a+r, or run as its owner)") from None
+    except OSError as e:
+        raise BundleError(f"{where} cannot be opened: {e.strerror}") from None
 
 
 def to_json(d):
@@ -177,14 +333,21 @@ def entry_path(path):
     """Directory or entry file -> (bundle_dir, path of model.onnx)."""
     path = os.fspath(path)
     if os.path.isdir(path):
-        path = os.path.join(path, ENTRY_FILE)
-    if not os.path.isfile(path):
-        raise BundleError(f"bundle: entry file not found: {path}")
-    return os.path.dirname(os.path.abspath(path)), path
+        bundle_dir, name = os.path.abspath(path), ENTRY_FILE
+        if not os.path.lexists(os.path.join(bundle_dir, name)):
+            raise BundleError(f"bundle directory {path} has no {ENTRY_FILE}: pass a directory written by "
+                              "oat_edge export")
+    elif os.path.lexists(path):
+        bundle_dir, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    else:
+        raise BundleError(f"bundle path '{path}' does not exist: pass the bundle directory or its {ENTRY_FILE}")
+    check_graph_file(bundle_dir, name, "step")
+    return bundle_dir, os.path.join(bundle_dir, name)
 
 
 def load_manifest(path):
-    """Read + validate the manifest of a bundle (its directory or its model.onnx)."""
+    """Read + validate the manifest of a bundle (its directory or its model.onnx) and check it
+    against the graphs, exactly as the C++ loader does."""
     bundle_dir, model = entry_path(path)
     try:
         import onnx
@@ -196,9 +359,13 @@ def load_manifest(path):
         raise BundleError(f"bundle: cannot read {model} as ONNX: {e}") from e
     props = {p.key: p.value for p in m.metadata_props}
     if MANIFEST_KEY not in props:
-        raise BundleError(f"bundle: {model} has no metadata_props key '{MANIFEST_KEY}' (not an oat_edge bundle)")
-    try:
-        d = json.loads(props[MANIFEST_KEY])
-    except json.JSONDecodeError as e:
-        raise BundleError(f"manifest: invalid JSON in '{MANIFEST_KEY}': {e}") from e
-    return validate(d, bundle_dir)
+        raise BundleError(f"{model} has no '{MANIFEST_KEY}' metadata: it is not an oat_edge bundle entry file. "
+                          "Export one with oat_edge's exporter.")
+    d = parse(props[MANIFEST_KEY])
+    validate(d, bundle_dir)
+    if d["files"]["step"] != os.path.basename(model):
+        raise BundleError(f"manifest files.step is '{d['files']['step']}' but the entry file is "
+                          f"'{os.path.basename(model)}': the entry file must be the step graph; re-export the bundle")
+    from .bundle_graphs import check_graphs
+    check_graphs(d, bundle_dir, {"step": m})
+    return d
