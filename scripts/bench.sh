@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Latency benchmark, side by side in one run (see python/oat_edge/bench.py), then heap
+# Latency benchmark, side by side in one run (see python/oat_edge/measure/bench.py), then heap
 # allocations per generated token measured by the C++ tool under an LD_PRELOAD malloc counter.
 #   scripts/bench.sh [--checkpoint runs/recipe/policy/policy.pt] [--iters 200] [--threads 1]
 set -euo pipefail
@@ -10,7 +10,7 @@ mkdir -p "$OUT"
 bundle=$(mktemp -d)/bundle
 trap 'rm -rf "$(dirname "$bundle")"' EXIT
 
-$PY -m oat_edge.bench --out "$OUT/bench_cpu.json" --bundle-out "$bundle" "$@"
+$PY -m oat_edge.measure.bench --out "$OUT/bench_cpu.json" --bundle-out "$bundle" "$@"
 
 tools="build/$($PY -c 'import sys; print(sys.implementation.cache_tag)')/cpp/tools"
 if [[ -x "$tools/oat_edge_run" && -f "$tools/liboat_edge_malloc_counter.so" ]]; then

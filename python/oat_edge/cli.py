@@ -23,7 +23,7 @@ FORWARD = {
                      "train the autoregressive token policy", "train"),
     "export": ("oat_export.__main__", "main", "export a trained policy as an oat_edge bundle",
                "train"),
-    "bench": ("oat_edge.bench", "main", "benchmark act() latency of a bundle", "runtime"),
+    "bench": ("oat_edge.measure.bench", "main", "benchmark act() latency of a bundle", "runtime"),
 }
 
 
@@ -95,13 +95,13 @@ def cmd_inspect(a) -> int:
 # ------------------------------------------------------------------------------- eval
 
 def cmd_eval(a) -> int:
-    from .evaluate import evaluate
+    from .measure.evaluate import evaluate
     res = evaluate(a.bundle, tasks=a.tasks, episodes=a.episodes, ks=a.ks,
                    latency_budget_ms=a.latency_budget_ms, hz=a.hz, workers=a.workers,
                    seed=a.seed, out_dir=a.out, expert=not a.no_expert,
                    background=not a.sync, threads=a.threads, progress=not a.quiet,
                    n_action_steps=a.n_action_steps)
-    from .evaluate import markdown_table
+    from .measure.evaluate import markdown_table
     print(markdown_table(res))
     print(f"wrote {os.path.join(a.out, 'results.json')} (+ results.md, *.png)")
     return 0

@@ -1,6 +1,6 @@
 """How often does a token sequence fail to decode? FAST (DCT + BPE) vs OAT (SPEC.md §1, P2).
 
-    python -m oat_edge.train.decodability --demos runs/demos_mt3.npz \
+    python -m oat_edge.measure.decodability --demos runs/demos_mt3.npz \
         [--oat runs/.../tokenizer.pt] --samples 2000 --out docs/decodability.json
 
 Sequence families (each id drawn uniformly from the tokenizer's content ids; EOS/BOS excluded):
@@ -147,10 +147,10 @@ def measure(check, real, vocab, max_len, n, rng, prefix_real=None):
 
 def run_experiment(demos, oat_path=None, samples=2000, prefix_chunks=200, seed=0, scale=10.0,
                    vocab_size=1024, max_tokens=128, horizon=32, max_fit_chunks=0, log=print):
-    from .dataset import DataConfig, load_dataset
-    from .fast_tokenizer import FASTTokenizer
-    from .normalizer import Normalizer
-    from .tokenizer import OATConfig, OATTokenizer
+    from ..train.dataset import DataConfig, load_dataset
+    from ..train.fast_tokenizer import FASTTokenizer
+    from ..train.normalizer import Normalizer
+    from ..train.tokenizer import OATConfig, OATTokenizer
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)

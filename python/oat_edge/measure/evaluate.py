@@ -20,7 +20,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from .control import ControlLoop, percentiles
+from ..control import ControlLoop, info_bounds, percentiles
 
 
 def _load_policy(bundle, factory, threads: int):
@@ -35,8 +35,7 @@ def _load_policy(bundle, factory, threads: int):
 
 def _bounds(policy, env):
     """Bundle bounds (if declared) intersected with the simulator's action space."""
-    from .control import _info_bounds
-    low, high = _info_bounds(policy)
+    low, high = info_bounds(policy)
     if low is None:
         return env.action_low, env.action_high
     low = np.maximum(np.asarray(low, float), env.action_low)
@@ -71,7 +70,7 @@ def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
 
 def _shard(job: dict) -> dict:
     """One (task, k) shard, or the expert shard when job['k'] == 'expert'. Runs in a worker."""
-    from .sim.metaworld_env import MetaWorldEnv, expert_episode
+    from ..sim.metaworld_env import MetaWorldEnv, expert_episode
     seeds = episode_seeds(job["seed"], job["episodes"])
     t0 = time.perf_counter()
     if job["k"] == "expert":

@@ -5,7 +5,7 @@ bundle, the same observation and the same thread count. Backends are interleaved
 (round robin, order rotated each round) so that noise on a shared machine hits all of them alike;
 only ratios measured in one run are claimed. Greedy decoding, so all three compute the same thing.
 
-    python -m oat_edge.bench [--checkpoint policy.pt] [--ks 1 2 4 8] [--iters 200] [--threads 1]
+    python -m oat_edge.measure.bench [--checkpoint policy.pt] [--ks 1 2 4 8] [--iters 200] [--threads 1]
 
 Without --checkpoint it benchmarks the reference-size model of SPEC.md (random weights: latency
 does not depend on the values) exported to a temporary bundle.

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from oat_edge.train.decodability import (EDITS, fast_check, main, measure, near_miss_sequences,
+from oat_edge.measure.decodability import (EDITS, fast_check, main, measure, near_miss_sequences,
                                          oat_check, prefix_sequences)
 from oat_edge.train.demos import Demos
 from oat_edge.train.fast_tokenizer import FASTTokenizer
@@ -105,7 +105,7 @@ def test_cli_writes_json_with_both_tokenizers(tmp_path):
     demos = Demos(obs=rng.normal(size=(n_ep * T, 39)).astype(np.float32), actions=acts.astype(np.float32),
                   episode_ends=np.arange(1, n_ep + 1) * T, episode_task=np.arange(n_ep) % 2,
                   task_names=["a", "b"], meta={})
-    import oat_edge.train.decodability as dec
+    import oat_edge.measure.decodability as dec
     tiny_oat().save(tmp_path / "oat.pt")
     orig = dec.run_experiment
     out = tmp_path / "d.json"

@@ -1,5 +1,5 @@
 """The benchmark measures all three backends side by side and reports ratios and overhead."""
-from oat_edge import bench
+from oat_edge.measure import bench
 
 
 def test_bench_reports_each_backend_and_k_with_ratios_and_overhead(tiny_bundle, tiny_token_policy):

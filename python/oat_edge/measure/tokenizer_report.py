@@ -1,6 +1,6 @@
 """Tokenizer report: held-out reconstruction MSE vs prefix length k.
 
-    python -m oat_edge.train.report --demos runs/demos.npz \
+    python -m oat_edge.measure.tokenizer_report --demos runs/demos.npz \
         --tokenizers runs/tok_oat runs/tok_oatx runs/tok_nocausal runs/tok_bin \
         --out docs/tokenizer_report
 

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("metaworld")
 pytest.importorskip("matplotlib")
 
-from oat_edge.evaluate import evaluate, markdown_table  # noqa: E402
+from oat_edge.measure.evaluate import evaluate, markdown_table  # noqa: E402
 
 
 class ExpertBackedPolicy:
