@@ -12,7 +12,6 @@ import importlib
 import json
 import os
 import sys
-import threading
 
 # subcommand -> (module, function, what it does, what it needs)
 FORWARD = {
@@ -110,102 +109,8 @@ def cmd_eval(a) -> int:
 # ------------------------------------------------------------------------------- run
 
 def cmd_run(a) -> int:
-    import numpy as np
-
-    from . import Policy
-    from .control import ControlLoop
-    from .sim.metaworld_env import MetaWorldEnv
-    from .telemetry import Telemetry
-
-    rt_memory = None
-    if a.rt_memory:  # before the Policy exists, so its sessions are allocated under the new rules
-        from .realtime import prepare_realtime_memory
-        rt_memory = prepare_realtime_memory()["message"]
-        print(f"rt memory: {rt_memory}", file=sys.stderr)
-    policy = Policy(a.bundle, device=a.device, threads=a.threads)
-    info = policy.info
-    tasks = list(info.get("tasks") or [])
-    task = a.task or (tasks[0] if tasks else None)
-    if task is None:
-        raise UserError("the bundle declares no tasks: pass --task")
-    env = MetaWorldEnv(task, tasks=tasks, n_obs_steps=int(info["n_obs_steps"]),
-                       obs_dim=int(info["obs_dim"]))
-    episode = {"n": 0, "success": 0, "seed": a.seed}
-    env.reset(a.seed)
-    telemetry = Telemetry().start() if not a.no_telemetry else None
-    if telemetry is not None and not telemetry.available:
-        telemetry = None
-
-    loop = None
-
-    def send(action):
-        env.step(action)
-        if env.done:  # next episode on a fresh layout; old plans are meaningless there
-            episode["n"] += 1
-            episode["success"] += int(env.success)
-            episode["seed"] += 1
-            env.reset(episode["seed"])
-            loop.reset_plan()
-
-    loop = ControlLoop(policy, env.observation, send, hz=a.hz, max_tokens=a.max_tokens,
-                       latency_budget_ms=a.latency_budget_ms, background=not a.sync,
-                       seed=a.seed, telemetry=telemetry,
-                       rt_priority=a.rt_priority)
-    stop = threading.Event()
-
-    def live():
-        # Printing can block (slow terminal, full pipe): it runs in its own normal-priority
-        # thread so that it never delays a control cycle.
-        from .control import _demote_to_normal_priority
-        _demote_to_normal_priority()
-        while not stop.wait(1.0):
-            recent = loop.records[-int(a.hz):]
-            if not recent:
-                continue
-            rec = recent[-1]
-            jit = [r["jitter_ms"] for r in recent if r["jitter_ms"] is not None]
-            lat = [r["inference_ms"] for r in recent if r["inference_ms"] is not None]
-            tok = [r["tokens_used"] for r in recent if r["tokens_used"] is not None]
-            tel = "".join(f"  {k}={rec[k]:.0f}" for k in ("gpu_load_pct", "power_total_mw")
-                          if k in rec)
-            line = (f"cycle {rec['cycle']:6d}  jitter p99 "
-                    f"{np.percentile(jit, 99) if jit else 0:.3f} ms  act "
-                    f"{np.median(lat) if lat else float('nan'):6.1f} ms  tokens "
-                    f"{tok[-1] if tok else '-'}  overruns "
-                    f"{sum(r['overrun'] for r in loop.records)}  episodes "
-                    f"{episode['success']}/{episode['n']}{tel}")
-            try:
-                print(line, flush=True)
-            except OSError:  # closed terminal / pipe: keep controlling, stop printing
-                return
-
-    printer = None
-    if not a.quiet:
-        printer = threading.Thread(target=live, name="oat-live", daemon=True)
-        printer.start()
-    try:
-        loop.run(a.cycles)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is the normal way to stop a live run: still report
-    finally:
-        stop.set()
-        loop.close()
-        if telemetry is not None:
-            telemetry.stop()
-    s = loop.summary()
-    s["episodes"], s["successes"] = episode["n"], episode["success"]
-    s["telemetry"] = "jtop" if telemetry is not None else "absent"
-    s["rt_memory"] = rt_memory
-    if a.csv:
-        from .control import write_csv
-        write_csv(loop.records, a.csv)
-    if a.json:
-        from .control import write_json
-        write_json(s, a.json)
-    print(json.dumps({k: s[k] for k in ("cycles", "achieved_hz", "jitter_ms", "inference_ms",
-                                        "tokens_hist", "overruns", "errors", "episodes",
-                                        "successes", "rt_priority", "rt_memory", "telemetry") if k in s}, indent=2))
-    return 0
+    from .live_run import run
+    return run(a)
 
 
 # ------------------------------------------------------------------------------- parser
@@ -280,6 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--cycles", type=_positive_int, default=1000, help="cycles to run (default 1000)")
     q.add_argument("--max-tokens", type=_positive_int, default=None,
                    help="decode at most this many tokens per chunk (default: all K)")
+    q.add_argument("--temperature", type=float, default=None,
+                   help="sampling temperature (0 = greedy; default: the bundle's)")
+    q.add_argument("--top-k", type=int, default=None,
+                   help="sample among the k most likely tokens (default: the bundle's)")
+    q.add_argument("--n-action-steps", type=_positive_int, default=None,
+                   help="execute this many steps of each chunk, then replan (default: the "
+                        "bundle's n_action_steps)")
+    q.add_argument("--max-obs-age-ms", type=_positive_float, default=None,
+                   help="never plan from an observation older than this; a stalled sensor "
+                        "leads to holding the last safe action (default: two control periods)")
     q.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt"],
                    help="inference device (cuda/tensorrt need onnxruntime-gpu)")
     q.add_argument("--csv", default=None, help="write per-cycle records to this CSV")

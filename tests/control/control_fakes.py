@@ -35,6 +35,15 @@ class FakePolicy:
         self.delay_s, self.raise_on, self.tokens = delay_s, set(raise_on), tokens
         self.calls = []
 
+    def check_options(self, max_tokens=None, temperature=None, top_k=None, seed=None,
+                      latency_budget_ms=None, min_tokens=None):
+        """The two rules the loop tests need; the real rules are tested against oat_edge.Policy."""
+        from oat_edge.errors import InputError
+        if max_tokens is not None and not 1 <= max_tokens <= self.info["num_tokens"]:
+            raise InputError(f"max_tokens: expected 1..{self.info['num_tokens']}, got {max_tokens}")
+        if latency_budget_ms is not None and not latency_budget_ms > 0:
+            raise InputError(f"latency_budget_ms: expected > 0, got {latency_budget_ms}")
+
     def act(self, obs, max_tokens=None, temperature=None, top_k=None, seed=None,
             latency_budget_ms=None, return_stats=False):
         i = len(self.calls)

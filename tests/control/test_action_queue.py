@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from oat_edge.action_queue import ActionQueue
+from oat_edge.control.action_queue import ActionQueue
 
 
 def chunk(h=8, d=2):

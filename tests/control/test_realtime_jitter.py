@@ -89,7 +89,7 @@ def test_inference_worker_never_inherits_real_time_priority():
     import os
     import threading
     from oat_edge.control import ThreadWorker
-    from oat_edge.safety import Watchdog
+    from oat_edge.control.error_log import ErrorLog
 
     seen = {}
 
@@ -104,7 +104,7 @@ def test_inference_worker_never_inherits_real_time_priority():
         except OSError:
             seen["skip"] = True
             return
-        w = ThreadWorker(P(), Watchdog())
+        w = ThreadWorker(P(), ErrorLog())
         w.submit(np.zeros(1), 0, {})
         while w.poll(0) is None:
             time.sleep(0.001)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from oat_edge.safety import SafetyFilter, Watchdog
+from oat_edge.control.safety import SafetyFilter
 
 
 def test_out_of_bounds_action_is_clamped_and_counted():
@@ -40,10 +40,3 @@ def test_bad_bounds_are_an_error(low, high):
     with pytest.raises(ValueError):
         SafetyFilter(low, high)
 
-
-def test_watchdog_turns_exception_into_recorded_message():
-    w = Watchdog()
-    out, err = w.call(lambda: 1 / 0)
-    assert out is None and err.startswith("ZeroDivisionError")
-    assert w.errors == 1 and w.messages == [err]
-    assert w.call(lambda x: x + 1, 1) == (2, None)

@@ -1,6 +1,6 @@
 import time
 
-from oat_edge.telemetry import Telemetry, parse_jtop_stats
+from oat_edge.control.telemetry import Telemetry, parse_jtop_stats
 
 
 class FakeJtop:

@@ -66,26 +66,3 @@ class SafetyFilter:
                 "clamped_actions": self.clamped_actions,
                 "rejected_chunks": self.rejected_chunks}
 
-
-class Watchdog:
-    """Runs policy calls so that an exception never escapes into the control loop.
-
-    The error is recorded (count + last messages) and the caller keeps executing its queue or
-    holding the last safe action.
-    """
-
-    def __init__(self, keep_messages: int = 20):
-        self.errors = 0
-        self.messages: list[str] = []
-        self._keep = keep_messages
-
-    def call(self, fn, *args, **kwargs):
-        """Return (result, None) or (None, 'ExcType: message')."""
-        try:
-            return fn(*args, **kwargs), None
-        except Exception as exc:  # noqa: BLE001 - the loop must survive any policy failure
-            msg = f"{type(exc).__name__}: {exc}"
-            self.errors += 1
-            if len(self.messages) < self._keep:
-                self.messages.append(msg)
-            return None, msg
