@@ -17,6 +17,8 @@ log() { printf '\n[setup] %s\n' "$*"; }
 
 # ---- 1. system packages (only the missing ones; nothing when all are there)
 apt_pkgs=(build-essential python3-venv python3-dev git)
+# Headless camera rendering (MUJOCO_GL=egl): the GL dispatch libraries and Mesa's software EGL driver.
+apt_pkgs+=(libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri)
 if [[ "${OAT_EDGE_SKIP_APT:-0}" != 1 ]] && command -v dpkg-query >/dev/null; then
   missing=()
   for p in "${apt_pkgs[@]}"; do

@@ -1,0 +1,191 @@
+"""Camera frames from a MuJoCo simulation, rendered headless on Mesa's software EGL, and a
+Meta-World environment that observes through them.
+
+Rendering: `MUJOCO_GL=egl` (set here unless the caller chose another back-end before mujoco was
+imported) with shadows and multisampling off, which together cost ~10x the frame time on a
+software rasterizer and add nothing a 64x64 policy can use. Frames are uint8 [H, W, 3], C-order,
+channels last, rotated so the world's up is at the top of the image (several Meta-World cameras
+are defined upside down).
+
+`PixelMetaWorldEnv` returns the observation a robot would have, under LeRobot's feature keys:
+    observation.state            float32 [n_obs_steps, 4 + len(tasks)]  end-effector xyz, gripper
+                                                                        opening, task one-hot
+    observation.images.<camera>  uint8   [n_obs_steps, H, W, 3]
+Object and goal positions are not in the state: the goal is drawn by the simulator (a coloured
+sphere) and the objects are visible, so both must come from the camera.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from oat_edge.sim.metaworld_env import MAX_STEPS, STATE_DIM, MetaWorldEnv
+
+# Must be set before mujoco is first imported: it picks its GL back-end at import time.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+STATE_KEY = "observation.state"
+IMAGE_PREFIX = "observation.images."
+ROBOT_STATE_DIM = 4  # end-effector xyz + gripper opening: Meta-World state[0:4]
+# The offscreen buffer of Meta-World's models (vis.global offwidth/offheight).
+MAX_WIDTH, MAX_HEIGHT = 640, 480
+
+
+def _mujoco():
+    import mujoco
+
+    backend = getattr(mujoco.gl_context, "GLContext", None)
+    if backend is None or not backend.__module__.startswith(("mujoco.egl", "mujoco.osmesa")):
+        raise RuntimeError(
+            "camera rendering needs a headless GL back-end, but mujoco was imported with "
+            f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r} "
+            f"({getattr(backend, '__module__', 'no GL')}): set MUJOCO_GL=egl in the environment "
+            "before Python starts (install Mesa EGL with scripts/setup.sh)")
+    return mujoco
+
+
+def image_key(camera: str) -> str:
+    return IMAGE_PREFIX + camera
+
+
+class CameraRenderer:
+    """Renders named cameras of one MuJoCo model at one resolution. Call close() when done (the
+    EGL context is not safe to free from the garbage collector at interpreter exit)."""
+
+    def __init__(self, model, data, cameras, height: int = 64, width: int = 64):
+        mujoco = _mujoco()
+        cameras = list(cameras)
+        if not cameras or not all(isinstance(c, str) and c for c in cameras):
+            raise ValueError(f"cameras: expected a non-empty list of camera names, got {cameras!r}")
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"cameras: expected distinct names, got {cameras}")
+        names = [model.camera(i).name for i in range(model.ncam)]
+        unknown = [c for c in cameras if c not in names]
+        if unknown:
+            raise ValueError(f"cameras: {unknown} not in this model; it has {names}")
+        for what, v, hi in (("height", height, MAX_HEIGHT), ("width", width, MAX_WIDTH)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= hi:
+                raise ValueError(f"{what}: expected an int in 8..{hi} pixels, got {v!r}")
+        self._mj, self.model, self.data = mujoco, model, data
+        self.cameras, self.height, self.width = cameras, height, width
+        # Multisampling is fixed when the offscreen buffer is made; shadows are a scene flag.
+        model.vis.quality.offsamples = 0
+        self._renderer = mujoco.Renderer(model, height, width)
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        mujoco.mj_forward(model, data)
+        self.upside_down = {c: self._upside_down(c) for c in cameras}
+
+    def _upside_down(self, camera: str) -> bool:
+        # A camera's image-up axis is the second column of its world frame (cam_xmat); decided
+        # once, so a tracking camera never flips mid-episode.
+        up = self.data.camera(camera).xmat.reshape(3, 3)[:, 1]
+        return bool(up[2] < 0)
+
+    def render(self, camera: str) -> np.ndarray:
+        """uint8 [height, width, 3] of the current simulator state."""
+        if camera not in self.upside_down:
+            raise ValueError(f"camera {camera!r}: this renderer draws {self.cameras}")
+        self._renderer.update_scene(self.data, camera=camera)
+        frame = self._renderer.render()
+        if self.upside_down[camera]:
+            frame = frame[::-1, ::-1]
+        return np.ascontiguousarray(frame)
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class PixelMetaWorldEnv:
+    """Meta-World seen through cameras: reset/step return the named observation dict (history
+    oldest first, padded after reset by repeating the first observation)."""
+
+    def __init__(self, task: str, tasks=(), cameras=("corner",), image_size=(64, 64),
+                 n_obs_steps: int = 2, max_steps: int = MAX_STEPS):
+        try:
+            height, width = (int(v) for v in image_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"image_size: expected (height, width), got {image_size!r}") from None
+        self.state_env = MetaWorldEnv(task, tasks=tasks, n_obs_steps=n_obs_steps,
+                                      max_steps=max_steps)
+        mw = self.state_env._mw
+        try:
+            self.renderer = CameraRenderer(mw.model, mw.data, cameras, height, width)
+        except BaseException:
+            self.state_env.close()
+            raise
+        self.task, self.tasks = task, self.state_env.tasks
+        self.cameras = list(cameras)
+        self.n_obs_steps = n_obs_steps
+        self.state_dim = ROBOT_STATE_DIM + len(self.tasks)
+        self.image_shape = (height, width, 3)
+        self.action_low, self.action_high = self.state_env.action_low, self.state_env.action_high
+        self._frames: dict[str, list] = {}
+
+    @property
+    def keys(self) -> list[str]:
+        return [STATE_KEY] + [image_key(c) for c in self.cameras]
+
+    @property
+    def raw_obs(self):
+        """The simulator's full 39-d state (for the scripted expert; never a policy input)."""
+        return self.state_env.raw_obs
+
+    @property
+    def steps(self) -> int:
+        return self.state_env.steps
+
+    @property
+    def success(self) -> bool:
+        return self.state_env.success
+
+    @property
+    def done(self) -> bool:
+        return self.state_env.done
+
+    def _push_frames(self) -> None:
+        for c in self.cameras:
+            hist = self._frames.setdefault(c, [])
+            hist.append(self.renderer.render(c))
+            del hist[:-self.n_obs_steps]
+
+    def reset(self, seed: int) -> dict:
+        self.state_env.reset(seed)
+        self._frames = {}
+        self._push_frames()
+        for hist in self._frames.values():
+            hist[:0] = [hist[0]] * (self.n_obs_steps - 1)
+        return self.observation()
+
+    def step(self, action) -> dict:
+        self.state_env.step(action)
+        self._push_frames()
+        return self.observation()
+
+    def observation(self) -> dict:
+        hist = self.state_env.observation()  # [T, 39 + len(tasks)]: state, one-hot
+        state = np.concatenate([hist[:, :ROBOT_STATE_DIM], hist[:, STATE_DIM:]], axis=1)
+        obs = {STATE_KEY: np.ascontiguousarray(state, dtype=np.float32)}
+        for c in self.cameras:
+            obs[image_key(c)] = np.stack(self._frames[c])
+        return obs
+
+    def close(self) -> None:
+        self.renderer.close()
+        self.state_env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
