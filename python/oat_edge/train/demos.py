@@ -1,7 +1,12 @@
-"""Meta-World scripted-expert demonstrations -> one .npz file.
+"""Meta-World scripted-expert demonstrations -> one .npz file or a LeRobot v3.0 dataset.
 
     python -m oat_edge.train.demos --tasks reach-v3 push-v3 pick-place-v3 \
         --episodes 50 --out runs/demos.npz --workers 2
+    python -m oat_edge.train.demos ... --format lerobot --out runs/demos_lerobot [--camera corner]
+
+The LeRobot dataset holds observation.state (the 39-d state), action, the task name as the
+episode's task string, and with --camera a video `observation.images.<camera>` rendered headless
+(MUJOCO_GL=egl); its fps is the simulator's control rate (1 / env.dt).
 
 File format (see docs/DATA.md):
     obs           float32 [N, 39]   observation at which the action was taken
@@ -28,6 +33,7 @@ OBS_DIM = 39
 ACTION_DIM = 4
 FORMAT = "oat_edge.demos"
 FORMAT_VERSION = 1
+FORMATS = ("npz", "lerobot")
 
 
 class DemoFormatError(ValueError):
@@ -60,6 +66,7 @@ def _episode_seed(seed: int, task_index: int, attempt: int) -> int:
 
 
 _ENVS = {}  # per-process cache: task -> (env, expert)
+_RENDERERS = {}  # per-process cache: (task, camera, size) -> CameraRenderer
 
 
 def _get_env(task: str):
@@ -85,37 +92,66 @@ def run_episode(task: str, ep_seed: int, max_steps: int = 500):
     with warnings.catch_warnings():
         # the experts ("Constant(s) may be too high") and env construction warn constantly
         warnings.simplefilter("ignore", UserWarning)
-        return _rollout(task, ep_seed, max_steps)
+        return _rollout(task, ep_seed, max_steps)[:4]
 
 
-def _rollout(task, ep_seed, max_steps):
+def _renderer(task, camera, size):
+    key = (task, camera, size)
+    if key not in _RENDERERS:
+        from oat_edge.sim.camera import CameraRenderer
+        u = _get_env(task)[0].unwrapped
+        _RENDERERS[key] = CameraRenderer(u.model, u.data, [camera], size, size)
+    return _RENDERERS[key]
+
+
+def _rollout(task, ep_seed, max_steps, camera=None, image_size=64):
+    if camera:
+        import oat_edge.sim.camera  # noqa: F401  (picks headless EGL before mujoco loads)
     env, expert = _get_env(task)
     env.unwrapped.seed(ep_seed)
     obs, _ = env.reset()
-    obs_buf, act_buf = [], []
+    cam = _renderer(task, camera, image_size) if camera else None
+    obs_buf, act_buf, frames = [], [], []
     for _ in range(max_steps):
         a = np.clip(expert.get_action(obs), -1.0, 1.0)
         obs_buf.append(obs.astype(np.float32))
         act_buf.append(a.astype(np.float32))
+        if cam is not None:
+            frames.append(cam.render(camera))  # what the camera saw when the action was taken
         obs, _, terminated, truncated, info = env.step(a)
         if info.get("success", 0.0) > 0.5:
-            return True, np.stack(obs_buf), np.stack(act_buf), len(act_buf)
+            return (True, np.stack(obs_buf), np.stack(act_buf), len(act_buf),
+                    np.stack(frames) if frames else None)
         if terminated or truncated:
             break
-    return False, None, None, len(act_buf)
+    return False, None, None, len(act_buf), None
 
 
 def _worker(job):
-    task_index, task, attempt, ep_seed, max_steps = job
-    ok, obs, act, steps = run_episode(task, ep_seed, max_steps)
-    return task_index, attempt, ok, obs, act, steps
+    task_index, task, attempt, ep_seed, max_steps, camera, image_size = job
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ok, obs, act, steps, frames = _rollout(task, ep_seed, max_steps, camera, image_size)
+    return task_index, attempt, ok, obs, act, steps, frames
 
 
 def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_steps=500,
-                   max_attempts_factor=2.0, progress=True):
+                   max_attempts_factor=2.0, progress=True, fmt="npz", camera=None,
+                   image_size=64, overwrite=False):
     """Roll out scripted experts until `episodes_per_task` successes per task (at most
     `max_attempts_factor * episodes_per_task + 5` attempts); failures are dropped and counted.
-    Writes `out_path` (.npz) and returns a summary dict."""
+    Writes `out_path` (.npz, or a LeRobot v3.0 directory with fmt="lerobot", which can also hold
+    `camera` frames) and returns a summary dict."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format: expected one of {FORMATS}, given {fmt!r}")
+    if camera and fmt != "lerobot":
+        raise ValueError("camera: frames are written only with format 'lerobot' (the .npz "
+                         "format holds states and actions)")
+    if fmt == "lerobot" and os.path.exists(out_path) and os.listdir(out_path) and not overwrite:
+        raise ValueError(f"{out_path}: already exists and is not empty; choose another --out "
+                         f"or pass --overwrite")
+    if camera:
+        import oat_edge.sim.camera  # noqa: F401  (picks headless EGL before mujoco loads)
     tasks = list(tasks)
     if not tasks:
         raise ValueError("tasks: expected at least one Meta-World task name, given []")
@@ -153,12 +189,13 @@ def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_st
                 for _ in range(max(need, 0)):
                     a = attempts[ti]
                     attempts[ti] += 1
-                    jobs.append((ti, task, a, _episode_seed(seed, ti, a), max_steps))
+                    jobs.append((ti, task, a, _episode_seed(seed, ti, a), max_steps, camera,
+                                 image_size))
             if not jobs:
                 break
             results = (pool.imap_unordered(_worker, jobs) if pool else map(_worker, jobs))
-            for ti, a, ok, obs, act, steps in results:
-                done[(ti, a)] = (ok, obs, act, steps)
+            for ti, a, ok, obs, act, steps, frames in results:
+                done[(ti, a)] = (ok, obs, act, steps, frames)
                 if ok:
                     successes[ti] += 1
                     bar.update(1)
@@ -170,10 +207,11 @@ def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_st
             pool.join()
 
     # deterministic order: task, then attempt index
-    obs_l, act_l, ends, ep_task = [], [], [], []
+    obs_l, act_l, ends, ep_task, frames_l = [], [], [], [], []
     n = 0
     for key in sorted(done):
-        ok, obs, act, _ = done[key]
+        ok, obs, act, _, frames = done[key]
+        frames_l.append(frames)
         if not ok:
             continue
         obs_l.append(obs)
@@ -210,7 +248,11 @@ def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_st
     demos = Demos(obs=np.concatenate(obs_l), actions=np.concatenate(act_l),
                   episode_ends=np.asarray(ends, np.int64),
                   episode_task=np.asarray(ep_task, np.int64), task_names=tasks, meta=meta)
-    save_demos(demos, out_path)
+    if fmt == "lerobot":
+        save_lerobot(demos, out_path, [f for f in frames_l if f is not None] or None, camera,
+                     overwrite=overwrite)
+    else:
+        save_demos(demos, out_path)
     return {"out": str(out_path), "episodes": demos.num_episodes, "steps": int(n),
             "sim_steps": int(total_steps), "seconds": round(elapsed, 2),
             "sim_steps_per_s": round(total_steps / max(elapsed, 1e-9), 1), "expert": per_task}
@@ -229,6 +271,36 @@ def save_demos(demos: Demos, path) -> None:
         episode_task=demos.episode_task.astype(np.int64),
         task_names=np.asarray(list(demos.task_names), dtype=np.str_),
         meta=np.asarray(json.dumps(demos.meta)))
+
+
+def control_hz(task: str) -> float:
+    """The simulator's control rate: one env.step is frame_skip physics steps (Meta-World: 80 Hz)."""
+    return float(1.0 / _get_env(task)[0].unwrapped.dt)
+
+
+def save_lerobot(demos: Demos, out_dir, frames=None, camera=None, overwrite=False) -> None:
+    """Demos (+ per-episode camera frames) -> LeRobot v3.0 dataset at `out_dir` (atomic)."""
+    import json as _json
+
+    from oat_edge.data.lerobot_writer import write_lerobot
+
+    _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task,
+              demos.task_names, str(out_dir))
+    episodes = []
+    for e, sl in enumerate(demos.episode_slices()):
+        ep = {"observation.state": demos.obs[sl], "action": demos.actions[sl],
+              "task": demos.task_names[int(demos.episode_task[e])]}
+        if frames is not None:
+            ep[f"observation.images.{camera}"] = frames[e]
+        episodes.append(ep)
+    names = {"action": ["dx", "dy", "dz", "gripper"]}
+    write_lerobot(out_dir, control_hz(demos.task_names[0]), episodes, robot_type="sawyer",
+                  overwrite=overwrite, feature_names=names)
+    # how the demos were made, beside LeRobot's own metadata (readers ignore unknown files)
+    meta_path = os.path.join(str(out_dir), "meta", "oat_edge_demos.json")
+    with open(meta_path + ".tmp", "w") as f:
+        _json.dump(demos.meta, f, indent=1)
+    os.replace(meta_path + ".tmp", meta_path)
 
 
 def _validate(obs, actions, ends, ep_task, task_names, where):
@@ -292,9 +364,17 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=500)
+    p.add_argument("--format", default="npz", choices=FORMATS,
+                   help="npz file, or a LeRobot v3.0 dataset directory")
+    p.add_argument("--camera", default=None,
+                   help="also record this camera (e.g. corner) as a video (--format lerobot)")
+    p.add_argument("--image-size", type=int, default=64, help="camera frame height = width")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     args = p.parse_args(argv)
     s = generate_demos(args.tasks, args.episodes, args.out, seed=args.seed,
-                       workers=args.workers, max_steps=args.max_steps)
+                       workers=args.workers, max_steps=args.max_steps, fmt=args.format,
+                       camera=args.camera, image_size=args.image_size,
+                       overwrite=args.overwrite)
     print(f"wrote {s['out']}: {s['episodes']} episodes, {s['steps']} steps "
           f"({s['sim_steps']} sim steps in {s['seconds']} s, {s['sim_steps_per_s']} steps/s)")
     for task, r in s["expert"].items():

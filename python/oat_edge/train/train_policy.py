@@ -22,8 +22,8 @@ import torch
 
 from oat_edge.train import distributed as D
 from oat_edge.train.checkpoint import save_checkpoint
-from oat_edge.train.dataset import DataConfig, load_dataset
-from oat_edge.train.normalizer import Normalizer
+from oat_edge.train.dataset import (DataConfig, add_source_flags, load_dataset,
+                                    normalizer_for, source_of)
 from oat_edge.train.policy import ARPolicy, PolicyConfig, TokenPolicy
 from oat_edge.train.train_tokenizer import load_tokenizer
 
@@ -52,7 +52,7 @@ def param_groups(policy: ARPolicy, obs_lr_scale: float):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="train the AR token policy (tokenizer frozen)")
-    p.add_argument("--demos", required=True)
+    add_source_flags(p)
     p.add_argument("--tokenizer", required=True, help="tokenizer.pt from train_tokenizer")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=RECIPE["steps"])
@@ -77,12 +77,14 @@ def main(argv=None):
     d = D.setup(args.device)
     tok = load_tokenizer(args.tokenizer)
     data_cfg = DataConfig(horizon=tok.horizon, n_obs_steps=args.n_obs_steps,
-                          val_fraction=args.val_fraction, seed=args.seed)
-    train, val, info = load_dataset(args.demos, data_cfg)
+                          val_fraction=args.val_fraction, seed=args.seed,
+                          min_episode_frames=args.min_episode_frames)
+    train, val, info = load_dataset(source_of(args), data_cfg, args.obs_keys, args.action_key)
     if info["action_dim"] != tok.action_dim:
-        raise ValueError(f"{args.demos}: action_dim: expected {tok.action_dim} (tokenizer), "
+        raise ValueError(f"{source_of(args)}: action_dim: expected {tok.action_dim} (tokenizer), "
                          f"given {info['action_dim']}")
-    obs_norm = Normalizer.fit(train.obs)  # the policy owns the observation normalizer
+    # the policy owns the observation normalizer
+    obs_norm = normalizer_for(train.obs, info.get("stats_ranges", {}).get("obs"), "observation")
     train_ids, val_ids = pretokenize(tok, train.actions), pretokenize(tok, val.actions)
     if d.world > 1:
         keep = torch.arange(d.rank, len(train), d.world)
@@ -127,6 +129,8 @@ def main(argv=None):
         final = TokenPolicy(tok, ema.model.cpu(), obs_norm)
         ck = final.checkpoint()  # == TokenPolicy.save, plus what the exporter's manifest needs
         ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
+        if "fps" in info:  # the control rate the demonstrations were recorded at
+            ck.update(control_hz=info["fps"])
         save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(run_info, f, indent=1)

@@ -7,7 +7,8 @@
 
 Writes out/tokenizer.pt (EMA weights + the tokenizer's own action normalizer), out/ckpt.pt
 (resumable), out/metrics.jsonl and out/config.json. The action normalizer is fitted on the
-training split only; the held-out split (by episode) is the one report.py evaluates.
+training split only; the held-out split (by episode) is the one
+measure/tokenizer_report.py evaluates.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ import torch
 
 from oat_edge.train import distributed as D
 from oat_edge.train.checkpoint import load_checkpoint
-from oat_edge.train.dataset import DataConfig, load_dataset
-from oat_edge.train.normalizer import Normalizer
+from oat_edge.train.dataset import (DataConfig, add_source_flags, load_dataset,
+                                    normalizer_for, source_of)
 from oat_edge.train.tokenizer import KEEP_K
 
 VARIANTS = ("oat", "oatx", "oat-nocausal", "bin")
@@ -83,7 +84,7 @@ def recon_mse_by_k(tok, actions_raw: torch.Tensor, ks=None, batch: int = 1024):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="train an action tokenizer (OAT/OATX/Bin)")
-    p.add_argument("--demos", required=True)
+    add_source_flags(p)
     p.add_argument("--out", required=True)
     p.add_argument("--variant", default="oat", choices=VARIANTS)
     p.add_argument("--steps", type=int, default=RECIPE["steps"])
@@ -108,14 +109,17 @@ def main(argv=None):
 
     d = D.setup(args.device)
     data_cfg = DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps,
-                          val_fraction=args.val_fraction, seed=args.seed)
-    train, val, info = load_dataset(args.demos, data_cfg)
+                          val_fraction=args.val_fraction, seed=args.seed,
+                          min_episode_frames=args.min_episode_frames)
+    train, val, info = load_dataset(source_of(args), data_cfg, args.obs_keys, args.action_key, actions_only=True)
     torch.manual_seed(args.seed)  # same init on every rank (and broadcast anyway)
     ff = args.ff or 4 * args.width
     tok = build_tokenizer(args.variant, info["action_dim"], args.horizon, args.width,
                           args.enc_depth, args.dec_depth, args.heads, ff, args.dropout,
                           num_tokens=args.num_tokens, bins=args.bins, keep_k=args.keep_k)
-    tok.set_normalizer(Normalizer.fit(train.actions))  # the tokenizer owns its normalizer
+    # the tokenizer owns its normalizer
+    tok.set_normalizer(normalizer_for(train.actions,
+                                      info.get("stats_ranges", {}).get("action"), "action"))
     os.makedirs(args.out, exist_ok=True)
     run_info = {"variant": args.variant, "args": vars(args), "data": {
         k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")},

@@ -1,0 +1,215 @@
+"""Write episodes as a LeRobotDataset v3.0 directory (what `lerobot` itself records).
+
+    write_lerobot(out_dir, fps=50, episodes=[...], robot_type="sawyer")
+
+Each episode is a dict of per-frame arrays keyed by feature (`observation.state`, `action`,
+`observation.images.<camera>` as uint8 [T, H, W, 3]) plus `task` (a string). The layout:
+
+    meta/info.json                               features, fps, path templates, totals
+    meta/stats.json                              per-feature min/max/mean/std/count
+    meta/tasks.parquet                           task string -> task_index
+    meta/episodes/chunk-000/file-000.parquet     per-episode rows, index ranges, video spans, stats
+    data/chunk-000/file-000.parquet              frames of many episodes
+    videos/<camera>/chunk-000/file-000.mp4       the camera's frames of those episodes, in order
+
+The dataset is built in a temporary directory beside `out_dir` and renamed into place at the
+end: a failure leaves no partial dataset, and an existing `out_dir` is replaced only with
+`overwrite=True`, after the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from oat_edge.data.errors import DatasetError
+from oat_edge.data.stats import feature_stats, image_stats
+from oat_edge.data.video import encode_video
+
+CODEBASE_VERSION = "v3.0"
+CHUNKS_SIZE = 1000
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+# Beyond these sizes lerobot starts a new file; ours are far below, so one file of each.
+DATA_FILES_SIZE_MB = 100
+VIDEO_FILES_SIZE_MB = 200
+
+
+def _pa():
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        raise DatasetError("writing LeRobot datasets needs pyarrow: pip install pyarrow "
+                           "(or pip install 'oat_edge[train]')") from None
+    return pa, pq
+
+
+def _is_camera(x) -> bool:
+    return x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] == 3
+
+
+def _write_table(pq, table, path):
+    tmp = f"{path}.tmp{os.getpid()}"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+def _vector_column(pa, x):
+    """[N, D] -> fixed-size list column; [N] -> scalar column."""
+    x = np.ascontiguousarray(x)
+    if x.ndim == 1:
+        return pa.array(x)
+    flat = pa.array(x.reshape(-1))
+    return pa.FixedSizeListArray.from_arrays(flat, int(np.prod(x.shape[1:])))
+
+
+def write_lerobot(out_dir, fps: float, episodes, robot_type=None, overwrite=False,
+                  feature_names=None, codec=None) -> dict:
+    """Write `episodes` (list of dicts, see the module doc) as LeRobot v3.0 at `out_dir`.
+    Returns the info.json dict."""
+    pa, pq = _pa()
+    episodes = list(episodes)
+    if not episodes:
+        raise DatasetError(f"{out_dir}: expected at least one episode to write, given none")
+    if not fps > 0:
+        raise DatasetError(f"{out_dir}: fps: expected > 0, given {fps}")
+    out_dir = os.path.abspath(str(out_dir))
+    if os.path.exists(out_dir) and os.listdir(out_dir) and not overwrite:
+        raise DatasetError(f"{out_dir}: already exists and is not empty; choose another "
+                           f"directory or pass overwrite")
+    keys = [k for k in episodes[0] if k != "task"]
+    for e, ep in enumerate(episodes):
+        if sorted(k for k in ep if k != "task") != sorted(keys) or "task" not in ep:
+            raise DatasetError(f"{out_dir}: episode {e}: expected keys {sorted(keys)} + 'task', "
+                               f"given {sorted(ep)}")
+        lengths = {k: len(ep[k]) for k in keys}
+        if len(set(lengths.values())) != 1 or not next(iter(lengths.values())):
+            raise DatasetError(f"{out_dir}: episode {e}: expected the same non-zero number of "
+                               f"frames in every feature, given {lengths}")
+    first = {k: np.asarray(episodes[0][k]) for k in keys}
+    cameras = [k for k in keys if _is_camera(first[k])]
+    numeric = [k for k in keys if k not in cameras]
+
+    tasks = []
+    for ep in episodes:
+        if ep["task"] not in tasks:
+            tasks.append(str(ep["task"]))
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(out_dir)}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        info = _write_all(pa, pq, tmp, fps, episodes, numeric, cameras, tasks, robot_type,
+                          feature_names or {}, codec)
+        if os.path.exists(out_dir):
+            old = f"{tmp}.old"
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return info
+
+
+def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type, names, codec):
+    n_eps = len(episodes)
+    lengths = np.array([len(ep[numeric[0] if numeric else cameras[0]]) for ep in episodes])
+    ends = np.cumsum(lengths)
+    starts = ends - lengths
+    total = int(ends[-1])
+    task_index = np.array([tasks.index(str(ep["task"])) for ep in episodes], np.int64)
+
+    # ---- frames table (one file)
+    cols, features, stats = {}, {}, {}
+    for k in numeric:
+        x = np.concatenate([np.asarray(ep[k]) for ep in episodes])
+        if x.dtype == np.float64:
+            x = x.astype(np.float32)
+        cols[k] = _vector_column(pa, x)
+        shape = list(x.shape[1:]) or [1]
+        features[k] = {"dtype": str(x.dtype), "shape": shape,
+                       "names": names.get(k, [f"{k.split('.')[-1]}_{i}" for i in
+                                              range(int(np.prod(shape)))])}
+        stats[k] = feature_stats(x.reshape(total, -1))
+    frame_index = np.concatenate([np.arange(n) for n in lengths]).astype(np.int64)
+    timestamp = (frame_index / fps).astype(np.float32)
+    book = {"timestamp": timestamp, "frame_index": frame_index,
+            "episode_index": np.repeat(np.arange(n_eps), lengths).astype(np.int64),
+            "index": np.arange(total, dtype=np.int64),
+            "task_index": np.repeat(task_index, lengths)}
+    for k, v in book.items():
+        cols[k] = pa.array(v)
+        features[k] = {"dtype": str(v.dtype), "shape": [1], "names": None}
+        stats[k] = feature_stats(v.reshape(-1, 1))
+    _write_table(pq, pa.table(cols), os.path.join(root, DATA_PATH.format(chunk_index=0,
+                                                                         file_index=0)))
+
+    # ---- one video per camera, episodes back to back
+    spans = {}
+    for k in cameras:
+        frames = np.concatenate([np.asarray(ep[k]) for ep in episodes])
+        vinfo = encode_video(frames, os.path.join(root, VIDEO_PATH.format(
+            video_key=k, chunk_index=0, file_index=0)), fps, codec)
+        features[k] = {"dtype": "video", "shape": list(frames.shape[1:]),
+                       "names": ["height", "width", "channels"], "info": vinfo}
+        stats[k] = image_stats(frames)
+        spans[k] = (starts / fps, ends / fps)
+
+    # ---- episodes metadata
+    ecols = {"episode_index": np.arange(n_eps, dtype=np.int64),
+             "tasks": pa.array([[tasks[t]] for t in task_index], pa.list_(pa.string())),
+             "length": lengths.astype(np.int64),
+             "data/chunk_index": np.zeros(n_eps, np.int64),
+             "data/file_index": np.zeros(n_eps, np.int64),
+             "dataset_from_index": starts.astype(np.int64),
+             "dataset_to_index": ends.astype(np.int64)}
+    for k in cameras:
+        ecols[f"videos/{k}/chunk_index"] = np.zeros(n_eps, np.int64)
+        ecols[f"videos/{k}/file_index"] = np.zeros(n_eps, np.int64)
+        ecols[f"videos/{k}/from_timestamp"] = spans[k][0].astype(np.float64)
+        ecols[f"videos/{k}/to_timestamp"] = spans[k][1].astype(np.float64)
+    for k in numeric + list(book):
+        for s in ("min", "max", "mean", "std", "count"):
+            per = []
+            for e in range(n_eps):
+                v = cols[k].slice(int(starts[e]), int(lengths[e]))
+                x = np.asarray(v.flatten() if hasattr(v, "flatten") else v, np.float64)
+                x = x.reshape(int(lengths[e]), -1)
+                per.append(feature_stats(x)[s])
+            dtype = pa.int64() if s == "count" else pa.float64()
+            ecols[f"stats/{k}/{s}"] = pa.array(per, pa.list_(dtype))
+    ecols["meta/episodes/chunk_index"] = np.zeros(n_eps, np.int64)
+    ecols["meta/episodes/file_index"] = np.zeros(n_eps, np.int64)
+    _write_table(pq, pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v))
+                               for k, v in ecols.items()}),
+                 os.path.join(root, EPISODES_PATH.format(chunk_index=0, file_index=0)))
+
+    # ---- tasks, stats, info
+    _write_table(pq, pa.table({"task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
+                               "task": pa.array(tasks, pa.string())}),
+                 os.path.join(root, "meta", "tasks.parquet"))
+    _write_json(os.path.join(root, "meta", "stats.json"), stats)
+    info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
+            "total_episodes": n_eps, "total_frames": total, "total_tasks": len(tasks),
+            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_MB,
+            "video_files_size_in_mb": VIDEO_FILES_SIZE_MB, "fps": fps,
+            "splits": {"train": f"0:{n_eps}"}, "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH if cameras else None, "features": features}
+    _write_json(os.path.join(root, "meta", "info.json"), info)
+    return info
+
+
+def _write_json(path, obj):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=4)
+    os.replace(tmp, path)
