@@ -31,8 +31,10 @@ class UserError(Exception):
 
 
 def _user_errors():
+    from .atomic import OutputError
     from .errors import BundleError, InputError, RuntimeLoadError
-    return (UserError, ValueError, InputError, BundleError, RuntimeLoadError, FileNotFoundError)
+    return (UserError, ValueError, InputError, BundleError, RuntimeLoadError, FileNotFoundError,
+            OutputError)
 
 
 def _forward(name: str, argv: list[str]) -> int:
@@ -98,10 +100,15 @@ def cmd_eval(a) -> int:
     res = evaluate(a.bundle, tasks=a.tasks, episodes=a.episodes, ks=a.ks,
                    latency_budget_ms=a.latency_budget_ms, hz=a.hz, workers=a.workers,
                    seed=a.seed, out_dir=a.out, expert=not a.no_expert,
-                   background=not a.sync, threads=a.threads, progress=not a.quiet,
-                   n_action_steps=a.n_action_steps)
+                   background=not a.sync, threads=a.threads,
+                   progress=False if a.quiet or a.no_progress else "auto",
+                   n_action_steps=a.n_action_steps, force=a.force)
     from .measure.evaluate import markdown_table
     print(markdown_table(res))
+    if res["interrupted"]:
+        print(f"oat-edge: interrupted: the finished episodes are in "
+              f"{os.path.join(a.out, 'results.json')} (+ results.md)", file=sys.stderr)
+        return 130
     print(f"wrote {os.path.join(a.out, 'results.json')} (+ results.md, *.png)")
     return 0
 
@@ -169,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prefix lengths to evaluate (default 1 2 4 8)")
     q.add_argument("--workers", type=_positive_int, default=2, help="parallel processes")
     q.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
+    q.add_argument("--force", action="store_true",
+                   help="replace the results already in --out (refused otherwise)")
+    q.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is off anyway when stderr is not a terminal)")
     q.add_argument("--no-expert", action="store_true", help="skip the scripted-expert baseline")
     q.add_argument("--n-action-steps", type=_positive_int, default=None,
                    help="receding horizon: execute this many steps of each chunk, then replan "

@@ -70,7 +70,8 @@ def test_evaluate_n_action_steps_overrides_the_bundles_receding_horizon(tmp_path
     def run(**kw):
         CountingPolicy.calls = 0
         res = evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path, expert=False,
-                       policy_factory=CountingPolicy, progress=False, background=False, **kw)
+                       policy_factory=CountingPolicy, progress=False, background=False,
+                       force=True, **kw)
         cell = res["per_task"]["reach-v3"]["8"]
         return res["n_action_steps"], CountingPolicy.calls / cell["mean_steps"]
 
@@ -79,3 +80,49 @@ def test_evaluate_n_action_steps_overrides_the_bundles_receding_horizon(tmp_path
     assert (steps_default, steps_3) == (1, 3)  # the bundle's own value, then the override
     # replanning every 3 steps instead of every step: about a third of the act calls
     assert calls_per_step_3 < 0.5 * calls_per_step_default
+
+
+class InterruptedPolicy(ExpertBackedPolicy):
+    """Ctrl-C arrives during the third episode's inference."""
+    calls = 0
+
+    def act(self, obs, **kw):
+        InterruptedPolicy.calls += 1
+        if InterruptedPolicy.calls == InterruptedPolicy.stop_at:
+            raise KeyboardInterrupt
+        return super().act(obs, **kw)
+
+
+def test_ctrl_c_saves_the_finished_episodes_and_marks_the_results(tmp_path):
+    # one act per episode step with n_action_steps 1; measure two episodes' worth of calls
+    InterruptedPolicy.calls, InterruptedPolicy.stop_at = 0, 10 ** 9
+    evaluate("fake-bundle", episodes=2, ks=(1,), workers=1, out_dir=tmp_path / "probe",
+             expert=False, policy_factory=InterruptedPolicy, progress=False, background=False,
+             plots=False)
+    per_two = InterruptedPolicy.calls - 3  # minus the warm-up acts
+    InterruptedPolicy.calls, InterruptedPolicy.stop_at = 0, 3 + per_two + 2
+    res = evaluate("fake-bundle", episodes=5, ks=(8, 1), workers=1, out_dir=tmp_path / "out",
+                   expert=False, policy_factory=InterruptedPolicy, progress=False,
+                   background=False)
+    assert res["interrupted"] is True
+    cell = res["per_task"]["reach-v3"]["1"]  # ks are sorted: k=1 runs first
+    assert cell["episodes_done"] == 2 and cell["interrupted"] is True
+    assert "8" not in res["per_task"]["reach-v3"]  # never started
+    saved = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert saved["interrupted"] is True and saved["per_task"]["reach-v3"]["1"]["episodes_done"] == 2
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "Interrupted" in md and "| – |" in md
+    assert not (tmp_path / "out" / "success_vs_k.png").exists()  # no plots of a partial run
+
+
+def test_existing_results_are_not_overwritten_without_force(tmp_path):
+    from oat_edge.atomic import OutputError
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(OutputError, match="--force"):
+        evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path,
+                 policy_factory=ExpertBackedPolicy, progress=False)
+    assert (tmp_path / "results.json").read_text() == "{}"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="is a file"):
+        evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path / "file",
+                 policy_factory=ExpertBackedPolicy, progress=False, force=True)

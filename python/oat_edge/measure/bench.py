@@ -7,7 +7,7 @@ only ratios measured in one run are claimed. Greedy decoding, so all three compu
 
     python -m oat_edge.measure.bench [--checkpoint policy.pt] [--ks 1 2 4 8] [--iters 200] [--threads 1]
 
-Without --checkpoint it benchmarks the reference-size model of SPEC.md (random weights: latency
+Without --checkpoint it benchmarks a model of the paper's reference size (random weights: latency
 does not depend on the values) exported to a temporary bundle.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 
 def reference_token_policy(obs_dim: int = 42, seed: int = 0):
-    """The SPEC.md reference sizes: 1.6 M encoder, 4.2 M decoder, 5 M AR policy."""
+    """The paper's reference sizes: 1.6 M encoder, 4.2 M decoder, 5 M AR policy."""
     import torch
 
     from oat_edge.train.normalizer import Normalizer
@@ -77,7 +77,8 @@ def run(token_policy, bundle: str, ks=(1, 2, 4, 8), iters: int = 200, warmup: in
     if progress:
         try:
             from tqdm import tqdm
-            bar = tqdm(total=total, desc="bench", unit="round", file=sys.stderr)
+            bar = tqdm(total=total, desc="bench", unit="round", file=sys.stderr,
+                       disable=None)  # None: no bar when stderr is not a terminal
         except ImportError:
             pass
     names = list(backends)
@@ -132,9 +133,20 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="write the results as JSON here (and a .md table beside it)")
     ap.add_argument("--bundle-out", help="keep the benchmarked bundle in this directory (default: a temp dir)")
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it is off anyway when stderr is not a terminal)")
     a = ap.parse_args(argv)
     if a.iters < 1 or a.threads < 1:
         print("oat-edge bench: --iters and --threads must be >= 1", file=sys.stderr)
+        return 2
+    from oat_edge.atomic import OutputError, check_output_dir, check_output_file, write_json, write_text
+    try:  # before minutes of timing, not after
+        if a.out:
+            check_output_file(a.out, "--out")
+        if a.bundle_out:
+            check_output_dir(a.bundle_out, force=True, flag="--bundle-out")
+    except OutputError as exc:
+        print(f"oat-edge bench: error: {exc}", file=sys.stderr)
         return 2
     import warnings
 
@@ -146,7 +158,11 @@ def main(argv=None) -> int:
         if not os.path.isfile(a.checkpoint):
             print(f"oat-edge bench: checkpoint {a.checkpoint!r} not found", file=sys.stderr)
             return 2
-        tp = TokenPolicy.load(a.checkpoint).eval()
+        try:
+            tp = TokenPolicy.load(a.checkpoint).eval()
+        except ValueError as exc:
+            print(f"oat-edge bench: error: {exc}", file=sys.stderr)
+            return 2
     else:
         tp = reference_token_policy()
     K = tp.policy.cfg.num_tokens
@@ -157,18 +173,16 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = a.bundle_out or os.path.join(tmp, "bundle")
         export_bundle(tp, bundle, check_parity=False)
-        res = run(tp, bundle, ks=a.ks, iters=a.iters, threads=a.threads)
-    res["model"] = a.checkpoint or "reference-size (SPEC.md), random weights"
+        res = run(tp, bundle, ks=a.ks, iters=a.iters, threads=a.threads,
+                  progress=not a.no_progress)
+    res["model"] = a.checkpoint or "reference size (the paper's), random weights"
     res["params"] = {"policy": sum(p.numel() for p in tp.policy.parameters()),
                      "tokenizer": sum(p.numel() for p in tp.tokenizer.parameters())}
     table = format_table(res)
     print(table)
     if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            json.dump(res, f, indent=2)
-        with open(os.path.splitext(a.out)[0] + ".md", "w") as f:
-            f.write(f"Model: {res['model']}\n\n{table}\n")
+        write_json(a.out, res)
+        write_text(os.path.splitext(a.out)[0] + ".md", f"Model: {res['model']}\n\n{table}\n")
     return 0
 
 

@@ -6,21 +6,28 @@ robot with background inference, how many cycles later a chunk lands (ControlLoo
 virtual_time=True). The scripted expert runs on the same episode seeds as a reference.
 
 Output (out_dir): results.json, results.md (table), success_vs_k.png, latency_vs_k.png,
-rate_distortion.png (success vs bits = k * log2(codebook_size)).
+rate_distortion.png (success vs bits = k * log2(codebook_size)), each written atomically. An
+out_dir that already holds files is refused unless `force`. Ctrl-C stops every worker within
+seconds; the episodes that had finished are saved (results marked "interrupted", no plots).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
+import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
 from multiprocessing import get_context
 
 import numpy as np
 
+from ..atomic import atomic_path, check_output_dir, write_json, write_text
 from ..control import ControlLoop, info_bounds, percentiles
+
+# After Ctrl-C, how long running shards get to hand back the episodes they finished.
+DRAIN_S = 10.0
 
 
 def _load_policy(bundle, factory, threads: int):
@@ -68,6 +75,19 @@ def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
             "stale_chunks": s["stale_chunks"]}
 
 
+def _until_interrupted(run_one, seeds) -> tuple[list, bool]:
+    """run_one(seed) for each seed; on Ctrl-C keep the finished ones and ignore further
+    Ctrl-C, so that they can still be handed back."""
+    out = []
+    try:
+        for s in seeds:
+            out.append(run_one(s))
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return out, True
+    return out, False
+
+
 def _shard(job: dict) -> dict:
     """One (task, k) shard, or the expert shard when job['k'] == 'expert'. Runs in a worker."""
     from ..sim.metaworld_env import MetaWorldEnv, expert_episode
@@ -75,9 +95,10 @@ def _shard(job: dict) -> dict:
     t0 = time.perf_counter()
     if job["k"] == "expert":
         env = MetaWorldEnv(job["task"], n_obs_steps=1)
-        ok = [expert_episode(env, s) for s in seeds]
+        ok, stopped = _until_interrupted(lambda s: expert_episode(env, s), seeds)
         env.close()
-        return {**job, "successes": int(sum(ok)), "seconds": time.perf_counter() - t0}
+        return {**job, "successes": int(sum(ok)), "episodes_done": len(ok),
+                "interrupted": stopped, "seconds": time.perf_counter() - t0}
     policy = _load_policy(job["bundle"], job["factory"], job["threads"])
     info = policy.info
     env = MetaWorldEnv(job["task"], tasks=info.get("tasks") or [],
@@ -85,10 +106,11 @@ def _shard(job: dict) -> dict:
     # Warm-up (session/allocator first-run costs) is not part of the measured latency.
     for _ in range(3):
         policy.act(env.reset(0), max_tokens=job["k"])
-    eps = [run_policy_episode(policy, env, s, job["k"], job["hz"], job["latency_budget_ms"],
-                              job["background"], act_seed=s * 7919 + job["k"],
-                              n_action_steps=job["n_action_steps"])
-           for s in seeds]
+    eps, stopped = _until_interrupted(
+        lambda s: run_policy_episode(policy, env, s, job["k"], job["hz"],
+                                     job["latency_budget_ms"], job["background"],
+                                     act_seed=s * 7919 + job["k"],
+                                     n_action_steps=job["n_action_steps"]), seeds)
     env.close()
     lat = [x for e in eps for x in e["latencies"]]
     tok: dict[str, int] = {}
@@ -98,7 +120,8 @@ def _shard(job: dict) -> dict:
     cycles = sum(e["cycles"] for e in eps)
     msgs = [m for e in eps for m in e["error_messages"]][:5]
     return {**job, "successes": int(sum(e["success"] for e in eps)),
-            "mean_steps": float(np.mean([e["steps"] for e in eps])),
+            "episodes_done": len(eps), "interrupted": stopped,
+            "mean_steps": float(np.mean([e["steps"] for e in eps])) if eps else float("nan"),
             "latency_ms": percentiles(lat),
             "tokens_hist": dict(sorted(tok.items(), key=lambda kv: int(kv[0]))),
             "overruns": int(sum(e["overruns"] for e in eps)),
@@ -116,15 +139,70 @@ def _progress(total: int, show: bool):
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc="eval shards", unit="shard")
+    import sys
+    return tqdm(total=total, desc="eval shards", unit="shard",
+                disable=None if show == "auto" else False,  # "auto": off when not a terminal
+                file=sys.stderr)
+
+
+def _run_serial(jobs, bar) -> tuple[list, bool]:
+    done = []
+    for j in jobs:
+        r = _shard(j)
+        done.append(r)
+        bar and bar.update(1)
+        if r["interrupted"]:
+            return done, True
+    return done, False
+
+
+def _run_pool(jobs, workers, bar) -> tuple[list, bool]:
+    """Shards in worker processes. On Ctrl-C: no new shard starts, running ones are asked to
+    stop (SIGINT) and hand back their finished episodes within DRAIN_S, then every worker
+    process is terminated."""
+    done, taken = [], set()
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    futs = [ex.submit(_shard, j) for j in jobs]
+    try:
+        for f in as_completed(futs):
+            done.append(f.result())
+            taken.add(f)
+            bar and bar.update(1)
+        return done, False
+    except KeyboardInterrupt:
+        for f in futs:
+            f.cancel()
+        for p in list((ex._processes or {}).values()):
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGINT)  # a terminal's Ctrl-C reached them already
+        deadline = time.monotonic() + DRAIN_S
+        for f in futs:
+            if f in taken or f.cancelled():
+                continue
+            try:
+                done.append(f.result(timeout=max(0.0, deadline - time.monotonic())))
+            except (BaseException, FutureTimeout):  # noqa: B036  (a worker's KeyboardInterrupt)
+                continue
+        return done, True
+    finally:
+        procs = list((ex._processes or {}).values())
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.join(timeout=2.0)
 
 
 def evaluate(bundle, tasks=None, episodes: int = 50, ks=(1, 2, 4, 8), latency_budget_ms=None,
              hz: float = 50.0, workers: int = 2, seed: int = 0, out_dir="runs/eval",
              expert: bool = True, background: bool = True, threads: int = 1,
-             policy_factory="oat_edge:Policy", progress: bool = True,
-             plots: bool = True, n_action_steps=None) -> dict:
-    """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict."""
+             policy_factory="oat_edge:Policy", progress="auto",
+             plots: bool = True, n_action_steps=None, force: bool = False) -> dict:
+    """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict.
+
+    progress: True, False, or "auto" (a bar only when stderr is a terminal)."""
+    out_dir = check_output_dir(out_dir, force=force)  # before minutes of simulation, not after
     if not (isinstance(episodes, int) and episodes >= 1):
         raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
     if not (isinstance(workers, int) and workers >= 1):
@@ -158,79 +236,95 @@ def evaluate(bundle, tasks=None, episodes: int = 50, ks=(1, 2, 4, 8), latency_bu
     if expert:
         jobs += [dict(common, task=t, k="expert") for t in tasks]
     bar = _progress(len(jobs), progress)
-    done: list[dict] = []
     t0 = time.perf_counter()
-    if workers == 1:
-        for j in jobs:
-            done.append(_shard(j))
-            bar and bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as ex:
-            futs = [ex.submit(_shard, j) for j in jobs]
-            for f in as_completed(futs):
-                done.append(f.result())
-                bar and bar.update(1)
-    bar and bar.close()
-
-    results: dict = {"bundle": os.fspath(bundle), "tasks": tasks, "ks": ks,
-                     "episodes": episodes, "seed": seed, "hz": hz,
-                     "latency_budget_ms": latency_budget_ms, "background": background,
-                     "n_action_steps": n_action_steps or int(info["n_action_steps"]),
-                     "codebook_size": codebook,
-                     "bits": {str(k): k * math.log2(codebook) for k in ks},
-                     "per_task": {t: {} for t in tasks}, "expert": {},
-                     "wall_s": time.perf_counter() - t0}
-    for r in done:
-        if r["k"] == "expert":
-            results["expert"][r["task"]] = r["successes"] / episodes
-            continue
-        keep = {k: v for k, v in r.items() if k not in common and k not in ("task", "k")}
-        keep["success_rate"] = r["successes"] / episodes
-        results["per_task"][r["task"]][str(r["k"])] = keep
-    results["mean_success"] = {
-        str(k): float(np.mean([results["per_task"][t][str(k)]["success_rate"] for t in tasks]))
-        for k in ks}
-    if expert:
-        results["expert_mean"] = float(np.mean([results["expert"][t] for t in tasks]))
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(markdown_table(results))
-    if plots:
-        write_plots(results, out_dir)
+    try:
+        done, interrupted = (_run_serial(jobs, bar) if workers == 1
+                             else _run_pool(jobs, workers, bar))
+    finally:
+        bar and bar.close()
+    results = _collect(done, tasks, ks, expert, common, info, codebook, time.perf_counter() - t0)
+    results["interrupted"] = interrupted
+    _write(results, out_dir, plots and not interrupted)
     return results
 
 
+def _collect(done, tasks, ks, expert, common, info, codebook, wall_s) -> dict:
+    """Results of the finished shards; a shard cut short counts only its finished episodes,
+    and a cell with none is absent."""
+    c = common
+    results: dict = {"bundle": c["bundle"], "tasks": tasks, "ks": ks,
+                     "episodes": c["episodes"], "seed": c["seed"], "hz": c["hz"],
+                     "latency_budget_ms": c["latency_budget_ms"], "background": c["background"],
+                     "n_action_steps": c["n_action_steps"] or int(info["n_action_steps"]),
+                     "codebook_size": codebook,
+                     "bits": {str(k): k * math.log2(codebook) for k in ks},
+                     "per_task": {t: {} for t in tasks}, "expert": {},
+                     "wall_s": wall_s}
+    for r in done:
+        if not r["episodes_done"]:
+            continue
+        rate = r["successes"] / r["episodes_done"]
+        if r["k"] == "expert":
+            results["expert"][r["task"]] = rate
+            continue
+        keep = {k: v for k, v in r.items() if k not in common and k not in ("task", "k")}
+        keep["success_rate"] = rate
+        results["per_task"][r["task"]][str(r["k"])] = keep
+    cells = {str(k): [results["per_task"][t][str(k)]["success_rate"] for t in tasks
+                      if str(k) in results["per_task"][t]] for k in ks}
+    results["mean_success"] = {k: float(np.mean(v)) for k, v in cells.items() if v}
+    if expert and results["expert"]:
+        results["expert_mean"] = float(np.mean(list(results["expert"].values())))
+    return results
+
+
+def _write(results: dict, out_dir: str, plots: bool) -> None:
+    write_json(os.path.join(out_dir, "results.json"), results)
+    write_text(os.path.join(out_dir, "results.md"), markdown_table(results))
+    if plots:
+        write_plots(results, out_dir)
+
+
 def markdown_table(res: dict) -> str:
-    ks, tasks = res["ks"], res["tasks"]
+    """The results as a Markdown table; a cell an interrupted run did not reach shows '–'."""
+    ks, tasks, expert = res["ks"], res["tasks"], bool(res["expert"])
+    cell = {(t, k): res["per_task"][t].get(str(k)) for t in tasks for k in ks}
+
+    def row(label, values, tail="–"):
+        return f"| {label} | " + " | ".join(values) + (f" | {tail} |\n" if expert else " |\n")
+
     head = "| task | " + " | ".join(f"k={k} ({res['bits'][str(k)]:.0f} bit)" for k in ks)
-    head += " | expert |\n" if res["expert"] else " |\n"
-    sep = "|---" * (len(ks) + 1 + bool(res["expert"])) + "|\n"
+    head += " | expert |\n" if expert else " |\n"
+    sep = "|---" * (len(ks) + 1 + expert) + "|\n"
     rows = []
     for t in tasks:
-        cells = [f"{100 * res['per_task'][t][str(k)]['success_rate']:.0f}%" for k in ks]
-        if res["expert"]:
-            cells.append(f"{100 * res['expert'][t]:.0f}%")
-        rows.append(f"| {t} | " + " | ".join(cells) + " |\n")
-    mean = [f"**{100 * res['mean_success'][str(k)]:.1f}%**" for k in ks]
-    if res["expert"]:
-        mean.append(f"**{100 * res['expert_mean']:.1f}%**")
-    rows.append("| mean | " + " | ".join(mean) + " |\n")
+        e = res["expert"].get(t)
+        rows.append(row(t, [f"{100 * c['success_rate']:.0f}%" if c else "–"
+                            for c in (cell[t, k] for k in ks)],
+                        f"{100 * e:.0f}%" if e is not None else "–"))
+    ms = res["mean_success"]
+    rows.append(row("mean", [f"**{100 * ms[str(k)]:.1f}%**" if str(k) in ms else "–" for k in ks],
+                    f"**{100 * res['expert_mean']:.1f}%**" if "expert_mean" in res else "–"))
     lat = []
     for k in ks:
-        ps = [res["per_task"][t][str(k)]["latency_ms"] for t in tasks]
-        p50 = np.median([p["p50"] for p in ps if p])
-        p99 = max(p["p99"] for p in ps if p) if any(ps) else float("nan")
-        lat.append(f"{p50:.1f} / {p99:.1f}")
-    rows.append("| act ms p50 / p99 | " + " | ".join(lat)
-                + (" | – |\n" if res["expert"] else " |\n"))
-    ov = [str(sum(res["per_task"][t][str(k)]["overruns"] for t in tasks)) for k in ks]
-    rows.append("| overruns | " + " | ".join(ov) + (" | – |\n" if res["expert"] else " |\n"))
+        ps = [c["latency_ms"] for c in (cell[t, k] for t in tasks) if c and c["latency_ms"]]
+        lat.append(f"{np.median([p['p50'] for p in ps]):.1f} / {max(p['p99'] for p in ps):.1f}"
+                   if ps else "–")
+    rows.append(row("act ms p50 / p99", lat))
+    rows.append(row("overruns", [str(sum(c["overruns"] for c in (cell[t, k] for t in tasks) if c))
+                                 for k in ks]))
     note = (f"\n{res['episodes']} episodes per cell, seed {res['seed']}, {res['hz']:g} Hz "
             f"virtual clock, latency budget {res['latency_budget_ms']} ms.\n")
+    if res.get("interrupted"):
+        note += ("Interrupted: only the episodes that had finished are counted (see "
+                 "episodes_done per cell in results.json).\n")
     return head + sep + "".join(rows) + note
+
+
+def _save(fig, path: str) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
 
 
 def write_plots(res: dict, out_dir: str) -> None:
@@ -253,7 +347,7 @@ def write_plots(res: dict, out_dir: str) -> None:
     ax.minorticks_off()  # log axis: label only the evaluated k, no 3x10^0 minor labels
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.legend(fontsize=7)
-    fig.tight_layout(); fig.savefig(os.path.join(out_dir, "success_vs_k.png"), dpi=120)
+    _save(fig, os.path.join(out_dir, "success_vs_k.png"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -266,7 +360,7 @@ def write_plots(res: dict, out_dir: str) -> None:
     ax.axhline(1e3 / res["hz"], color="gray", ls="--", label="control period")
     ax.set(xticks=ks, xlabel="tokens k", ylabel="act latency (ms)", title="Latency vs k")
     ax.legend(fontsize=7)
-    fig.tight_layout(); fig.savefig(os.path.join(out_dir, "latency_vs_k.png"), dpi=120)
+    _save(fig, os.path.join(out_dir, "latency_vs_k.png"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -276,5 +370,5 @@ def write_plots(res: dict, out_dir: str) -> None:
         ax.annotate(f"k={k}", (b, m), textcoords="offset points", xytext=(4, -10), fontsize=8)
     ax.set(xlabel=f"bits per chunk (k·log2 {res['codebook_size']})", ylabel="mean success %",
            ylim=(-2, 102), title="Rate–distortion")
-    fig.tight_layout(); fig.savefig(os.path.join(out_dir, "rate_distortion.png"), dpi=120)
+    _save(fig, os.path.join(out_dir, "rate_distortion.png"))
     plt.close(fig)

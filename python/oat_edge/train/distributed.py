@@ -240,7 +240,8 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
     if d.main and cfg.progress:
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start, desc=os.path.basename(out_dir.rstrip("/")),
-                   dynamic_ncols=True, mininterval=1.0)
+                   dynamic_ncols=True, mininterval=1.0,
+                   disable=None)  # None: no bar when stderr is a log file, not a terminal
     log = open(metrics_path, "a") if d.main else None
     per_rank = cfg.batch // d.world
     t0, last = time.time(), None
@@ -291,6 +292,13 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
                                          if k in ("loss", "lr", "val_mse", "val_loss")})
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 save(done)
+    except KeyboardInterrupt:
+        # Ctrl-C: keep the steps already taken, so that --resume continues from here
+        if d.main and last is not None:
+            save(done)
+            print(f"\n{out_dir}: interrupted at step {done}; saved {ckpt_path} "
+                  f"(continue with --resume)", flush=True)
+        raise
     finally:
         if bar is not None:
             bar.close()
