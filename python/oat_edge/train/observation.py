@@ -239,7 +239,7 @@ class ObservationSpec:
                 raise ValueError(f"{inp.name}: expected dtype {inp.dtype}, got {dtype}"
                                  + (" (pass the camera's uint8 frames, not scaled floats)"
                                     if inp.dtype == "uint8" else ""))
-            if len(shape) == len(want) and inp.dtype == "uint8" and shape[-3] == 3 and shape[-1] != 3:
+            if len(shape) == len(want) + 1 and inp.dtype == "uint8" and shape[-3] == 3 and shape[-1] != 3:
                 raise ValueError(f"{inp.name}: expected channels last [B, {self.n_obs_steps}, "
                                  f"{inp.height}, {inp.width}, 3], got channels first {list(shape)}")
             if len(shape) != len(want) + 1 or shape[1:] != want:
