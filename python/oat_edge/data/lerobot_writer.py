@@ -193,18 +193,32 @@ def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type,
                  os.path.join(root, EPISODES_PATH.format(chunk_index=0, file_index=0)))
 
     # ---- tasks, stats, info
-    _write_table(pq, pa.table({"task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
-                               "task": pa.array(tasks, pa.string())}),
-                 os.path.join(root, "meta", "tasks.parquet"))
+    _write_table(pq, _tasks_table(pa, tasks), os.path.join(root, "meta", "tasks.parquet"))
     _write_json(os.path.join(root, "meta", "stats.json"), stats)
     info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
             "total_episodes": n_eps, "total_frames": total, "total_tasks": len(tasks),
             "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_MB,
-            "video_files_size_in_mb": VIDEO_FILES_SIZE_MB, "fps": fps,
+            "video_files_size_in_mb": VIDEO_FILES_SIZE_MB,
+            "fps": int(fps) if float(fps).is_integer() else float(fps),
             "splits": {"train": f"0:{n_eps}"}, "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if cameras else None, "features": features}
     _write_json(os.path.join(root, "meta", "info.json"), info)
     return info
+
+
+def _tasks_table(pa, tasks):
+    """task_index plus the task strings as the table's pandas index, which is where lerobot
+    (pandas.read_parquet) looks the strings up."""
+    pandas_meta = {"index_columns": ["__index_level_0__"], "column_indexes": [],
+                   "columns": [{"name": "task_index", "field_name": "task_index",
+                                "pandas_type": "int64", "numpy_type": "int64", "metadata": None},
+                               {"name": "task", "field_name": "__index_level_0__",
+                                "pandas_type": "unicode", "numpy_type": "object",
+                                "metadata": None}],
+                   "attributes": {}, "creator": {"library": "pyarrow", "version": pa.__version__}}
+    t = pa.table({"task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
+                  "__index_level_0__": pa.array(tasks, pa.string())})
+    return t.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
 
 
 def _write_json(path, obj):

@@ -84,7 +84,8 @@ def encode_video(frames, path, fps: float, codec: str | None = None) -> dict:
             os.remove(tmp)
     return {"video.height": int(h), "video.width": int(w),
             "video.codec": CODEC_NAME.get(codec, codec), "video.pix_fmt": "yuv420p",
-            "video.is_depth_map": False, "video.fps": float(fps), "video.channels": 3,
+            "video.is_depth_map": False,
+            "video.fps": int(fps) if float(fps).is_integer() else float(fps), "video.channels": 3,
             "has_audio": False}
 
 
