@@ -1,7 +1,12 @@
+import gc
+import threading
+import time
+
 import numpy as np
 import pytest
 
 from oat_edge.control import ControlLoop
+from oat_edge.errors import InputError
 from control_fakes import FakePolicy
 
 
@@ -63,6 +68,7 @@ def test_slow_act_overruns_are_counted_exactly():
     assert [r["overrun"] for r in loop.records[3:9]] == [False, True, True] * 2
 
 
+@pytest.mark.timing
 def test_real_thread_never_blocks_the_actuator_while_act_is_slow():
     c = Counter()
     p = FakePolicy(horizon=8, action_dim=1, n_action_steps=4, delay_s=0.06,
@@ -169,3 +175,93 @@ def test_reset_plan_discards_the_chunk_in_flight_from_the_old_world():
     assert loop.stale_chunks == 1
     sources = {int(a[0]) // 1000 for a, r in zip(c.sent, loop.records) if not r["held"]}
     assert 0 not in sources and sources  # only chunks planned after the reset were executed
+
+
+@pytest.mark.parametrize("kw", [{"hz": -1}, {"hz": float("nan")}, {"n_action_steps": 0},
+                                {"max_obs_age_s": 0}, {"rt_priority": 0},
+                                {"background": "no"}, {"max_tokens": 9}])
+def test_impossible_options_are_input_errors_before_any_thread_starts(kw):
+    before = threading.active_count()
+    with pytest.raises(InputError):
+        ControlLoop(FakePolicy(), lambda: None, lambda a: None, **kw)
+    assert threading.active_count() == before
+
+
+def test_closed_loop_refuses_to_run():
+    c = Counter()
+    with ControlLoop(FakePolicy(), c.get_obs, c.send, virtual_time=True) as loop:
+        loop.run(2)
+    with pytest.raises(RuntimeError, match="closed.*create a new ControlLoop"):
+        loop.run(1)
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.step()
+    assert len(c.sent) == 2
+
+
+def _loop_threads():
+    return [t for t in threading.enumerate() if t.name in ("oat-sensor", "oat-inference")]
+
+
+def test_a_loop_dropped_without_close_stops_its_threads():
+    before = len(_loop_threads())
+    c = Counter()
+    loop = ControlLoop(FakePolicy(), c.get_obs, c.send, hz=200, background=True)
+    loop.run(3)
+    assert len(_loop_threads()) == before + 2
+    del loop
+    gc.collect()
+    end = time.monotonic() + 2.0
+    while len(_loop_threads()) > before and time.monotonic() < end:
+        time.sleep(0.01)
+    assert len(_loop_threads()) == before
+
+
+@pytest.mark.parametrize("bad", [np.full((1, 1), np.nan), np.zeros((2, 1)), RuntimeError("bus off")])
+def test_a_failing_sensor_is_never_planned_from_and_the_loop_holds(bad):
+    # Sync, virtual clock: cycle 0 plans [0, 1]; from cycle 2 every read fails.
+    c = Counter()
+
+    def get_obs():
+        if c.cycle < 2:
+            return c.get_obs()
+        if isinstance(bad, Exception):
+            raise bad
+        return bad
+
+    p = FakePolicy(horizon=4, action_dim=1, n_action_steps=2,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=4))
+    loop = ControlLoop(p, get_obs, c.send, hz=50, background=False, virtual_time=True)
+    s = loop.run(6)
+    assert len(p.calls) == 1                              # only the good reading reached act()
+    assert [float(a[0]) for a in c.sent] == [0, 1, 1, 1, 1, 1]
+    assert [r["held"] for r in loop.records] == [False, False, True, True, True, True]
+    assert s["replans_without_obs"] == 4 and s["errors_by_source"] == {"sensor": 4}
+    assert list(s["error_counts"].values()) == [4]        # one message, counted 4 times
+    assert all(r["error"].startswith("sensor: ") for r in loop.records[2:])
+
+
+@pytest.mark.timing
+def test_a_stalled_sensor_never_delays_the_actuator_and_stale_readings_are_dropped():
+    # 100 Hz, 4-step chunks. The sensor stalls 300 ms from cycle 10: the loop must keep sending
+    # every 10 ms, run out its queue, hold, and not plan from the reading that finally returns
+    # (it started 300 ms ago, the limit is 20 ms); then it recovers.
+    c = Counter()
+    release = threading.Event()
+
+    def get_obs():
+        if c.cycle >= 10 and not release.is_set():
+            release.wait(0.3)
+            release.set()
+        return c.get_obs()
+
+    p = FakePolicy(horizon=8, action_dim=1, n_action_steps=4, delay_s=0.002,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=8))
+    with ControlLoop(p, get_obs, c.send, hz=100, background=True) as loop:
+        s = loop.run(80)
+    assert len(c.sent) == 80
+    assert s["period_ms"]["max"] < 100.0    # an inline read would show one 300 ms period
+    held = [r["held"] for r in loop.records]
+    assert any(held[12:40]) and not all(held[50:])          # held during the stall, then recovered
+    assert s["stale_obs"] >= 1 and s["replans_without_obs"] >= 10
+    planned_from = {int(call["obs"][0, 0]) for call in p.calls}
+    assert not any(11 <= cyc <= 35 for cyc in planned_from)  # nothing read during the stall

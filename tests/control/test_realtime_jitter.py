@@ -27,6 +27,7 @@ def _measure(cycles=200):
     return s, len(sent)
 
 
+@pytest.mark.timing
 def test_50hz_period_jitter_p99_is_within_1ms_with_background_inference():
     s, n = _measure()
     assert n == 200
@@ -65,6 +66,7 @@ print(json.dumps({"jitter": s["jitter_ms"], "rt": s["rt_priority"], "bare_spin_p
 """
 
 
+@pytest.mark.timing
 def test_50hz_jitter_p99_within_1ms_under_sched_fifo_even_on_a_loaded_machine(child_env):
     """With the control thread under SCHED_FIFO (CLI: --rt-priority), no retry is allowed."""
     import json
