@@ -52,15 +52,20 @@ bench: setup
 
 ## asan: C++ core + unit tests under AddressSanitizer/UBSan (leak checks on) in a separate tree;
 ## the e2e test runs the tiny bundle, and a skipped test (no bundle / no ORT) fails the target
+## (configure, build and test settings: the "asan" presets in CMakePresets.json)
 asan: $(TINY_BUNDLE)/model.onnx
-	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-	  -DOAT_EDGE_SANITIZE=ON -DOAT_EDGE_BUILD_TESTS=ON -DOAT_EDGE_BUILD_TOOLS=ON
-	cmake --build $(ASAN_DIR) -j $(JOBS)
+	cmake --preset asan
+	cmake --build --preset asan -j $(JOBS)
 	set -o pipefail; OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" \
 	  OAT_EDGE_ORT_LIBRARY="$${OAT_EDGE_ORT_LIBRARY:-$(ORT_LIB)}" \
-	  ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --test-dir $(ASAN_DIR) --output-on-failure --no-tests=error | tee $(ASAN_DIR)/ctest.log
+	  ctest --preset asan | tee $(ASAN_DIR)/ctest.log
 	@if grep -q "Skipped\|Not Run" $(ASAN_DIR)/ctest.log; then echo "asan: a test was skipped (see above)" >&2; exit 1; fi
+
+.PHONY: test-aarch64
+## test-aarch64: cross-build for aarch64 (preset "aarch64"), CTest under qemu-aarch64 on the tiny and
+## the shipped bundle, greedy tokens/actions compared with x86-64; fetches its tools into .deps/aarch64
+test-aarch64: $(TINY_BUNDLE)/model.onnx
+	JOBS=$(JOBS) scripts/aarch64/test.sh $(TINY_BUNDLE) models/oat-metaworld-mt3
 
 .PHONY: asan-py soak
 ## asan-py: oat_edge.Policy from Python under ASan/UBSan (sanitized _core in build/asan-py), see scripts/asan_smoke.sh

@@ -1,7 +1,7 @@
 # cmake -P script (CTest test_cmake_package): install the "cpp" component of BUILD_DIR into a fresh
 # prefix, build cpp/examples/control_loop against it with find_package(oat_edge), and, when
 # OAT_EDGE_TEST_BUNDLE is set, run 100 cycles at 200 Hz on that bundle.
-#   -DBUILD_DIR= -DSOURCE_DIR= -DWORK_DIR= -DGENERATOR= -DCXX=
+#   -DBUILD_DIR= -DSOURCE_DIR= -DWORK_DIR= -DGENERATOR= -DCXX= [-DTOOLCHAIN= -DEMULATOR=a|b|c]
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)
@@ -18,15 +18,20 @@ foreach(f include/oat_edge/policy.h include/oat_edge/realtime.h)
     message(FATAL_ERROR "the installed package lacks ${f}")
   endif()
 endforeach()
+set(cross)
+if(TOOLCHAIN)
+  set(cross -DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN} -DCMAKE_FIND_ROOT_PATH=${prefix})
+endif()
+string(REPLACE "|" ";" EMULATOR "${EMULATOR}")  # the cross build's emulator (empty when native)
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/cpp/examples/control_loop -B ${WORK_DIR}/build -G ${GENERATOR}
-    -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release)
+    -DCMAKE_CXX_COMPILER=${CXX} -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release ${cross})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 
 if("$ENV{OAT_EDGE_TEST_BUNDLE}" STREQUAL "")
   message(STATUS "OAT_EDGE_TEST_BUNDLE not set: built against the installed package, not run")
   return()
 endif()
-run(${WORK_DIR}/build/oat_edge_control_loop $ENV{OAT_EDGE_TEST_BUNDLE} --hz 200 --cycles 100)
+run(${EMULATOR} ${WORK_DIR}/build/oat_edge_control_loop $ENV{OAT_EDGE_TEST_BUNDLE} --hz 200 --cycles 100)
 message(STATUS "${LAST_OUTPUT}")
 if(NOT LAST_OUTPUT MATCHES "cycles 100 achieved_hz ([0-9.]+) .* replans ([0-9]+) .* overruns ([0-9]+)")
   message(FATAL_ERROR "unexpected output: ${LAST_OUTPUT}")
@@ -37,7 +42,7 @@ endif()
 
 # Bad arguments: a usage error (exit 2) naming the option; a missing bundle: exit 1 with the reason.
 function(expect_failure code pattern)
-  execute_process(COMMAND ${WORK_DIR}/build/oat_edge_control_loop ${ARGN}
+  execute_process(COMMAND ${EMULATOR} ${WORK_DIR}/build/oat_edge_control_loop ${ARGN}
                   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL code OR NOT err MATCHES "${pattern}")
     message(FATAL_ERROR "${ARGN}: expected exit ${code} and '${pattern}', got ${rc}: ${out}${err}")

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# make test-aarch64: the C++ core, its CTest binaries, the control-loop example and oat_edge_run
+# cross-built for aarch64 (CMake preset "aarch64"), CTest run under qemu-aarch64 on the tiny bundle
+# and on the shipped bundle, then greedy tokens and actions compared with an x86-64 build of the
+# same tree (preset "release"). Usage: scripts/aarch64/test.sh [TINY_BUNDLE [SHIPPED_BUNDLE]]
+# Emulated timings say nothing about aarch64 speed: nothing here reports one.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo="$(pwd)"
+tiny="$(realpath "${1:-build/tiny_bundle}")"
+shipped="$(realpath "${2:-models/oat-metaworld-mt3}")"
+JOBS="${JOBS:-2}"
+PY="${PY:-$repo/.venv/bin/python}"
+export PATH="$repo/.venv/bin:$PATH"  # cmake, ctest, ninja from the venv when the system lacks them
+deps="$repo/.deps/aarch64"
+start=$SECONDS
+step() { printf '\n[test-aarch64 %4ds] %s\n' $((SECONDS - start)) "$*"; }
+
+for b in "$tiny" "$shipped"; do
+  [[ -f "$b/model.onnx" ]] || { echo "test-aarch64: no bundle at $b (make build/tiny_bundle/model.onnx builds the tiny one)" >&2; exit 2; }
+done
+
+step "dependencies (cached in $deps)"
+scripts/aarch64/fetch_deps.sh "$deps"
+qemu="$deps/qemu/usr/bin/qemu-aarch64"
+sysroot=/usr/aarch64-linux-gnu
+
+step "cross build: cmake --preset aarch64"
+cmake --preset aarch64 >/dev/null
+cmake --build --preset aarch64 -j "$JOBS"
+"$PY" - build/aarch64/cpp/tools/oat_edge_run <<'EOF'
+import sys
+head = open(sys.argv[1], "rb").read(20)  # ELF e_machine 183 = EM_AARCH64
+sys.exit(None if head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183 else
+         f"{sys.argv[1]} is not an aarch64 ELF binary: the toolchain file was not used")
+EOF
+
+for b in "$tiny" "$shipped"; do
+  step "ctest --preset aarch64 under $(basename "$qemu"), bundle $b"
+  log="build/aarch64/ctest-$(basename "$b").log"
+  set -o pipefail
+  OAT_EDGE_TEST_BUNDLE="$b" ctest --preset aarch64 -j "$JOBS" 2>&1 | grep -v "W:onnxruntime" | tee "$log"
+  # a skipped end-to-end test (no bundle, no ORT) must not pass for a run
+  if grep -q "Skipped\|Not Run" "$log"; then echo "test-aarch64: a test was skipped (see above)" >&2; exit 1; fi
+done
+
+step "oat_edge_run (aarch64) loads the shipped bundle"
+OAT_EDGE_ORT_LIBRARY="$deps/ort/libonnxruntime.so" "$qemu" -L "$sysroot" build/aarch64/cpp/tools/oat_edge_run \
+  "$shipped" --greedy --tokens 8 --iters 2 | sed -n '1,3p'
+
+step "greedy_dump for x86-64 (preset release) and aarch64"
+cmake --preset release >/dev/null
+cmake --build --preset release -j "$JOBS" --target oat_edge_core
+out=build/aarch64/compare
+mkdir -p "$out"
+c++ -O2 -std=c++17 -Icpp/include scripts/aarch64/greedy_dump.cpp build/release/liboat_edge_core.a -ldl -pthread \
+  -o "$out/greedy_dump_x86_64"
+aarch64-linux-gnu-g++ -O2 -std=c++17 -Icpp/include scripts/aarch64/greedy_dump.cpp build/aarch64/liboat_edge_core.a \
+  -ldl -pthread -o "$out/greedy_dump_aarch64"
+x86_ort="$("$PY" -c 'from oat_edge.ort_library import find_ort_library as f; print(f(None))')"
+
+for b in "$tiny" "$shipped"; do
+  step "x86-64 vs aarch64: greedy tokens and actions"
+  OAT_EDGE_ORT_LIBRARY="$x86_ort" "$PY" scripts/aarch64/compare_arch.py "$b" \
+    --x86 "$out/greedy_dump_x86_64" --aarch64 "$out/greedy_dump_aarch64" \
+    --qemu "$qemu" --sysroot "$sysroot" --ort-aarch64 "$deps/ort/libonnxruntime.so" --n 64
+done
+step "test-aarch64: all passed in $((SECONDS - start)) s (wall time of this run)"
