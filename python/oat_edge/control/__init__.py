@@ -20,10 +20,6 @@ from .scheduler import FixedRateScheduler, VirtualScheduler
 from .statistics import percentiles, summarize
 from .workers import InferenceResult, InlineWorker, ThreadWorker
 
-# Names other modules imported before the split into a package.
-_info_bounds = info_bounds
-_demote_to_normal_priority = demote_to_normal_priority
-
 __all__ = ["ControlLoop", "FixedRateScheduler", "InferenceResult", "InlineWorker", "ThreadWorker",
            "VirtualScheduler", "demote_to_normal_priority", "info_bounds", "percentiles",
            "set_realtime_priority", "summarize", "write_csv"]
