@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <set>
+#include <map>
 
 namespace oat_edge::detail {
 namespace fs = std::filesystem;
@@ -12,9 +12,9 @@ namespace {
 std::string read_manifest(Ort::Session& s, const std::string& entry) {
   Ort::AllocatorWithDefaultOptions alloc;
   Ort::ModelMetadata md = s.GetModelMetadata();
-  Ort::AllocatedStringPtr v = md.LookupCustomMetadataMapAllocated(kManifestKey, alloc);
+  Ort::AllocatedStringPtr v = md.LookupCustomMetadataMapAllocated(manifest_key().c_str(), alloc);
   if (!v)
-    throw BundleError(entry + " has no '" + std::string(kManifestKey) +
+    throw BundleError(entry + " has no '" + manifest_key() +
                       "' metadata: it is not an oat_edge bundle entry file. Export one with oat_edge's exporter.");
   return v.get();
 }
@@ -25,93 +25,87 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-// The graph must expose exactly the names the manifest lists (order-free).
-void check_io(Ort::Session& s, const GraphIo& io, const std::string& graph) {
-  auto in = input_names(s), out = output_names(s);
-  if (std::set<std::string>(in.begin(), in.end()) != std::set<std::string>(io.inputs.begin(), io.inputs.end()) ||
-      std::set<std::string>(out.begin(), out.end()) != std::set<std::string>(io.outputs.begin(), io.outputs.end()))
-    throw BundleError(graph + " graph I/O is [" + join(in) + "] -> [" + join(out) + "], the manifest says [" +
-                      join(io.inputs) + "] -> [" + join(io.outputs) + "]: the bundle is inconsistent, re-export it");
-}
-
-// Input/output `name` must be a tensor of `type` whose static dims match `want` (0 = any, e.g. the
-// dynamic batch). Returns the graph's shape (-1 for dynamic dims).
-std::vector<int64_t> check_tensor(Ort::Session& s, const std::string& name, bool input, ONNXTensorElementDataType type,
-                                  const std::vector<int64_t>& want, const std::string& graph) {
-  auto names = input ? input_names(s) : output_names(s);
-  size_t i = std::find(names.begin(), names.end(), name) - names.begin();
-  Ort::TypeInfo ti = input ? s.GetInputTypeInfo(i) : s.GetOutputTypeInfo(i);
-  const std::string what = graph + (input ? " input '" : " output '") + name + "'";
-  if (ti.GetONNXType() != ONNX_TYPE_TENSOR) throw BundleError(what + " is not a tensor; re-export the bundle");
-  auto info = ti.GetTensorTypeAndShapeInfo();
-  if (info.GetElementType() != type)
-    throw BundleError(what + " has element type " + std::to_string(int(info.GetElementType())) + ", expected " +
-                      (type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT ? "float32" : "int64") +
-                      " (DESIGN.md §5: graph I/O stays float32/int64 even for fp16/int8 weights); re-export");
-  auto shape = info.GetShape();
-  auto str = [](const std::vector<int64_t>& d) {
-    std::string r = "[";
-    for (size_t j = 0; j < d.size(); ++j) r += (j ? "," : "") + (d[j] > 0 ? std::to_string(d[j]) : std::string("?"));
-    return r + "]";
-  };
-  bool ok = shape.size() == want.size();
-  for (size_t j = 0; ok && j < want.size(); ++j) ok = !(want[j] > 0 && shape[j] > 0 && want[j] != shape[j]);
-  if (!ok)
-    throw BundleError(what + " has shape " + str(shape) + ", the manifest implies " + str(want) +
-                      ": the bundle is inconsistent, re-export it");
-  return shape;
-}
-
-// Every graph's I/O against the manifest; returns the step graph's batch dim (> 0 if fixed).
-int check_graphs(const Manifest& m, Ort::Session& step, Ort::Session& prefill, Ort::Session& decoder,
-                 Ort::Session* encoder) {
-  check_io(step, m.io_step, "step");
-  check_io(prefill, m.io_prefill, "prefill");
-  check_io(decoder, m.io_decoder, "decoder");
-  if (encoder) check_io(*encoder, m.io_encoder, "encoder");
-  const int64_t L = m.n_layers, H = m.n_heads, K = m.num_tokens, Dh = m.head_dim, S = m.n_obs_steps;
-  const int64_t cd = static_cast<int64_t>(m.fsq_levels.size());
-  constexpr auto F = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
-  constexpr auto I = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-  const auto& si = m.io_step.inputs;
-  const auto& so = m.io_step.outputs;
-  check_tensor(step, si[0], true, I, {0}, "step");
-  check_tensor(step, si[1], true, I, {1}, "step");
-  auto past_shape = check_tensor(step, si[2], true, F, {L, 0, H, K, Dh}, "step");
-  check_tensor(step, si[3], true, F, {L, 0, H, K, Dh}, "step");
-  check_tensor(step, si[4], true, F, {L, 0, H, S, Dh}, "step");
-  check_tensor(step, si[5], true, F, {L, 0, H, S, Dh}, "step");
-  check_tensor(step, so[0], false, F, {0, m.vocab_size}, "step");
-  check_tensor(step, so[1], false, F, {L, 0, H, 1, Dh}, "step");
-  check_tensor(step, so[2], false, F, {L, 0, H, 1, Dh}, "step");
-  check_tensor(prefill, m.io_prefill.inputs[0], true, F, {0, S, m.obs_dim}, "prefill");
-  check_tensor(prefill, m.io_prefill.outputs[0], false, F, {L, 0, H, S, Dh}, "prefill");
-  check_tensor(prefill, m.io_prefill.outputs[1], false, F, {L, 0, H, S, Dh}, "prefill");
-  check_tensor(decoder, m.io_decoder.inputs[0], true, F, {0, K, cd}, "decoder");
-  check_tensor(decoder, m.io_decoder.inputs[1], true, I, {0}, "decoder");
-  check_tensor(decoder, m.io_decoder.outputs[0], false, F, {0, m.horizon, m.action_dim}, "decoder");
-  if (encoder) {
-    check_tensor(*encoder, m.io_encoder.inputs[0], true, F, {0, m.horizon, m.action_dim}, "encoder");
-    check_tensor(*encoder, m.io_encoder.outputs[0], false, I, {0, K}, "encoder");
+std::string element_type_name(ONNXTensorElementDataType t) {
+  switch (t) {
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
+    default: return "ONNX type " + std::to_string(int(t));
   }
-  // A graph exported with a fixed batch (e.g. for TensorRT/CUDA graphs) only accepts that batch.
-  return past_shape[1] > 0 ? int(past_shape[1]) : 0;
+}
+
+std::string shape_str(const std::vector<int64_t>& d) {
+  std::string r = "[";
+  for (size_t j = 0; j < d.size(); ++j) r += (j ? "," : "") + (d[j] > 0 ? std::to_string(d[j]) : std::string("?"));
+  return r + "]";
+}
+
+// One graph against the contract's table for it (names, element types, static dims; the same
+// checks python/oat_edge/bundle_graphs.py makes for `oat-edge inspect`). Returns the graph's shape
+// of each tensor by name (-1 for dynamic dims).
+std::map<std::string, std::vector<int64_t>> check_graph(Ort::Session& s, const GraphSpec& spec, const std::string& graph) {
+  const auto in = input_names(s), out = output_names(s);
+  auto names = [](const std::vector<TensorSpec>& t) {
+    std::vector<std::string> n;
+    for (const auto& x : t) n.push_back(x.name);
+    return n;
+  };
+  const auto want_in = names(spec.inputs), want_out = names(spec.outputs);
+  auto same = [](std::vector<std::string> a, std::vector<std::string> b) {
+    std::sort(a.begin(), a.end());
+    std::sort(b.begin(), b.end());
+    return a == b;
+  };
+  if (!same(in, want_in) || !same(out, want_out))
+    throw BundleError(graph + " graph I/O is [" + join(in) + "] -> [" + join(out) + "], the bundle contract says [" +
+                      join(want_in) + "] -> [" + join(want_out) + "]: the bundle is inconsistent, re-export it");
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (bool input : {true, false}) {
+    const auto& have = input ? in : out;
+    for (const TensorSpec& t : input ? spec.inputs : spec.outputs) {
+      const size_t i = std::find(have.begin(), have.end(), t.name) - have.begin();
+      Ort::TypeInfo ti = input ? s.GetInputTypeInfo(i) : s.GetOutputTypeInfo(i);
+      const std::string what = graph + (input ? " input '" : " output '") + t.name + "'";
+      if (ti.GetONNXType() != ONNX_TYPE_TENSOR) throw BundleError(what + " is not a tensor; re-export the bundle");
+      auto info = ti.GetTensorTypeAndShapeInfo();
+      const auto type = info.GetElementType();
+      const auto want_type = t.is_float ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+      if (type != want_type)
+        throw BundleError(what + " has element type " + element_type_name(type) + ", expected " +
+                          (t.is_float ? "float32" : "int64") +
+                          " (graph I/O stays float32/int64 even for fp16/int8 weights); re-export the bundle");
+      auto shape = info.GetShape();
+      bool ok = shape.size() == t.dims.size();
+      for (size_t j = 0; ok && j < t.dims.size(); ++j) ok = !(t.dims[j] > 0 && shape[j] > 0 && t.dims[j] != shape[j]);
+      if (!ok)
+        throw BundleError(what + " has shape " + shape_str(shape) + ", the manifest implies " + shape_str(t.dims) +
+                          ": the bundle is inconsistent, re-export it");
+      shapes[t.name] = shape;
+    }
+  }
+  return shapes;
 }
 
 }  // namespace
 
 BundleLocation locate_bundle(const std::string& path) {
   std::error_code ec;
+  const std::string& entry = entry_file();
+  BundleLocation where;
   if (fs::is_directory(path, ec)) {
-    if (!fs::is_regular_file(fs::path(path) / "model.onnx", ec))
-      throw BundleError("bundle directory " + path + " has no model.onnx: pass a directory written by oat_edge export");
-    return {fs::absolute(path, ec).string(), "model.onnx"};
-  }
-  if (fs::is_regular_file(path, ec)) {
+    if (!fs::exists(fs::symlink_status(fs::path(path) / entry, ec)))
+      throw BundleError("bundle directory " + path + " has no " + entry + ": pass a directory written by oat_edge export");
+    where = {fs::absolute(path, ec).string(), entry};
+  } else if (fs::exists(fs::symlink_status(path, ec))) {
     fs::path p = fs::absolute(path, ec);
-    return {p.parent_path().string(), p.filename().string()};
+    where = {p.parent_path().string(), p.filename().string()};
+  } else {
+    throw BundleError("bundle path '" + path + "' does not exist: pass the bundle directory or its " + entry);
   }
-  throw BundleError("bundle path '" + path + "' does not exist: pass the bundle directory or its model.onnx");
+  check_graph_file(where.dir, where.entry, "step");  // a directory, FIFO or unreadable file says so
+  return where;
 }
 
 GraphNames::GraphNames(const GraphIo& io) : in(io.inputs), out(io.outputs) {
@@ -129,7 +123,13 @@ Bundle::Bundle(const BundleLocation& w, const RuntimeOptions& opt) : where(w) {
   prefill.session = factory->create(m.file_prefill);
   decoder.session = factory->create(m.file_decoder);
   if (!m.file_encoder.empty()) encoder.session = factory->create(m.file_encoder);
-  static_batch = check_graphs(m, *step.session, *prefill.session, *decoder.session, encoder.session.get());
+  const auto step_shapes = check_graph(*step.session, m.graphs.at("step"), "step");
+  check_graph(*prefill.session, m.graphs.at("prefill"), "prefill");
+  check_graph(*decoder.session, m.graphs.at("decoder"), "decoder");
+  if (encoder) check_graph(*encoder.session, m.graphs.at("encoder"), "encoder");
+  // A graph exported with a fixed batch (e.g. for TensorRT/CUDA graphs) only accepts that batch.
+  const int64_t batch = step_shapes.at("past_k")[1];
+  static_batch = batch > 0 ? int(batch) : 0;
   step.names = GraphNames(m.io_step);
   prefill.names = GraphNames(m.io_prefill);
   decoder.names = GraphNames(m.io_decoder);

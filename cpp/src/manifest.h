@@ -1,17 +1,33 @@
-// The bundle manifest (docs/DESIGN.md §6): parsed and validated exactly as the Python loader does.
+// The bundle manifest (docs/DESIGN.md §6), validated by the rules of the bundle schema
+// (manifest_schema.h), the same ones python/oat_edge/manifest.py applies.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace oat_edge::detail {
 
-constexpr int kFormatVersion = 1;
-constexpr const char* kFormatName = "oat_edge.bundle";
-constexpr const char* kManifestKey = "oat_edge.manifest";
+// Names the bundle schema fixes: the metadata key holding the manifest, and the entry file.
+const std::string& manifest_key();  // "oat_edge.manifest"
+const std::string& entry_file();    // "model.onnx"
 
+// A graph's input/output names, always in the schema's order (token, step, past_k, ...): the
+// manifest may list them in any order, the runtime binds them by these names.
 struct GraphIo {
   std::vector<std::string> inputs, outputs;
+};
+
+// One graph input/output the contract expects: element type and shape, the dimensions resolved
+// against the manifest (0 = the dynamic batch).
+struct TensorSpec {
+  std::string name;
+  bool is_float = true;  // float32, else int64
+  std::vector<int64_t> dims;
+};
+struct GraphSpec {
+  std::vector<TensorSpec> inputs, outputs;
 };
 
 struct Manifest {
@@ -23,14 +39,22 @@ struct Manifest {
   std::vector<float> obs_scale, obs_offset, action_scale, action_offset, action_low, action_high;
   std::string file_step, file_prefill, file_decoder, file_encoder;  // encoder may be empty (optional)
   GraphIo io_step, io_prefill, io_decoder, io_encoder;
+  std::map<std::string, GraphSpec> graphs;  // "step", "prefill", "decoder" (+ "encoder" when present)
   double temperature = 1.0;
   int top_k = 0;
   std::vector<std::string> tasks;
   std::string json_text;  // verbatim
 
-  // Parses + validates; bundle_dir non-empty → also checks the listed files exist there.
-  // Throws BundleError naming the field, what was expected and what was found.
+  // Parses + validates; bundle_dir non-empty → also checks the listed files are readable regular
+  // files there. Throws BundleError naming the field, what was expected and what was found.
   static Manifest parse(const std::string& json_text, const std::string& bundle_dir);
 };
+
+// The graph file `name` (role: "step", "decoder", ...) in `dir` must be a regular file this process
+// can read; otherwise BundleError saying what it is (missing, a directory, a FIFO, permission denied).
+void check_graph_file(const std::string& dir, const std::string& name, const std::string& role);
+
+// The message for an open() of a graph file that failed with `err` (errno).
+std::string open_error_message(const std::string& where, int err);
 
 }  // namespace oat_edge::detail

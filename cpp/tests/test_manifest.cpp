@@ -1,107 +1,179 @@
-// Manifest validation (docs/DESIGN.md §6): accepts the reference manifest, rejects each broken variant.
+// Manifest validation against the shared table tests/export/manifest_cases.json (the Python validator
+// runs the same table in tests/export/test_manifest.py), plus the checks on the bundle's files.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "manifest.h"
+#include "manifest_schema.h"
 #include "mini_test.h"
 #include "oat_edge/policy.h"
 
 using nlohmann::json;
 using oat_edge::BundleError;
 using oat_edge::detail::Manifest;
+namespace fs = std::filesystem;
 
-static json good() {
-  auto v = [](size_t n, double x) { return std::vector<double>(n, x); };
-  return json{
-      {"format", "oat_edge.bundle"}, {"format_version", 1}, {"producer", "oat_edge 0.1.0"},
-      {"tokenizer", {{"kind", "oat"}, {"num_tokens", 8}, {"fsq_levels", {8, 5, 5, 5}}, {"codebook_size", 1000},
-                     {"horizon", 32}, {"action_dim", 4}}},
-      {"policy", {{"vocab_size", 1001}, {"bos_id", 1000}, {"n_layers", 4}, {"n_heads", 4}, {"head_dim", 64},
-                  {"n_obs_steps", 2}, {"obs_dim", 42}, {"n_action_steps", 16}}},
-      {"normalization", {{"obs_scale", v(42, 0.5)}, {"obs_offset", v(42, 0.0)}, {"action_scale", v(4, 1.0)},
-                         {"action_offset", v(4, 0.0)}, {"action_low", v(4, -1.0)}, {"action_high", v(4, 1.0)}}},
-      {"files", {{"step", "model.onnx"}, {"prefill", "policy_prefill.onnx"}, {"decoder", "decoder.onnx"},
-                 {"encoder", "encoder.onnx"}}},
-      {"io", {{"step", {{"inputs", {"token", "step", "past_k", "past_v", "mem_k", "mem_v"}},
-                        {"outputs", {"logits", "new_k", "new_v"}}}},
-              {"prefill", {{"inputs", {"obs"}}, {"outputs", {"mem_k", "mem_v"}}}},
-              {"decoder", {{"inputs", {"codes", "num_tokens"}}, {"outputs", {"actions"}}}},
-              {"encoder", {{"inputs", {"actions"}}, {"outputs", {"ids"}}}}}},
-      {"sampling", {{"temperature", 1.0}, {"top_k", 10}}},
-      {"precision", "fp32"},
-      {"tasks", {"reach-v3", "push-v3", "pick-place-v3"}},
-      {"obs_layout", "39-d Meta-World state followed by a one-hot over `tasks`"}};
+static const json& table() {
+  static const json t = [] {
+    const fs::path p = fs::path(__FILE__).parent_path().parent_path().parent_path() / "tests/export/manifest_cases.json";
+    std::ifstream f(p);
+    if (!f) throw std::runtime_error("cannot read the shared manifest table " + p.string());
+    return json::parse(f);
+  }();
+  return t;
 }
 
-static void rejects(const json& j, const std::string& needle) {
-  CHECK_THROWS(BundleError, Manifest::parse(j.dump(), ""), needle);
+// The JSON node at a dotted path (numeric parts index lists); the parent for `parent_only`.
+static json& walk(json& d, const std::string& path, std::string* last) {
+  json* cur = &d;
+  std::stringstream ss(path);
+  std::string part, next;
+  std::getline(ss, part, '.');
+  while (std::getline(ss, next, '.')) {
+    cur = cur->is_array() ? &(*cur)[std::stoul(part)] : &(*cur)[part];
+    part = next;
+  }
+  *last = part;
+  return *cur;
 }
 
-TEST(accepts_reference_manifest) {
-  Manifest m = Manifest::parse(good().dump(), "");
+// The manifest text a case describes: the same ops as case_text() in tests/export/test_manifest.py.
+static std::string case_text(const json& c) {
+  json d = table()["good"];
+  std::string text;
+  bool raw = false;
+  for (const auto& op : c["ops"]) {
+    std::string last;
+    if (op.contains("set")) {
+      json v = op["value"];
+      if (v.is_object() && v.contains("repeat")) v = std::string(v["times"].get<size_t>(), v["repeat"].get<std::string>()[0]);
+      json& parent = walk(d, op["set"], &last);
+      if (parent.is_array())
+        parent[std::stoul(last)] = v;
+      else
+        parent[last] = v;
+    } else if (op.contains("delete")) {
+      walk(d, op["delete"], &last).erase(last);
+    } else if (op.contains("text")) {
+      text = op["text"], raw = true;
+    } else if (op.contains("text_replace")) {
+      text = d.dump(), raw = true;
+      const std::string from = op["text_replace"][0], to = op["text_replace"][1];
+      const size_t at = text.find(from);
+      if (at == std::string::npos) throw std::runtime_error(c["name"].get<std::string>() + ": '" + from + "' not found");
+      text.replace(at, from.size(), to);
+    } else if (op.contains("nest")) {
+      const size_t n = op["nest"];
+      text = std::string(n, '[') + std::string(n, ']'), raw = true;
+    } else {
+      throw std::runtime_error("unknown op " + op.dump());
+    }
+  }
+  return raw ? text : d.dump();
+}
+
+TEST(shared_table_cpp_validator) {
+  size_t n = 0;
+  for (const auto& c : table()["cases"]) {
+    const std::string name = c["name"], text = case_text(c);
+    ++n;
+    try {
+      Manifest::parse(text, "");
+      if (!c["error"].is_null()) mini_test::fail(__FILE__, __LINE__, name + ": accepted, expected '" + c["error"].get<std::string>() + "'");
+    } catch (const BundleError& e) {
+      if (c["error"].is_null())
+        mini_test::fail(__FILE__, __LINE__, name + ": rejected a good manifest: " + e.what());
+      else if (std::string(e.what()).find(c["error"].get<std::string>()) == std::string::npos)
+        mini_test::fail(__FILE__, __LINE__, name + ": message lacks '" + c["error"].get<std::string>() + "': " + e.what());
+    } catch (const std::exception& e) {
+      mini_test::fail(__FILE__, __LINE__, name + ": not a BundleError: " + e.what());
+    }
+  }
+  CHECK(n > 100);
+}
+
+TEST(io_names_in_any_order_come_back_in_contract_order) {
+  json d = table()["good"];
+  d["io"]["step"]["inputs"] = {"mem_v", "mem_k", "past_v", "past_k", "step", "token"};
+  d["io"]["step"]["outputs"] = {"new_v", "logits", "new_k"};
+  const Manifest m = Manifest::parse(d.dump(), "");
+  CHECK(m.io_step.inputs == std::vector<std::string>({"token", "step", "past_k", "past_v", "mem_k", "mem_v"}));
+  CHECK(m.io_step.outputs == std::vector<std::string>({"logits", "new_k", "new_v"}));
+}
+
+TEST(typed_fields_and_graph_shapes_resolved_from_the_manifest) {
+  const Manifest m = Manifest::parse(table()["good"].dump(), "");
   CHECK_EQ(m.num_tokens, 8);
-  CHECK_EQ(m.codebook_size, 1000);
-  CHECK_EQ(m.obs_dim, 42);
+  CHECK_EQ(m.obs_dim, 3);
   CHECK_EQ(m.top_k, 10);
   CHECK(m.file_encoder == "encoder.onnx");
-  CHECK(m.io_step.inputs[2] == "past_k");
-  json j = good();
-  j["files"].erase("encoder");  // encoder is optional
-  j["io"].erase("encoder");
-  CHECK(Manifest::parse(j.dump(), "").file_encoder.empty());
+  CHECK(m.obs_offset[1] == 0.1f);
+  const auto& past_k = m.graphs.at("step").inputs[2];
+  CHECK(past_k.name == "past_k" && past_k.is_float);
+  CHECK(past_k.dims == std::vector<int64_t>({4, 0, 4, 8, 64}));  // L, B (any), H, K, Dh
+  CHECK(m.graphs.at("decoder").inputs[0].dims == std::vector<int64_t>({0, 8, 4}));  // B, K, code_dim
+  CHECK(!m.graphs.at("decoder").inputs[1].is_float);
+  json d = table()["good"];
+  d["files"].erase("encoder");
+  d["io"].erase("encoder");
+  const Manifest no_enc = Manifest::parse(d.dump(), "");
+  CHECK(no_enc.file_encoder.empty() && !no_enc.graphs.count("encoder"));
 }
 
-TEST(rejects_wrong_format_version) {
-  json j = good();
-  j["format_version"] = 2;
-  rejects(j, "bundle format_version 2, this runtime reads 1: re-export");
-}
+// ---- the bundle's files: the real cause in the message ----------------------------------------
 
-TEST(rejects_missing_fields) {
-  json j = good();
-  j["policy"].erase("obs_dim");
-  rejects(j, "missing field 'policy.obs_dim'");
-  j = good();
-  j.erase("normalization");
-  rejects(j, "missing field 'normalization'");
-  j = good();
-  j["tokenizer"]["horizon"] = "32";
-  rejects(j, "'tokenizer.horizon' must be an integer");
-}
-
-TEST(rejects_wrong_lengths_and_values) {
-  json j = good();
-  j["normalization"]["obs_scale"] = std::vector<double>(39, 1.0);
-  rejects(j, "'normalization.obs_scale' has length 39, expected 42");
-  j = good();
-  j["normalization"]["action_scale"][2] = 0.0;
-  rejects(j, "action_scale[2]' is zero");
-  j = good();
-  j["tokenizer"]["codebook_size"] = 999;
-  rejects(j, "prod(fsq_levels) is 1000");
-  j = good();
-  j["policy"]["vocab_size"] = 1000;
-  rejects(j, "expected codebook_size + 1 = 1001");
-  j = good();
-  j["format"] = "something.else";
-  rejects(j, "expected 'oat_edge.bundle'");
-  j = good();
-  j["io"]["step"]["outputs"] = {"logits"};
-  rejects(j, "expected 6 / 3");
-  CHECK_THROWS(BundleError, Manifest::parse("{not json", ""), "not valid JSON");
-}
-
-TEST(checks_files_exist_next_to_model) {
-  namespace fs = std::filesystem;
-  fs::path dir = fs::temp_directory_path() / "oat_edge_test_manifest_files";
+static fs::path bundle_dir(const char* name) {
+  fs::path dir = fs::temp_directory_path() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
-  for (const char* f : {"model.onnx", "policy_prefill.onnx", "encoder.onnx"}) std::ofstream(dir / f) << "x";
-  CHECK_THROWS(BundleError, Manifest::parse(good().dump(), dir.string()), "files.decoder = 'decoder.onnx' not found");
+  for (const char* f : {"model.onnx", "policy_prefill.onnx", "decoder.onnx", "encoder.onnx"}) std::ofstream(dir / f) << "x";
+  return dir;
+}
+
+TEST(missing_graph_file_is_named) {
+  fs::path dir = bundle_dir("oat_edge_test_manifest_missing");
+  fs::remove(dir / "decoder.onnx");
+  CHECK_THROWS(BundleError, Manifest::parse(table()["good"].dump(), dir.string()),
+               "files.decoder = 'decoder.onnx' in " + dir.string() + " not found");
   std::ofstream(dir / "decoder.onnx") << "x";
-  CHECK_EQ(Manifest::parse(good().dump(), dir.string()).horizon, 32);
+  CHECK_EQ(Manifest::parse(table()["good"].dump(), dir.string()).horizon, 32);
   fs::remove_all(dir);
+}
+
+TEST(graph_file_that_is_a_directory_fifo_or_dangling_link_says_so) {
+  fs::path dir = bundle_dir("oat_edge_test_manifest_kinds");
+  const std::string good = table()["good"].dump();
+  fs::remove(dir / "decoder.onnx");
+  fs::create_directory(dir / "decoder.onnx");
+  CHECK_THROWS(BundleError, Manifest::parse(good, dir.string()), "is a directory, expected an ONNX file");
+  fs::remove(dir / "decoder.onnx");
+  CHECK(::mkfifo((dir / "decoder.onnx").c_str(), 0644) == 0);
+  CHECK_THROWS(BundleError, Manifest::parse(good, dir.string()), "is not a regular file (a FIFO");
+  fs::remove(dir / "decoder.onnx");
+  fs::create_symlink(dir / "gone.onnx", dir / "decoder.onnx");
+  CHECK_THROWS(BundleError, Manifest::parse(good, dir.string()), "dangling symbolic link");
+  fs::remove_all(dir);
+}
+
+TEST(open_errors_name_the_cause) {
+  // Tests run as root, who reads anything: the EACCES path is checked on its message builder.
+  const std::string where = "bundle file files.decoder = 'decoder.onnx' in /b";
+  CHECK(oat_edge::detail::open_error_message(where, EACCES).find("decoder.onnx' in /b: permission denied") !=
+        std::string::npos);
+  CHECK(oat_edge::detail::open_error_message(where, EMFILE).find("cannot be opened: Too many open files") !=
+        std::string::npos);
+}
+
+TEST(schema_names_come_from_the_embedded_file) {
+  CHECK(oat_edge::detail::manifest_key() == "oat_edge.manifest");
+  CHECK(oat_edge::detail::entry_file() == "model.onnx");
+  CHECK(oat_edge::detail::bundle_schema()["format_version"] == 1);
 }
 
 MINI_TEST_MAIN()

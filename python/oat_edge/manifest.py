@@ -88,6 +88,20 @@ def _reject_constant(name):
     _fail(f"not valid JSON ({name} is not a JSON number)")
 
 
+def _json_float(text):
+    v = float(text)
+    if math.isinf(v):  # a literal beyond double range: what strict JSON parsers (and the C++ one) reject
+        _fail(f"not valid JSON (number overflow parsing '{text[:80]}')")
+    return v
+
+
+def _json_int(text):
+    v = int(text)
+    if abs(v) > 2**63:  # beyond 64 bits the C++ parser reads it as a double: keep the same range
+        _json_float(text)
+    return v
+
+
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
@@ -111,7 +125,8 @@ def parse(text):
     if _depth(text) > MAX_DEPTH:
         _fail(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        d = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        d = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+                       parse_float=_json_float, parse_int=_json_int)
     except (json.JSONDecodeError, RecursionError) as e:
         _fail(f"not valid JSON ({e})")
     return validate(d)
@@ -189,7 +204,7 @@ def _check_f32(path, x, nonzero):
     if not math.isfinite(f):
         _fail(f"field '{path}' expected a finite float32 number, got {_show(x)}")
     if x != 0 and abs(f) < _F32_MIN_NORMAL:
-        _fail(f"field '{path}' underflows float32 ({_show(x)} becomes {f!r})")
+        _fail(f"field '{path}' underflows float32 (got {_show(x)}, which float32 rounds to 0 or a subnormal)")
     if nonzero and f == 0:
         _fail(f"field '{path}' expected a non-zero number, got {_show(x)}")
     return f
@@ -235,8 +250,8 @@ def _check_rule(d, rule):
             if not _is_int(x) or not rule["min"] <= x <= rule["max"]:
                 _fail(f"field '{path}[{i}]' expected an integer in [{rule['min']}, {rule['max']}], got {_show(x)}")
             prod *= x
-        if prod > rule["product_max"]:
-            _fail(f"field '{path}' expected a product of at most {rule['product_max']}, got {prod}")
+            if prod > rule["product_max"]:
+                _fail(f"field '{path}' expected a product of at most {rule['product_max']}, got {prod} (entries 0..{i})")
     elif typ == "float32":
         f = _check_f32(path, v, False)
         if f < rule["min"]:

@@ -1,0 +1,28 @@
+// The bundle contract's field rules (python/oat_edge/bundle_schema.json, embedded at build time by
+// cmake/OatEdgeSchema.cmake) interpreted exactly as python/oat_edge/manifest.py does: same rules,
+// same messages. tests/export/manifest_cases.json is run against both.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace oat_edge::detail {
+
+// The schema, parsed once from the embedded text.
+const nlohmann::json& bundle_schema();
+
+// Throws BundleError("invalid bundle manifest: <detail>. Re-export ...").
+[[noreturn]] void manifest_fail(const std::string& detail);
+
+// Manifest text -> JSON, within the schema's limits: size, nesting depth (checked while parsing, so
+// hostile nesting never recurses), no duplicate keys, no NaN/Infinity. Throws BundleError.
+nlohmann::json parse_manifest_json(const std::string& text);
+
+// Every field rule of the schema against a parsed manifest. Throws BundleError naming the field,
+// what was expected and what was given (integers exactly as written, not after conversion).
+void check_manifest_fields(const nlohmann::json& manifest);
+
+// Value at a dotted path of a manifest that passed check_manifest_fields (nullptr when absent).
+const nlohmann::json* manifest_field(const nlohmann::json& manifest, const std::string& path);
+
+}  // namespace oat_edge::detail
