@@ -37,11 +37,14 @@ def test_inline_sensor_records_a_raising_read_and_returns_nothing():
     assert log.summary()["errors_by_source"] == {"sensor": 1}
 
 
-def _wait_for(pred, timeout=2.0):
+def _take_when_read(s, cycle, now, timeout=2.0):
     end = time.monotonic() + timeout
-    while not pred() and time.monotonic() < end:
+    while time.monotonic() < end:
+        got = s.take(cycle, now)
+        if got != (None, None):
+            return got
         time.sleep(0.001)
-    assert pred()
+    raise AssertionError("the sensor thread never delivered a reading")
 
 
 def test_sensor_thread_reading_is_taken_once_and_stamped_with_its_cycle():
@@ -50,8 +53,7 @@ def test_sensor_thread_reading_is_taken_once_and_stamped_with_its_cycle():
                      lambda: clock["t"], max_age_s=0.05)
     try:
         s.after_send(7)
-        _wait_for(lambda: s._latest is not None)
-        obs, err = s.take(7, 10.01)
+        obs, err = _take_when_read(s, 7, 10.01)
         assert err is None and obs.cycle == 7 and obs.t == 10.0
         assert s.take(7, 10.01) == (None, None)       # a reading is planned from once
     finally:
@@ -63,8 +65,7 @@ def test_sensor_thread_discards_a_reading_older_than_the_limit():
                      lambda: 10.0, max_age_s=0.05)
     try:
         s.after_send(3)
-        _wait_for(lambda: s._latest is not None)
-        obs, err = s.take(6, 10.06)
+        obs, err = _take_when_read(s, 6, 10.06)
         assert obs is None and "60.0 ms old (limit 50.0 ms)" in err and s.stale == 1
     finally:
         s.close()
@@ -81,7 +82,9 @@ def test_a_stalled_read_ignores_new_requests_and_close_does_not_wait_for_it():
 
     s = SensorThread(stalled, ObservationCheck((1, 1)), ErrorLog(), time.perf_counter, 0.05)
     s.after_send(0)
-    _wait_for(lambda: calls)
+    end = time.monotonic() + 2.0
+    while not calls and time.monotonic() < end:
+        time.sleep(0.001)
     for c in range(1, 5):
         s.after_send(c)                     # ignored: the read for cycle 0 is still running
     assert s.take(4, time.perf_counter()) == (None, None)
@@ -89,5 +92,5 @@ def test_a_stalled_read_ignores_new_requests_and_close_does_not_wait_for_it():
     s.close(timeout=0.05)
     assert time.perf_counter() - t < 0.5
     release.set()
-    s._thread.join(1.0)
-    assert not s._thread.is_alive() and len(calls) == 1
+    s._jobs._thread.join(1.0)
+    assert not s._jobs._thread.is_alive() and len(calls) == 1

@@ -4,6 +4,7 @@ scheduler      when cycles run (absolute deadlines on the real clock, or a virtu
 priority       SCHED_FIFO for the control thread, never for the threads that may block
 sensor         observations read off the actuator's path, checked and timestamped
 workers        who runs act() (inline, simulated background, or a background thread)
+job_thread     the one-job-at-a-time daemon thread behind the sensor and the inference worker
 action_queue   which action of which chunk is sent next (receding horizon)
 safety         every action sent is finite and inside the bundle's bounds
 error_log      failures counted by source, first distinct messages kept

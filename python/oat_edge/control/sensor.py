@@ -11,13 +11,12 @@ starts, so a simulated episode stays deterministic.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from .error_log import ErrorLog
-from .priority import demote_to_normal_priority
+from .job_thread import JobThread
 
 
 @dataclass(frozen=True)
@@ -76,70 +75,36 @@ class InlineSensor:
 
 
 class SensorThread:
-    """One daemon thread reading once per cycle; the latest good reading waits to be taken."""
+    """Reads in a daemon thread, once per cycle; the latest reading waits to be taken."""
 
     def __init__(self, get_obs, check: ObservationCheck, errors: ErrorLog, clock,
                  max_age_s: float):
-        self._get_obs, self._check, self._errors, self._clock = get_obs, check, errors, clock
         self.max_age_s = max_age_s
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._request: int | None = None
-        self._busy = False
-        self._closed = False
-        self._latest: Observation | None = None
-        self._error: str | None = None     # the last failure since the last take()
         self.stale = 0                     # readings discarded because they were too old
-        self._thread = threading.Thread(target=self._run, name="oat-sensor", daemon=True)
-        self._thread.start()
+
+        def read(cycle: int) -> tuple[Observation | None, str | None]:
+            t = clock()
+            data, err = read_checked(get_obs, check, errors)
+            return (None, err) if data is None else (Observation(data, cycle, t), None)
+
+        self._jobs = JobThread("oat-sensor", read)
 
     def after_send(self, next_cycle: int) -> None:
         """Ask for the observation of `next_cycle`; ignored while a read is still running."""
-        with self._lock:
-            if self._busy or self._closed:
-                return
-            self._busy, self._request = True, next_cycle
-        self._wake.set()
+        self._jobs.submit(next_cycle)
 
     def take(self, cycle: int, now: float, min_cycle: int = 0) -> tuple[Observation | None, str | None]:
         """The newest reading not taken yet, if it is fresh enough; else (None, why).
         Readings for cycles before `min_cycle` (the plan was reset since) are dropped."""
-        with self._lock:
-            obs, self._latest = self._latest, None
-            err, self._error = self._error, None
-        if obs is not None and obs.cycle < min_cycle:
+        obs, err = self._jobs.take() or (None, None)
+        if obs is None or obs.cycle < min_cycle:
             return None, err
-        if obs is not None and now - obs.t > self.max_age_s:
+        if now - obs.t > self.max_age_s:
             self.stale += 1
             return None, (f"sensor: observation for cycle {obs.cycle} is {(now - obs.t) * 1e3:.1f} ms "
                           f"old (limit {self.max_age_s * 1e3:.1f} ms): discarded")
-        return obs, err
-
-    def _run(self) -> None:
-        demote_to_normal_priority()
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._closed:
-                return
-            with self._lock:
-                cycle, self._request = self._request, None
-            if cycle is None:
-                continue
-            t = self._clock()
-            data, err = read_checked(self._get_obs, self._check, self._errors)
-            with self._lock:
-                if data is not None:
-                    self._latest = Observation(data, cycle, t)
-                else:
-                    self._error = err
-                self._busy = False
+        return obs, None
 
     def close(self, timeout: float = 1.0) -> None:
-        """Stop the thread. A get_obs that never returns keeps its (daemon) thread blocked:
-        we wait at most `timeout` for it and move on."""
-        with self._lock:
-            self._closed = True
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        """Stop the thread; a get_obs that never returns is not waited for beyond `timeout`."""
+        self._jobs.close(timeout)

@@ -7,14 +7,13 @@ Both take an observation stamped with the cycle it belongs to and hand back an
 from __future__ import annotations
 
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .error_log import ErrorLog
-from .priority import demote_to_normal_priority
+from .job_thread import JobThread
 
 
 @dataclass
@@ -79,56 +78,22 @@ class InlineWorker:
 
 
 class ThreadWorker:
-    """One background daemon thread computing one chunk at a time, at normal priority."""
+    """Inference in one background daemon thread, one chunk at a time, at normal priority."""
 
     def __init__(self, policy, errors: ErrorLog):
-        self._policy, self._errors = policy, errors
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._job = None
-        self._result: InferenceResult | None = None
-        self._busy = False
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="oat-inference", daemon=True)
-        self._thread.start()
+        self._jobs = JobThread("oat-inference", lambda job: call_act(policy, errors, *job))
 
     @property
     def idle(self) -> bool:
-        with self._lock:
-            return not self._busy and self._result is None
+        return self._jobs.idle
 
     def submit(self, obs, cycle: int, act_kwargs: dict) -> None:
-        with self._lock:
-            if self._busy or self._result is not None:
-                raise RuntimeError("inference worker is busy")
-            self._busy = True
-            self._job = (np.array(obs, copy=True), cycle, act_kwargs)
-        self._wake.set()
+        if not (self._jobs.idle and self._jobs.submit((np.array(obs, copy=True), cycle, act_kwargs))):
+            raise RuntimeError("inference worker is busy")
 
     def poll(self, cycle: int) -> InferenceResult | None:
-        with self._lock:
-            res, self._result = self._result, None
-            return res
-
-    def _run(self) -> None:
-        demote_to_normal_priority()
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._closed:
-                return
-            with self._lock:
-                job, self._job = self._job, None
-            if job is None:
-                continue
-            res = call_act(self._policy, self._errors, job[0], job[1], job[2])
-            with self._lock:
-                self._result = res
-                self._busy = False
+        return self._jobs.take()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the thread; waits at most `timeout` for an act() in progress to return."""
-        self._closed = True
-        self._wake.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        self._jobs.close(timeout)
