@@ -1,11 +1,11 @@
 """Camera frames from a MuJoCo simulation, rendered headless on Mesa's software EGL, and a
 Meta-World environment that observes through them.
 
-Rendering: `MUJOCO_GL=egl` (set here unless the caller chose another back-end before mujoco was
-imported) with shadows and multisampling off, which together cost ~10x the frame time on a
-software rasterizer and add nothing a 64x64 policy can use. Frames are uint8 [H, W, 3], C-order,
-channels last, rotated so the world's up is at the top of the image (several Meta-World cameras
-are defined upside down).
+Rendering: an offscreen EGL context (OSMesa with MUJOCO_GL=osmesa) made here, whatever back-end
+mujoco itself was imported with, with shadows, reflections and multisampling off: on a software
+rasterizer they cost several times the frame and add nothing a 64x64 policy can use. Frames are
+uint8 [H, W, 3], C-order, channels last, turned so the world's up is at the top of the image
+(several Meta-World cameras are defined upside down).
 
 `PixelMetaWorldEnv` returns the observation a robot would have, under LeRobot's feature keys:
     observation.state            float32 [n_obs_steps, 4 + len(tasks)]  end-effector xyz, gripper
@@ -17,14 +17,12 @@ sphere) and the objects are visible, so both must come from the camera.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 import numpy as np
 
 from oat_edge.sim.metaworld_env import MAX_STEPS, STATE_DIM, MetaWorldEnv
-
-# Must be set before mujoco is first imported: it picks its GL back-end at import time.
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 STATE_KEY = "observation.state"
 IMAGE_PREFIX = "observation.images."
@@ -33,29 +31,34 @@ ROBOT_STATE_DIM = 4  # end-effector xyz + gripper opening: Meta-World state[0:4]
 MAX_WIDTH, MAX_HEIGHT = 640, 480
 
 
-def _mujoco():
-    import mujoco
-
-    backend = getattr(mujoco.gl_context, "GLContext", None)
-    if backend is None or not backend.__module__.startswith(("mujoco.egl", "mujoco.osmesa")):
-        raise RuntimeError(
-            "camera rendering needs a headless GL back-end, but mujoco was imported with "
-            f"MUJOCO_GL={os.environ.get('MUJOCO_GL', '')!r} "
-            f"({getattr(backend, '__module__', 'no GL')}): set MUJOCO_GL=egl in the environment "
-            "before Python starts (install Mesa EGL with scripts/setup.sh)")
-    return mujoco
-
-
 def image_key(camera: str) -> str:
     return IMAGE_PREFIX + camera
 
 
+def _headless_gl_context(width: int, height: int):
+    """An offscreen GL context: EGL (Mesa's software driver on a CPU machine), or OSMesa when
+    MUJOCO_GL=osmesa. Made here rather than through mujoco.Renderer, whose back-end is fixed by
+    MUJOCO_GL at the moment mujoco is first imported (by anything, e.g. metaworld)."""
+    try:
+        if os.environ.get("MUJOCO_GL", "").lower() == "osmesa":
+            from mujoco.osmesa import GLContext
+        else:
+            from mujoco.egl import GLContext
+        return GLContext(width, height)
+    except Exception as exc:  # noqa: BLE001 - EGL/GL failures surface as many types
+        raise RuntimeError(
+            f"headless rendering failed ({type(exc).__name__}: {exc}); it needs Mesa's EGL driver "
+            "(apt-get install libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri; scripts/setup.sh "
+            "does) and PYOPENGL_PLATFORM unset or 'egl'") from exc
+
+
 class CameraRenderer:
-    """Renders named cameras of one MuJoCo model at one resolution. Call close() when done (the
-    EGL context is not safe to free from the garbage collector at interpreter exit)."""
+    """Renders named cameras of one MuJoCo model at one resolution. Owns a GL context: call
+    close() when done (also done at interpreter exit, before the EGL display goes away)."""
 
     def __init__(self, model, data, cameras, height: int = 64, width: int = 64):
-        mujoco = _mujoco()
+        import mujoco
+
         cameras = list(cameras)
         if not cameras or not all(isinstance(c, str) and c for c in cameras):
             raise ValueError(f"cameras: expected a non-empty list of camera names, got {cameras!r}")
@@ -70,11 +73,24 @@ class CameraRenderer:
                 raise ValueError(f"{what}: expected an int in 8..{hi} pixels, got {v!r}")
         self._mj, self.model, self.data = mujoco, model, data
         self.cameras, self.height, self.width = cameras, height, width
-        # Multisampling is fixed when the offscreen buffer is made; shadows are a scene flag.
+        self._mjr = None
+        self._gl = _headless_gl_context(width, height)
+        self._gl.make_current()
+        # Multisampling is fixed when the offscreen buffer is made; shadows and reflections are
+        # scene flags.
         model.vis.quality.offsamples = 0
-        self._renderer = mujoco.Renderer(model, height, width)
-        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        self._renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        self._mjr = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_150)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr)
+        atexit.register(self.close)  # runs before mujoco.egl's own exit hook terminates EGL
+        self._scene = mujoco.MjvScene(model, maxgeom=10_000)
+        self._scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        self._scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        self._option, self._pert = mujoco.MjvOption(), mujoco.MjvPerturb()
+        self._camera = mujoco.MjvCamera()
+        self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+        self._rect = mujoco.MjrRect(0, 0, width, height)
+        self._pixels = np.empty((height, width, 3), dtype=np.uint8)
+        self._ids = {c: model.camera(c).id for c in cameras}
         mujoco.mj_forward(model, data)
         self.upside_down = {c: self._upside_down(c) for c in cameras}
 
@@ -86,18 +102,29 @@ class CameraRenderer:
 
     def render(self, camera: str) -> np.ndarray:
         """uint8 [height, width, 3] of the current simulator state."""
-        if camera not in self.upside_down:
+        if camera not in self._ids:
             raise ValueError(f"camera {camera!r}: this renderer draws {self.cameras}")
-        self._renderer.update_scene(self.data, camera=camera)
-        frame = self._renderer.render()
-        if self.upside_down[camera]:
-            frame = frame[::-1, ::-1]
+        if self._mjr is None:
+            raise RuntimeError("render after close()")
+        mj = self._mj
+        self._gl.make_current()
+        self._camera.fixedcamid = self._ids[camera]
+        mj.mjv_updateScene(self.model, self.data, self._option, self._pert, self._camera,
+                           mj.mjtCatBit.mjCAT_ALL, self._scene)
+        mj.mjr_render(self._rect, self._scene, self._mjr)
+        mj.mjr_readPixels(self._pixels, None, self._rect, self._mjr)
+        # GL rows run bottom-up; for an upside-down camera, a horizontal flip instead completes
+        # the half turn.
+        frame = self._pixels[:, ::-1] if self.upside_down[camera] else self._pixels[::-1]
         return np.ascontiguousarray(frame)
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        if self._mjr is not None:
+            self._gl.make_current()
+            self._mjr.free()
+            self._mjr = None
+            self._gl.free()
+            atexit.unregister(self.close)
 
     def __enter__(self):
         return self
