@@ -6,6 +6,8 @@ import sys
 
 import torch
 
+from .export import OPSET
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="oat_export", description="Export a TokenPolicy checkpoint as an oat_edge bundle")
@@ -17,7 +19,7 @@ def main(argv=None):
     ap.add_argument("--tasks", nargs="*", default=None,
                     help="task names of the one-hot in the observation (default: the checkpoint's)")
     ap.add_argument("--obs-layout", default=None, help="observation layout text (default: the checkpoint's)")
-    ap.add_argument("--opset", type=int, default=17)
+    ap.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (default {OPSET})")
     ap.add_argument("--no-parity", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)

@@ -17,6 +17,8 @@ from oat_edge.train.tokenizer import OATTokenizer
 from .parity import check_parity, variant_error
 from .quantize import convert_bundle
 
+OPSET = 17  # the lowest opset the runtime's graphs are checked against
+
 
 class StepGraph(nn.Module):
     def __init__(self, policy):
@@ -86,7 +88,7 @@ def manifest_for(tp, precision="fp32", tasks=(), obs_layout=""):
         has_encoder=True, precision=precision, tasks=tasks, obs_layout=obs_layout)
 
 
-def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=17):
+def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET):
     """Export the four fp32 graphs + manifest into out_dir; returns the manifest."""
     tok, pol = tp.tokenizer, tp.policy
     if not isinstance(tok, OATTokenizer):
@@ -119,7 +121,7 @@ def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=17):
     return mf.validate(d, out_dir)
 
 
-def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=17, precision="fp32",
+def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, precision="fp32",
                   check_parity=True, variants=()):
     """Export `token_policy` as a bundle of `precision` into out_dir.
 
@@ -132,8 +134,8 @@ def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=17, prec
     for p in (precision, *variants):
         if p not in mf.PRECISIONS:
             raise ValueError(f"precision: expected one of {list(mf.PRECISIONS)}, got {p!r}")
-    if opset < 17:
-        raise ValueError(f"opset: expected >= 17, got {opset}")
+    if opset < OPSET:
+        raise ValueError(f"opset: expected >= {OPSET}, got {opset}")
     out_dir = os.fspath(out_dir).rstrip("/\\") or os.fspath(out_dir)
     targets = {precision: out_dir}
     targets.update({p: f"{out_dir}_{p}" for p in variants if p != precision})

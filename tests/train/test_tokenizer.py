@@ -68,7 +68,7 @@ def test_nested_dropout_overwrites_exactly_slots_from_keep_k_with_mask_vector():
 
 
 def test_training_keep_k_is_pow2_and_oatx_keeps_all():
-    tok = tiny()
+    tok = tiny(keep_k="pow2")
     assert set(tok.sample_keep_k(500).tolist()) == {1, 2, 4}
     tok.train()
     _, info = tok.loss(torch.randn(64, H, D))
@@ -145,11 +145,12 @@ def test_set_normalizer_copies_instead_of_aliasing():
         tok.set_normalizer(Normalizer(2))
 
 
-def test_default_sizes_match_reference_parameter_counts():
-    tok = OATTokenizer(OATConfig())
+def test_paper_preset_matches_reference_parameter_counts():
+    from oat_edge.train.presets import PRESETS
+    tok = OATTokenizer(OATConfig(**PRESETS["paper"]["OATConfig"]))
     n_enc = sum(p.numel() for p in tok.encoder.parameters())
     n_dec = sum(p.numel() for p in tok.decoder.parameters())
-    assert 1.5e6 < n_enc < 1.7e6 and 4.1e6 < n_dec < 4.3e6  # SPEC: ~1.6 M / ~4.2 M
+    assert 1.5e6 < n_enc < 1.7e6 and 4.1e6 < n_dec < 4.3e6  # the paper: ~1.6 M / ~4.2 M
 
 
 def test_uniform_full_keep_k_trains_every_prefix_and_full_k_a_quarter_of_the_time():

@@ -30,11 +30,14 @@ def reference_token_policy(obs_dim: int = 42, seed: int = 0):
     from oat_edge.train.policy import ARPolicy, PolicyConfig, TokenPolicy
     from oat_edge.train.tokenizer import OATConfig, OATTokenizer
 
+    from oat_edge.train.presets import PRESETS
+
+    paper = PRESETS["paper"]
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    tok = OATTokenizer(OATConfig())
+    tok = OATTokenizer(OATConfig(**paper["OATConfig"]))
     tok.set_normalizer(Normalizer.fit(rng.uniform(-1, 1, size=(256, tok.cfg.action_dim))))
-    pol = ARPolicy(PolicyConfig(obs_dim=obs_dim))
+    pol = ARPolicy(PolicyConfig(obs_dim=obs_dim, **paper["PolicyConfig"]))
     return TokenPolicy(tok, pol, Normalizer.fit(rng.normal(size=(256, obs_dim)))).eval()
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from oat_edge.train.checkpoint import load_checkpoint, save_checkpoint
+from oat_edge.train.dataset import DataConfig
 from oat_edge.train.ema import EMA, EMAConfig
 
 
@@ -55,13 +56,15 @@ class TrainConfig:
 
 def add_run_flags(p) -> None:
     """The flags every training command shares: split, checkpoint/eval/log cadence, seed, device."""
-    p.add_argument("--val-fraction", type=float, default=0.1, help="held-out episodes per task")
-    p.add_argument("--ckpt-every", type=int, default=500)
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", help="cpu | cuda")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = all cores)")
+    p.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction,
+                   help="held-out episodes per task")
+    p.add_argument("--ckpt-every", type=int, default=TrainConfig.ckpt_every)
+    p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
+    p.add_argument("--log-every", type=int, default=TrainConfig.log_every)
+    p.add_argument("--seed", type=int, default=TrainConfig.seed)
+    p.add_argument("--device", default=TrainConfig.device, help="cpu | cuda")
+    p.add_argument("--threads", type=int, default=TrainConfig.threads,
+                   help="torch threads (0 = all cores)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/ckpt.pt")
     p.add_argument("--no-progress", action="store_true")
 

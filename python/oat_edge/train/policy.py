@@ -21,16 +21,20 @@ from .tokenizer import NEG_INF, OATTokenizer, RMSNorm, _heads, _merge, attend, c
 
 @dataclass
 class PolicyConfig:
+    """Policy sizes. The defaults are the CPU recipe's (presets.py has the paper's)."""
     obs_dim: int
     n_obs_steps: int = 2
     codebook_size: int = 1000
     num_tokens: int = 8
-    width: int = 256
+    width: int = 128
     n_layers: int = 4
     n_heads: int = 4
     mlp_ratio: int = 4
     dropout: float = 0.1
-    n_action_steps: int = 16  # receding horizon, recorded in the bundle
+    # Receding horizon recorded in the bundle (training does not depend on it). On the Meta-World
+    # recipe (docs/eval) executing 8 of the 32 predicted steps before replanning gave 82-90%
+    # success at k=8 vs 72-76% with 16.
+    n_action_steps: int = 8
 
     def __post_init__(self):
         for name in ("obs_dim", "n_obs_steps", "codebook_size", "num_tokens", "width", "n_layers",

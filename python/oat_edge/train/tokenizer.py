@@ -85,25 +85,26 @@ P_FULL = 0.25  # "uniform-full": share of samples that keep all K tokens
 
 @dataclass
 class OATConfig:
+    """Tokenizer sizes. The defaults are the CPU recipe's (presets.py has the paper's)."""
     action_dim: int = 4
     horizon: int = 32
     num_tokens: int = 8
     fsq_levels: tuple = (8, 5, 5, 5)
-    enc_width: int = 256
+    enc_width: int = 96
     enc_depth: int = 2
     enc_heads: int = 4
-    dec_width: int = 256
-    dec_depth: int = 4
+    dec_width: int = 96
+    dec_depth: int = 2
     dec_heads: int = 4
-    dec_ff: int = 1024
-    dropout: float = 0.1
+    dec_ff: int = 384  # 4 * dec_width
+    dropout: float = 0.0
     nested_dropout: bool = True  # False = OATX
     causal_registers: bool = True  # False = registers attend to each other freely
     # nested-dropout prefix distribution: "pow2" (k in {1,2,4,8}), "uniform" (1..K), or
     # "uniform-full" (K with probability 1/4, else uniform in 1..K-1). Measured on Meta-World demos
     # (docs/DATA.md): with "uniform" the full-K path gets 1/K of the samples and k=8 reconstructs
     # worse than k=7; with "pow2" k=3,5,6,7 are never trained and the error is not monotonic in k.
-    keep_k: str = "pow2"
+    keep_k: str = "uniform-full"
 
     def __post_init__(self):
         self.fsq_levels = tuple(int(l) for l in self.fsq_levels)

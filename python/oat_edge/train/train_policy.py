@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -25,11 +25,30 @@ from oat_edge.train.checkpoint import save_checkpoint
 from oat_edge.train.dataset import (DataConfig, add_source_flags, load_dataset,
                                     normalizer_for, source_of)
 from oat_edge.train.policy import ARPolicy, PolicyConfig, TokenPolicy
+from oat_edge.train.presets import add_preset_flag, apply_preset, default_help, value
 from oat_edge.train.train_tokenizer import load_tokenizer
 
-# CPU recipe (docs/DATA.md): smaller and faster-learning than SPEC's 256-wide reference.
-RECIPE = dict(width=128, layers=4, heads=4, dropout=0.1, steps=5000, batch=128, lr=1e-3,
-              warmup=100, obs_lr_scale=1.0)
+
+@dataclass
+class PolicyTrainConfig(D.TrainConfig):
+    """Policy training defaults: the CPU recipe's (docs/DATA.md; presets.py has the paper's),
+    smaller and faster-learning than the paper's 256-wide reference."""
+    steps: int = 5000
+    batch: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    obs_lr_scale: float = 1.0  # learning-rate factor of the observation encoder
+
+
+# argparse dest -> the config field its default comes from
+PRESET_FLAGS = {"steps": (PolicyTrainConfig, "steps"), "batch": (PolicyTrainConfig, "batch"),
+                "lr": (PolicyTrainConfig, "lr"), "warmup": (PolicyTrainConfig, "warmup"),
+                "obs_lr_scale": (PolicyTrainConfig, "obs_lr_scale"),
+                "width": (PolicyConfig, "width"), "layers": (PolicyConfig, "n_layers"),
+                "heads": (PolicyConfig, "n_heads"), "dropout": (PolicyConfig, "dropout"),
+                "n_action_steps": (PolicyConfig, "n_action_steps")}
+# The cpu preset under the flag names, for trainers that train the same way.
+RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field) in PRESET_FLAGS.items()}
 
 
 @torch.no_grad()
@@ -50,29 +69,29 @@ def param_groups(policy: ARPolicy, obs_lr_scale: float):
     return [{"params": rest, "lr_scale": 1.0}, {"params": obs, "lr_scale": obs_lr_scale}]
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line, with every size the user left out taken from --preset."""
     p = argparse.ArgumentParser(description="train the AR token policy (tokenizer frozen)")
     add_source_flags(p)
     p.add_argument("--tokenizer", required=True, help="tokenizer.pt from train_tokenizer")
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=RECIPE["steps"])
-    p.add_argument("--batch", type=int, default=RECIPE["batch"])
-    p.add_argument("--lr", type=float, default=RECIPE["lr"])
-    p.add_argument("--obs-lr-scale", type=float, default=RECIPE["obs_lr_scale"])
-    p.add_argument("--warmup", type=int, default=RECIPE["warmup"])
-    p.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--width", type=int, default=RECIPE["width"])
-    p.add_argument("--layers", type=int, default=RECIPE["layers"])
-    p.add_argument("--heads", type=int, default=RECIPE["heads"])
-    p.add_argument("--dropout", type=float, default=RECIPE["dropout"])
-    p.add_argument("--n-obs-steps", type=int, default=2)
-    # Receding horizon recorded in the bundle (training does not depend on it). Measured on the
-    # Meta-World recipe (docs/eval): executing 8 of the 32 predicted steps before replanning
-    # gives 82-90% success at k=8 vs 72-76% with SPEC's 16.
-    p.add_argument("--n-action-steps", type=int, default=8)
+    add_preset_flag(p)
+    floats = ("lr", "obs_lr_scale", "dropout")
+    for dest, (cls, field) in PRESET_FLAGS.items():
+        p.add_argument("--" + dest.replace("_", "-"), type=float if dest in floats else int,
+                       default=None, help=default_help(cls, field))
+    p.add_argument("--schedule", default=PolicyTrainConfig.schedule,
+                   choices=("cosine", "constant"))
+    p.add_argument("--weight-decay", type=float, default=PolicyTrainConfig.weight_decay)
+    p.add_argument("--n-obs-steps", type=int, default=DataConfig.n_obs_steps)
     D.add_run_flags(p)
     args = p.parse_args(argv)
+    apply_preset(args, PRESET_FLAGS)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     d = D.setup(args.device)
     tok = load_tokenizer(args.tokenizer)
@@ -111,11 +130,12 @@ def main(argv=None):
         loss, inf = ema_model.loss(x_val, y_val)
         return {"loss": float(loss), "acc": float(inf["acc"])}
 
-    cfg = D.TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
-                        schedule=args.schedule, weight_decay=args.weight_decay,
-                        ckpt_every=args.ckpt_every, eval_every=args.eval_every,
-                        log_every=args.log_every, seed=args.seed, device=args.device,
-                        threads=args.threads, progress=not args.no_progress)
+    cfg = PolicyTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                            schedule=args.schedule, weight_decay=args.weight_decay,
+                            obs_lr_scale=args.obs_lr_scale, ckpt_every=args.ckpt_every,
+                            eval_every=args.eval_every, log_every=args.log_every,
+                            seed=args.seed, device=args.device, threads=args.threads,
+                            progress=not args.no_progress)
     run_info = {"args": vars(args), "policy_config": asdict(pcfg), "params": n_params,
                 "tokenizer_kind": tok.checkpoint()["kind"], "train_config": asdict(cfg),
                 "data": {k: v for k, v in info.items()

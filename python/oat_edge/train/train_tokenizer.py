@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -24,24 +24,44 @@ from oat_edge.train import distributed as D
 from oat_edge.train.checkpoint import load_checkpoint
 from oat_edge.train.dataset import (DataConfig, add_source_flags, load_dataset,
                                     normalizer_for, source_of)
-from oat_edge.train.tokenizer import KEEP_K
+from oat_edge.train.presets import add_preset_flag, apply_preset, default_help, value
+from oat_edge.train.tokenizer import KEEP_K, OATConfig
 
 VARIANTS = ("oat", "oatx", "oat-nocausal", "bin")
-# The CPU recipe (docs/DATA.md): SPEC's 256-wide reference is ~6M params and too slow for the
-# 30-minute budget on 2 cores; these sizes meet the reconstruction targets in that budget.
-RECIPE = dict(width=96, enc_depth=2, dec_depth=2, heads=4, dropout=0.0,
-              steps=6000, batch=64, lr=2e-3, warmup=100, keep_k="uniform-full")
+
+
+@dataclass
+class TokenizerTrainConfig(D.TrainConfig):
+    """Tokenizer training defaults: the CPU recipe's (docs/DATA.md; presets.py has the paper's).
+    The paper's 256-wide reference is ~6 M parameters and too slow for 30 minutes on 2 cores;
+    the OATConfig defaults and these meet the reconstruction targets in that budget."""
+    steps: int = 6000
+    batch: int = 64
+    lr: float = 2e-3
+    warmup: int = 100
+
+
+# argparse dest -> the config field its default comes from
+PRESET_FLAGS = {"steps": (TokenizerTrainConfig, "steps"), "batch": (TokenizerTrainConfig, "batch"),
+                "lr": (TokenizerTrainConfig, "lr"), "warmup": (TokenizerTrainConfig, "warmup"),
+                "width": (OATConfig, "enc_width"), "enc_depth": (OATConfig, "enc_depth"),
+                "dec_depth": (OATConfig, "dec_depth"), "heads": (OATConfig, "enc_heads"),
+                "dropout": (OATConfig, "dropout"), "keep_k": (OATConfig, "keep_k"),
+                "num_tokens": (OATConfig, "num_tokens"), "horizon": (OATConfig, "horizon")}
+# The cpu preset under the flag names, for trainers that build the same tokenizer.
+RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field) in PRESET_FLAGS.items()}
 
 
 def build_tokenizer(variant: str, action_dim: int, horizon: int, width: int, enc_depth: int,
-                    dec_depth: int, heads: int, ff: int, dropout: float, num_tokens: int = 8,
-                    fsq_levels=(8, 5, 5, 5), bins: int = 256, keep_k: str = "pow2"):
+                    dec_depth: int, heads: int, ff: int, dropout: float,
+                    num_tokens: int = OATConfig.num_tokens, fsq_levels=OATConfig.fsq_levels,
+                    bins: int = 256, keep_k: str = OATConfig.keep_k):
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {VARIANTS}, given {variant!r}")
     if variant == "bin":
         from oat_edge.train.bin_tokenizer import BinTokenizer
         return BinTokenizer(action_dim=action_dim, horizon=horizon, bins=bins)
-    from oat_edge.train.tokenizer import OATConfig, OATTokenizer
+    from oat_edge.train.tokenizer import OATTokenizer
     cfg = OATConfig(action_dim=action_dim, horizon=horizon, num_tokens=num_tokens,
                     fsq_levels=tuple(fsq_levels), enc_width=width, enc_depth=enc_depth,
                     enc_heads=heads, dec_width=width, dec_depth=dec_depth, dec_heads=heads,
@@ -82,30 +102,31 @@ def recon_mse_by_k(tok, actions_raw: torch.Tensor, ks=None, batch: int = 1024):
     return {k: (s[0] / n, s[1] / n) for k, s in sums.items()}
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line, with every size the user left out taken from --preset."""
     p = argparse.ArgumentParser(description="train an action tokenizer (OAT/OATX/Bin)")
     add_source_flags(p)
     p.add_argument("--out", required=True)
     p.add_argument("--variant", default="oat", choices=VARIANTS)
-    p.add_argument("--steps", type=int, default=RECIPE["steps"])
-    p.add_argument("--batch", type=int, default=RECIPE["batch"])
-    p.add_argument("--lr", type=float, default=RECIPE["lr"])
-    p.add_argument("--warmup", type=int, default=RECIPE["warmup"])
-    p.add_argument("--schedule", default="cosine", choices=("cosine", "constant"))
-    p.add_argument("--width", type=int, default=RECIPE["width"])
-    p.add_argument("--enc-depth", type=int, default=RECIPE["enc_depth"])
-    p.add_argument("--dec-depth", type=int, default=RECIPE["dec_depth"])
-    p.add_argument("--heads", type=int, default=RECIPE["heads"])
+    add_preset_flag(p)
+    types = {"lr": float, "dropout": float, "keep_k": str}
+    for dest, (cls, field) in PRESET_FLAGS.items():
+        p.add_argument("--" + dest.replace("_", "-"), type=types.get(dest, int), default=None,
+                       choices=KEEP_K if dest == "keep_k" else None,
+                       help=default_help(cls, field))
+    p.add_argument("--schedule", default=TokenizerTrainConfig.schedule,
+                   choices=("cosine", "constant"))
     p.add_argument("--ff", type=int, default=None, help="decoder MLP width (default 4*width)")
-    p.add_argument("--dropout", type=float, default=RECIPE["dropout"])
-    p.add_argument("--num-tokens", type=int, default=8)
-    p.add_argument("--keep-k", default=RECIPE["keep_k"], choices=KEEP_K,
-                   help="nested-dropout prefix-length distribution")
     p.add_argument("--bins", type=int, default=256, help="bins per dimension (--variant bin)")
-    p.add_argument("--horizon", type=int, default=32)
-    p.add_argument("--n-obs-steps", type=int, default=2)
+    p.add_argument("--n-obs-steps", type=int, default=DataConfig.n_obs_steps)
     D.add_run_flags(p)
     args = p.parse_args(argv)
+    apply_preset(args, PRESET_FLAGS)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
 
     d = D.setup(args.device)
     data_cfg = DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps,
@@ -136,11 +157,11 @@ def main(argv=None):
         D.teardown(d)
         return
 
-    cfg = D.TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
-                        schedule=args.schedule, ckpt_every=args.ckpt_every,
-                        eval_every=args.eval_every, log_every=args.log_every, seed=args.seed,
-                        device=args.device, threads=args.threads,
-                        progress=not args.no_progress)
+    cfg = TokenizerTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr,
+                               warmup=args.warmup, schedule=args.schedule,
+                               ckpt_every=args.ckpt_every, eval_every=args.eval_every,
+                               log_every=args.log_every, seed=args.seed, device=args.device,
+                               threads=args.threads, progress=not args.no_progress)
     if d.world > 1:
         train = train.shard(d.rank, d.world)
     train_actions = train.actions.to(d.device)
