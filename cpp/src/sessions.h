@@ -1,6 +1,7 @@
 // ORT session creation: threading/optimization options and execution-provider selection.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,11 +28,19 @@ class SessionFactory {
   const std::string& fallback_reason() const { return fallback_reason_; }
 
  private:
-  Ort::SessionOptions options_for(const std::string& file, const std::string& provider, std::string* load_path);
+  struct LoadPlan {
+    std::string load_path;             // the bundle's graph, or its cached optimized copy
+    std::string cache_path, cache_tmp;  // set when this load writes the optimized copy
+  };
+  Ort::SessionOptions options_for(const std::string& file, const std::string& provider, bool use_cache,
+                                  LoadPlan* plan);
+  std::unique_ptr<Ort::Session> open(const std::string& file, const std::string& provider);
+  const std::string& key_of(const std::string& file);  // content hash of a bundle file, computed once
   void fall_back_or_throw(const std::string& why);
   RuntimeOptions opt_;
   std::string dir_, provider_, fallback_reason_;
   std::vector<std::string> available_;
+  std::map<std::string, std::string> keys_;
 };
 
 // Names of a session's inputs/outputs (for checking against the manifest).
