@@ -141,7 +141,7 @@ class LeRobotDataset(EpisodeDataset):
         x = np.concatenate(out)
         if f.dtype.startswith(("float", "int", "uint", "bool")):
             want = np.dtype(f.dtype)
-            if x.dtype != want and not (x.dtype.kind == want.kind):
+            if x.dtype != want:
                 raise DatasetError(f"{self.data_files[0][0]}: {f.key}: expected dtype {f.dtype} "
                                    f"as declared in info.json, given {x.dtype}")
             x = x.astype(want, copy=False)
@@ -150,20 +150,20 @@ class LeRobotDataset(EpisodeDataset):
     def _read_frames(self, f: Feature, progress) -> np.ndarray:
         ts = self.column("timestamp").reshape(-1).astype(np.float64)
         ep_ids, frame_no = self.episode_of_row()
-        out = np.empty((self.num_frames,) + tuple(f.shape), np.uint8)
-        # group rows by video file, decode each file once
-        spans = self._video_spans[f.key]
-        by_file = {}
-        for e, (vpath, offset) in enumerate(spans):
+        # consecutive episodes in the same video file make one segment: each file decoded once
+        segments = []
+        for e, (vpath, offset) in enumerate(self._video_spans[f.key]):
             s, t = int(self.episode_starts[e]), int(self.episode_ends[e])
-            by_file.setdefault(vpath, []).append((s, t, offset))
-        for vpath, parts in by_file.items():
-            rows = np.concatenate([np.arange(s, t) for s, t, _ in parts])
-            want = np.concatenate([ts[s:t] + off for s, t, off in parts])
-            out[rows] = decode_frames(vpath, want, self.fps, f.shape, what=f.key,
-                                      progress=progress,
-                                      episode_of=(ep_ids[rows], frame_no[rows]))
-        return out
+            if segments and segments[-1][0] == vpath:
+                segments[-1][1].append(ts[s:t] + offset)
+                segments[-1][2].append(np.arange(s, t))
+            else:
+                segments.append((vpath, [ts[s:t] + offset], [np.arange(s, t)]))
+        segs = []
+        for vpath, times, rows in segments:
+            rows = np.concatenate(rows)
+            segs.append((vpath, np.concatenate(times), (ep_ids[rows], frame_no[rows])))
+        return decode_frames(segs, self.fps, f.shape, what=f.key, progress=progress)
 
 
 def open_lerobot(root) -> LeRobotDataset:

@@ -94,33 +94,37 @@ def _cache_dir() -> str:
         os.path.expanduser("~"), ".cache", "oat_edge", "frames")
 
 
-def _cache_key(path, timestamps, shape) -> str:
-    st = os.stat(path)
-    h = hashlib.sha256()
-    h.update(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{shape}".encode())
-    h.update(np.ascontiguousarray(timestamps, dtype=np.float64).tobytes())
+def _cache_key(segments, shape) -> str:
+    h = hashlib.sha256(f"{shape}".encode())
+    for path, timestamps, _ in segments:
+        st = os.stat(path)
+        h.update(f"|{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|".encode())
+        h.update(np.ascontiguousarray(timestamps, dtype=np.float64).tobytes())
     return h.hexdigest()[:24]
 
 
-def decode_frames(path, timestamps, fps: float, shape=None, what: str = "", progress=None,
-                  episode_of=None, cache: bool = True) -> np.ndarray:
-    """The frames of `path` shown at `timestamps` (seconds from the start of the file), as a
-    read-only memory-mapped uint8 array [N, H, W, 3].
+def decode_frames(segments, fps: float, shape=None, what: str = "", progress=None,
+                  cache: bool = True) -> np.ndarray:
+    """Camera frames for many rows as one read-only memory-mapped uint8 array [N, H, W, 3].
 
-    Each timestamp must match a decoded frame within a third of a frame period; a timestamp with
-    no frame (past the end of a short video, or before its start) raises DatasetError naming the
-    file, the episode (from `episode_of[i]`, if given) and the frame. `shape` (H, W, 3), if given,
-    is checked against the decoded frames."""
-    timestamps = np.asarray(timestamps, dtype=np.float64)
-    if not os.path.isfile(path):
-        raise DatasetError(f"{path}: video file missing ({what or 'camera'}); expected it next to "
-                           f"the dataset's parquet files - re-copy the dataset's videos/ folder")
+    segments: [(video path, timestamps in seconds from the file's start, (episode ids, frame
+    numbers) of those rows or None)], concatenated in order. Each timestamp must match a decoded
+    frame within a third of a frame period; a timestamp with no frame (past the end of a short
+    video, or before its start) raises DatasetError naming the file, episode and frame. `shape`
+    (H, W, 3), if given, is checked against the decoded frames. Each file is decoded once; the
+    result is cached (see the module doc)."""
+    segments = [(str(p), np.asarray(t, dtype=np.float64), eo) for p, t, eo in segments]
+    for path, _, _ in segments:
+        if not os.path.isfile(path):
+            raise DatasetError(f"{path}: video file missing ({what or 'camera'}); expected it "
+                               f"next to the dataset's parquet files - re-copy the dataset's "
+                               f"videos/ folder")
     if cache:
-        key = _cache_key(path, timestamps, shape)
-        cpath = os.path.join(_cache_dir(), key + ".npy")
+        cpath = os.path.join(_cache_dir(), _cache_key(segments, shape) + ".npy")
         if os.path.isfile(cpath):
             return np.load(cpath, mmap_mode="r")
-    frames = _decode(path, timestamps, fps, shape, what, progress, episode_of)
+    parts = [_decode(p, t, fps, shape, what, progress, eo) for p, t, eo in segments]
+    frames = np.concatenate(parts) if len(parts) > 1 else parts[0]
     if not cache:
         return frames
     os.makedirs(os.path.dirname(cpath), exist_ok=True)

@@ -1,0 +1,80 @@
+"""LeRobot readers against datasets written by lerobot itself (v3.0) and per the v2.1 layout."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+from data_fixtures import CAMERA, V21, V30
+
+from oat_edge.data import DatasetError, open_dataset
+
+
+def test_v30_written_by_lerobot_reads_with_equal_actions_states_and_boundaries(expected):
+    ds = open_dataset(V30)
+    assert ds.format == "lerobot v3.0" and ds.fps == float(expected["fps"])
+    np.testing.assert_array_equal(ds.column("action"), expected["action"])
+    np.testing.assert_array_equal(ds.column("observation.state"), expected["state"])
+    np.testing.assert_array_equal(ds.episode_starts, expected["dataset_from_index"])
+    np.testing.assert_array_equal(ds.episode_ends, expected["dataset_to_index"])
+    ep, frame = ds.episode_of_row()
+    np.testing.assert_array_equal(ep, expected["episode_index"])
+    np.testing.assert_array_equal(frame, expected["frame_index"])
+
+
+def test_v30_camera_frames_equal_lerobots_own_decode(expected):
+    frames = open_dataset(V30).frames(CAMERA, progress=False)
+    assert frames.dtype == np.uint8 and frames.shape == expected["frames"].shape
+    np.testing.assert_array_equal(frames, expected["frames"])
+
+
+def test_v30_task_strings_per_episode(expected):
+    ds = open_dataset(V30)
+    per_row = [ds.tasks[t] for t in np.repeat(ds.episode_task, ds.episode_lengths)]
+    assert per_row == [str(t) for t in expected["task"]]
+    assert ds.tasks == ["pick up the cube", "open the drawer"]
+
+
+def test_v30_features_split_into_action_state_and_camera():
+    ds = open_dataset(V30)
+    assert ds.action_key == "action"
+    assert ds.state_keys == ["observation.state"]
+    assert ds.camera_keys == [CAMERA]
+    assert ds.stats["action"]["min"] is not None
+
+
+def test_v21_reads_the_same_content_as_v30(expected):
+    ds = open_dataset(V21)
+    assert ds.format == "lerobot v2.1"
+    np.testing.assert_array_equal(ds.column("action"), expected["action"])
+    np.testing.assert_array_equal(ds.column("observation.state"), expected["state"])
+    np.testing.assert_array_equal(ds.episode_ends, expected["dataset_to_index"])
+    assert ds.tasks == ["pick up the cube", "open the drawer"]
+    # per-episode statistics merged: the global min is the min over episodes
+    np.testing.assert_allclose(ds.stats["action"]["min"], expected["action"].min(0), rtol=1e-6)
+    np.testing.assert_allclose(ds.stats["action"]["mean"], expected["action"].mean(0), rtol=1e-5)
+
+
+def test_v21_frames_within_codec_error_of_the_source(expected):
+    frames = open_dataset(V21).frames(CAMERA, progress=False)
+    err = np.abs(frames.astype(np.int16) - expected["source_frames"].astype(np.int16))
+    assert err.mean() < 8, err.mean()
+
+
+def test_actions_never_touch_the_videos(v30_copy, v21_copy):
+    for d in (v30_copy, v21_copy):
+        shutil.rmtree(d / "videos")
+        ds = open_dataset(d)
+        assert ds.column("action").shape[0] == ds.num_frames
+        with pytest.raises(DatasetError, match="video file missing"):
+            ds.frames(CAMERA, progress=False)
+
+
+def test_frames_are_decoded_once_and_cached(frame_cache, v30_copy):
+    a = open_dataset(v30_copy).frames(CAMERA, progress=False)
+    cached = list(frame_cache.iterdir())
+    assert len(cached) == 1 and cached[0].suffix == ".npy"
+    assert isinstance(a, np.memmap) and not a.flags.writeable
+    mtime = os.path.getmtime(cached[0])
+    b = open_dataset(v30_copy).frames(CAMERA, progress=False)
+    assert os.path.getmtime(cached[0]) == mtime
+    np.testing.assert_array_equal(a, b)
