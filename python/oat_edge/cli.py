@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("run", help="run a bundle at a fixed rate against the Meta-World sim",
                        description="Real-time control loop (real clock) driving the Meta-World "
                        "simulator with live stats once per second; episodes restart on success "
-                       "or after 500 steps. Ctrl-C stops and prints the summary.")
+                       "or after 500 steps. Every option is checked before the first step. Ctrl-C or "
+                       "SIGTERM stops the run, writes --csv/--json and prints the summary; the exit "
+                       "status is 1 when no inference succeeded.")
     q.add_argument("bundle", help="bundle directory or its model.onnx")
     q.add_argument("--task", default=None, help="task (default: the bundle's first)")
     q.add_argument("--cycles", type=_positive_int, default=1000, help="cycles to run (default 1000)")
