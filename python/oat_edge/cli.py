@@ -120,6 +120,17 @@ def cmd_run(a) -> int:
     return run(a)
 
 
+# ------------------------------------------------------------------------------- doctor
+
+def cmd_doctor(a) -> int:
+    from .doctor import Host, ready, report, run_checks
+    checks = run_checks(Host(), a.bundle, device=a.device, ort_library=a.ort_library,
+                        rt_priority=a.rt_priority, hz=a.hz, iters=a.iters, max_tokens=a.max_tokens,
+                        latency_budget_ms=a.latency_budget_ms, threads=a.threads)
+    print(report(checks, a.json))
+    return 0 if ready(checks) else 1
+
+
 # ------------------------------------------------------------------------------- parser
 
 def _positive_int(s):
@@ -164,6 +175,29 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--sync", action="store_true",
                        help="infer inline in the cycle instead of in a background worker")
         q.add_argument("--quiet", action="store_true", help="no progress / live output")
+
+    q = sub.add_parser("doctor", help="check this computer is ready to run a bundle in real time",
+                       description="One line per check (pass / warn / fail, with the fix): ONNX "
+                       "Runtime library, execution providers, real-time privileges, CPU governor and "
+                       "isolated cores, Jetson power mode and clocks, and with a BUNDLE the p50/p99 "
+                       "of act() against the control period. Exit 0 when nothing failed, 1 otherwise.")
+    q.add_argument("bundle", nargs="?", default=None, help="bundle directory or its model.onnx (optional)")
+    q.add_argument("--json", action="store_true", help="print the checks as JSON (fleet tooling)")
+    q.add_argument("--device", default="cpu", choices=["cpu", "cuda", "tensorrt"],
+                   help="the device the robot will run on (default cpu)")
+    q.add_argument("--ort-library", default=None, help="the libonnxruntime.so to check "
+                   "(default: $OAT_EDGE_ORT_LIBRARY, the onnxruntime wheel, then the system)")
+    q.add_argument("--rt-priority", type=int, default=50, choices=range(1, 100), metavar="1-99",
+                   help="the SCHED_FIFO priority the loop will ask for (default 50)")
+    q.add_argument("--hz", type=_positive_float, default=None,
+                   help="control rate to compare act() latency with when the bundle records none")
+    q.add_argument("--iters", type=_positive_int, default=200, help="act() calls timed (default 200)")
+    q.add_argument("--max-tokens", type=_positive_int, default=None,
+                   help="tokens decoded per act() (default: all K)")
+    q.add_argument("--latency-budget-ms", type=_positive_float, default=None,
+                   help="anytime inference budget per act(), as the loop will use it")
+    q.add_argument("--threads", type=_positive_int, default=1, help="inference threads (default 1)")
+    q.set_defaults(fn=cmd_doctor)
 
     q = sub.add_parser("eval", help="closed-loop Meta-World success vs number of tokens",
                        description="Evaluate a bundle in Meta-World for each prefix length k: "
