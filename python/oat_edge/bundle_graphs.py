@@ -1,74 +1,83 @@
-"""The bundle's graphs checked against its manifest (DESIGN.md §5-6), with `onnx`: the same checks
-the C++ loader makes with ONNX Runtime (cpp/src/bundle.cpp), so `oat-edge inspect` and `Policy()`
-accept and reject the same bundles. The expected names, element types and shapes come from the
-`graphs` table of bundle_schema.json, resolved with the manifest's dimensions.
+"""The bundle's graphs opened with ONNX Runtime and checked against the manifest (DESIGN.md §5-6):
+the same engine and the same checks as the C++ loader (cpp/src/bundle.cpp), so `oat-edge inspect`
+and `Policy()` accept and reject the same bundles. The expected names, element types and shapes
+come from the `graphs` table of bundle_schema.json, resolved with the manifest's dimensions.
 """
 import os
 
 from .errors import BundleError
-from .manifest import SCHEMA, dims, graph_files
+from .manifest import MANIFEST_KEY, SCHEMA, dims, graph_files, parse, validate
 
-_ELEM = {1: "float32", 7: "int64"}  # onnx.TensorProto data types the contract uses
+_ELEM = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16",
+         "tensor(double)": "float64", "tensor(int32)": "int32"}
 
 
 def _fmt(shape):
     return "[" + ",".join(str(d) if isinstance(d, int) and d > 0 else "?" for d in shape) + "]"
 
 
-def _tensor_types(graph):
-    """name -> (element type name, shape with -1 for dynamic dims) of a graph's real inputs/outputs."""
-    inits = {i.name for i in graph.initializer}
-    out = {}
-    for side, vis in (("inputs", graph.input), ("outputs", graph.output)):
-        out[side] = {}
-        for vi in vis:
-            if vi.name in inits:
-                continue
-            t = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
-            if t is None:
-                out[side][vi.name] = (None, [])
-                continue
-            shape = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-            out[side][vi.name] = (_ELEM.get(t.elem_type, f"ONNX type {t.elem_type}"), shape)
-    return out
+def open_graph(bundle_dir, name):
+    """An ORT session on one graph file (no optimization: only its interface is read)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(os.path.join(bundle_dir, name), so, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT raises its own exception types for every load failure
+        raise BundleError(f"ONNX Runtime could not load graph '{name}' from {bundle_dir}: {e}. The file is not a "
+                          "valid ONNX graph for this runtime (damaged, not ONNX, or made for a newer ONNX Runtime); "
+                          "re-export the bundle or upgrade onnxruntime.") from None
 
 
-def check_graph(graph_name, graph, d):
-    """One graph (an onnx GraphProto) against the schema's table for it and the manifest `d`."""
+def check_graph(graph_name, session, d):
+    """One graph (an ORT session) against the schema's table for it and the manifest `d`.
+    Returns {tensor name: shape} as the graph declares it (-1 for dynamic dims)."""
     spec, n = SCHEMA["graphs"][graph_name], dims(d)
-    got = _tensor_types(graph)
+    got = {"inputs": {a.name: a for a in session.get_inputs()}, "outputs": {a.name: a for a in session.get_outputs()}}
     want_names = {side: [t[0] for t in spec[side]] for side in ("inputs", "outputs")}
     if any(sorted(got[s]) != sorted(want_names[s]) for s in ("inputs", "outputs")):
         raise BundleError(f"{graph_name} graph I/O is [{', '.join(got['inputs'])}] -> [{', '.join(got['outputs'])}], "
                           f"the bundle contract says [{', '.join(want_names['inputs'])}] -> "
                           f"[{', '.join(want_names['outputs'])}]: the bundle is inconsistent, re-export it")
+    shapes = {}
     for side in ("inputs", "outputs"):
         for name, elem, dim_names in spec[side]:
             what = f"{graph_name} {side[:-1]} '{name}'"
-            g_elem, g_shape = got[side][name]
-            if g_elem is None:
+            arg = got[side][name]
+            if not arg.type.startswith("tensor("):
                 raise BundleError(f"{what} is not a tensor; re-export the bundle")
+            g_elem = _ELEM.get(arg.type, arg.type)
             if g_elem != elem:
                 raise BundleError(f"{what} has element type {g_elem}, expected {elem} (graph I/O stays "
                                   "float32/int64 even for fp16/int8 weights); re-export the bundle")
+            g_shape = [x if isinstance(x, int) and x > 0 else -1 for x in (arg.shape or [])]
             want = [x if isinstance(x, int) else (0 if x == "B" else n[x]) for x in dim_names]
             if len(g_shape) != len(want) or any(w > 0 and g > 0 and w != g for w, g in zip(want, g_shape)):
                 raise BundleError(f"{what} has shape {_fmt(g_shape)}, the manifest implies {_fmt(want)}: "
                                   "the bundle is inconsistent, re-export it")
+            shapes[name] = g_shape
+    return shapes
 
 
-def check_graphs(d, bundle_dir, loaded=None):
-    """Every graph the validated manifest `d` lists, read from bundle_dir (or taken from `loaded`,
-    {role: onnx.ModelProto}), checked against the contract. Raises BundleError."""
-    import onnx
-
-    loaded = loaded or {}
+def load_checked(bundle_dir, entry):
+    """Manifest of the bundle whose entry file is bundle_dir/entry, after every check the C++ loader
+    makes, in its order (the entry file was checked by manifest.entry_path): manifest valid, files present, entry is the step graph,
+    each graph loads in ONNX Runtime and matches the contract."""
+    step = open_graph(bundle_dir, entry)
+    props = step.get_modelmeta().custom_metadata_map
+    if MANIFEST_KEY not in props:
+        raise BundleError(f"{entry} has no '{MANIFEST_KEY}' metadata: it is not an oat_edge bundle entry file. "
+                          "Export one with oat_edge's exporter.")
+    d = validate(parse(props[MANIFEST_KEY]), bundle_dir)
+    if d["files"]["step"] != entry:
+        raise BundleError(f"manifest files.step is '{d['files']['step']}' but the entry file is '{entry}': "
+                          "the entry file must be the step graph; re-export the bundle")
+    sessions = {"step": step}
     for role, name in graph_files(d).items():
-        model = loaded.get(role)
-        if model is None:
-            path = os.path.join(bundle_dir, name)
-            try:
-                model = onnx.load(path, load_external_data=False)
-            except Exception as e:
-                raise BundleError(f"bundle: cannot read {path} ({role} graph) as ONNX: {e}") from e
-        check_graph(role, model.graph, d)
+        if role != "step":
+            sessions[role] = open_graph(bundle_dir, name)
+    for role, s in sessions.items():
+        check_graph(role, s, d)
+    return d

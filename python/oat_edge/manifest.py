@@ -2,7 +2,7 @@
 
 The rules live in one declarative file, `bundle_schema.json`, which this module interprets and the
 C++ core embeds at build time and interprets the same way (cpp/src/manifest.cpp); one table of good
-and bad manifests (tests/export/manifest_cases.json) is run against both. numpy/json only; `onnx`
+and bad manifests (tests/export/manifest_cases.json) is run against both. numpy/json only; `onnxruntime`
 is imported lazily by `load_manifest`.
 """
 import json
@@ -361,26 +361,9 @@ def entry_path(path):
 
 
 def load_manifest(path):
-    """Read + validate the manifest of a bundle (its directory or its model.onnx) and check it
-    against the graphs, exactly as the C++ loader does."""
+    """Read + validate the manifest of a bundle (its directory or its model.onnx) and check every
+    graph against it with ONNX Runtime, exactly as the C++ loader does."""
     bundle_dir, model = entry_path(path)
-    try:
-        import onnx
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise BundleError("load_manifest needs the 'onnx' package (pip install onnx)") from e
-    try:
-        m = onnx.load(model, load_external_data=False)
-    except Exception as e:
-        raise BundleError(f"bundle: cannot read {model} as ONNX: {e}") from e
-    props = {p.key: p.value for p in m.metadata_props}
-    if MANIFEST_KEY not in props:
-        raise BundleError(f"{model} has no '{MANIFEST_KEY}' metadata: it is not an oat_edge bundle entry file. "
-                          "Export one with oat_edge's exporter.")
-    d = parse(props[MANIFEST_KEY])
-    validate(d, bundle_dir)
-    if d["files"]["step"] != os.path.basename(model):
-        raise BundleError(f"manifest files.step is '{d['files']['step']}' but the entry file is "
-                          f"'{os.path.basename(model)}': the entry file must be the step graph; re-export the bundle")
-    from .bundle_graphs import check_graphs
-    check_graphs(d, bundle_dir, {"step": m})
-    return d
+    from .bundle_graphs import load_checked
+
+    return load_checked(bundle_dir, os.path.basename(model))
