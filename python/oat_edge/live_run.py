@@ -20,6 +20,7 @@ from .atomic import check_output_file, write_json
 from .control import ControlLoop, demote_to_normal_priority, write_csv
 from .control.telemetry import Telemetry
 from .errors import InputError
+from .sd_notify import ServiceNotifier
 
 _PRINTED = ("cycles", "achieved_hz", "jitter_ms", "inference_ms", "tokens_hist", "overruns", "held",
             "replans_without_obs", "errors", "episodes", "successes", "interrupted", "rt_priority",
@@ -129,7 +130,8 @@ def _drive(loop: ControlLoop, a, episodes: dict) -> bool:
         threading.Thread(target=_print_live, args=(loop, a.hz, episodes, stop), name="oat-live",
                          daemon=True).start()
     try:
-        loop.run(a.cycles)
+        # under systemd (deploy/oat-edge.service): READY=1 once cycling, then watchdog pings
+        loop.run(a.cycles, on_cycle=ServiceNotifier.from_env().cycle)
         return False
     except KeyboardInterrupt:
         return True  # Ctrl-C is the normal way to stop a live run: still report
