@@ -1,4 +1,5 @@
-"""How often does a token sequence fail to decode? FAST (DCT + BPE) vs OAT (SPEC.md §1, P2).
+"""How often does a token sequence fail to decode? FAST (DCT + BPE) vs OAT (every OAT id
+sequence decodes by construction; FAST's BPE sequences need not).
 
     python -m oat_edge.measure.decodability --demos runs/demos_mt3.npz \
         [--oat runs/.../tokenizer.pt] --samples 2000 --out docs/decodability.json
@@ -20,7 +21,6 @@ actions).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -250,9 +250,8 @@ def main(argv=None):
     print("undecodable fraction of token sequences")
     print(table(res))
     if a.out:
-        os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-        with open(a.out, "w") as f:
-            json.dump(res, f, indent=2)
+        from oat_edge.atomic import write_json
+        write_json(a.out, res)
         print(f"wrote {a.out}")
     return res
 

@@ -27,7 +27,7 @@ from ..atomic import atomic_path, check_output_dir, write_json, write_text
 from ..control import ControlLoop, info_bounds, percentiles
 
 # After Ctrl-C, how long running shards get to hand back the episodes they finished.
-DRAIN_S = 10.0
+DRAIN_S = 5.0
 
 
 def _load_policy(bundle, factory, threads: int):
@@ -79,6 +79,8 @@ def _until_interrupted(run_one, seeds) -> tuple[list, bool]:
     """run_one(seed) for each seed; on Ctrl-C keep the finished ones and ignore further
     Ctrl-C, so that they can still be handed back."""
     out = []
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # this worker was interrupted before
+        return out, True
     try:
         for s in seeds:
             out.append(run_one(s))

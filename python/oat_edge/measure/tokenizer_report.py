@@ -21,6 +21,7 @@ import os
 import numpy as np
 import torch
 
+from oat_edge.atomic import atomic_path, check_output_dir, write_json, write_text
 from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.train_tokenizer import load_tokenizer, recon_mse_by_k
@@ -133,8 +134,7 @@ def write_markdown(results, path):
                          f"baseline (target < 10%): "
                          f"**{'yes' if t['full_k_below_10pct_of_baseline'] else 'no'}**")
     lines += ["", "![reconstruction MSE vs k](recon_mse.png)", ""]
-    with open(path, "w") as f:
-        f.write("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 def plot(results, path):
@@ -157,7 +157,8 @@ def plot(results, path):
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
@@ -167,20 +168,22 @@ def main(argv=None):
     p.add_argument("--tokenizers", nargs="+", required=True,
                    help="run directories (holding tokenizer.pt) or tokenizer .pt files")
     p.add_argument("--names", nargs="+", default=None)
-    p.add_argument("--out", default="docs/tokenizer_report")
-    p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/tokenizer_report",
+                   help="directory for report.md, recon_mse.png, results.json")
+    p.add_argument("--force", action="store_true", help="replace a report already in --out")
+    p.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction)
+    p.add_argument("--seed", type=int, default=DataConfig.seed)
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args(argv)
+    check_output_dir(args.out, force=args.force)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     res = evaluate(args.demos, args.tokenizers, args.names, args.val_fraction, args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(res, f, indent=1)
+    write_json(os.path.join(args.out, "results.json"), res, indent=1)
     write_markdown(res, os.path.join(args.out, "report.md"))
     plot(res, os.path.join(args.out, "recon_mse.png"))
-    print(open(os.path.join(args.out, "report.md")).read())
+    with open(os.path.join(args.out, "report.md")) as f:
+        print(f.read())
 
 
 if __name__ == "__main__":

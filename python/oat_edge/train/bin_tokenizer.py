@@ -44,7 +44,7 @@ class BinTokenizer(nn.Module):
     @torch.no_grad()
     def detokenize(self, ids, k=None):
         """ids [B, n]; the first k tokens are used, the rest of the chunk decodes to bin centre 0
-        (normalized), so every prefix decodes (P2)."""
+        (normalized), so every prefix decodes."""
         ids = torch.as_tensor(ids)
         if ids.ndim == 1:
             ids = ids.unsqueeze(0)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oat_edge.atomic import atomic_path, check_output_file
+
 OBS_DIM = 39
 ACTION_DIM = 4
 FORMAT = "oat_edge.demos"
@@ -179,7 +181,8 @@ def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_st
         # spawn: never fork a parent that may hold torch/OpenMP threads
         pool = mp.get_context("spawn").Pool(workers)
     bar = tqdm(total=episodes_per_task * len(tasks), desc="demos", unit="ep",
-               disable=not progress, dynamic_ncols=True)
+               disable=None if progress else True,  # None: off when stderr is not a terminal
+               dynamic_ncols=True)
     try:
         while True:
             # each round asks every short task for exactly the episodes it still misses
@@ -200,6 +203,12 @@ def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_st
                     successes[ti] += 1
                     bar.update(1)
                 bar.set_postfix(fail=sum(not v[0] for v in done.values()))
+    except BaseException:
+        if pool:  # Ctrl-C or an error: stop the workers now, not after the queued episodes
+            pool.terminate()
+            pool.join()
+            pool = None
+        raise
     finally:
         bar.close()
         if pool:
@@ -263,14 +272,14 @@ def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_st
 def save_demos(demos: Demos, path) -> None:
     _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task,
               demos.task_names, str(path))
-    d = os.path.dirname(os.path.abspath(str(path)))
-    os.makedirs(d, exist_ok=True)
-    np.savez_compressed(
-        path, obs=demos.obs.astype(np.float32), actions=demos.actions.astype(np.float32),
-        episode_ends=demos.episode_ends.astype(np.int64),
-        episode_task=demos.episode_task.astype(np.int64),
-        task_names=np.asarray(list(demos.task_names), dtype=np.str_),
-        meta=np.asarray(json.dumps(demos.meta)))
+    path = str(path) if str(path).endswith(".npz") else f"{path}.npz"  # as np.savez names it
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(
+            f, obs=demos.obs.astype(np.float32), actions=demos.actions.astype(np.float32),
+            episode_ends=demos.episode_ends.astype(np.int64),
+            episode_task=demos.episode_task.astype(np.int64),
+            task_names=np.asarray(list(demos.task_names), dtype=np.str_),
+            meta=np.asarray(json.dumps(demos.meta)))
 
 
 def control_hz(task: str) -> float:
@@ -370,11 +379,15 @@ def main(argv=None):
                    help="also record this camera (e.g. corner) as a video (--format lerobot)")
     p.add_argument("--image-size", type=int, default=64, help="camera frame height = width")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is off anyway when stderr is not a terminal)")
     args = p.parse_args(argv)
+    if args.format == "npz":  # a directory there would fail only after all the episodes
+        check_output_file(args.out, "--out")
     s = generate_demos(args.tasks, args.episodes, args.out, seed=args.seed,
                        workers=args.workers, max_steps=args.max_steps, fmt=args.format,
                        camera=args.camera, image_size=args.image_size,
-                       overwrite=args.overwrite)
+                       overwrite=args.overwrite, progress=not args.no_progress)
     print(f"wrote {s['out']}: {s['episodes']} episodes, {s['steps']} steps "
           f"({s['sim_steps']} sim steps in {s['seconds']} s, {s['sim_steps_per_s']} steps/s)")
     for task, r in s["expert"].items():

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.distributed as dist
 
+from oat_edge.atomic import write_text
 from oat_edge.train.checkpoint import load_checkpoint, save_checkpoint
 from oat_edge.train.dataset import DataConfig
 from oat_edge.train.ema import EMA, EMAConfig
@@ -66,7 +67,16 @@ def add_run_flags(p) -> None:
     p.add_argument("--threads", type=int, default=TrainConfig.threads,
                    help="torch threads (0 = all cores)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/ckpt.pt")
+    p.add_argument("--force", action="store_true",
+                   help="train from scratch into an --out that already holds a run")
     p.add_argument("--no-progress", action="store_true")
+
+
+def check_out(args) -> None:
+    """--out must be writable, and a finished or partial run there is only replaced with
+    --force (or continued with --resume)."""
+    from oat_edge.atomic import check_output_dir
+    check_output_dir(args.out, force=args.force or args.resume)
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -226,8 +236,7 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
             # drop log lines written after the checkpoint (a crash between saves)
             with open(metrics_path) as f:
                 keep = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= start]
-            with open(metrics_path, "w") as f:
-                f.writelines(keep)
+            write_text(metrics_path, "".join(keep))
     elif d.main and os.path.exists(metrics_path):
         os.remove(metrics_path)
 

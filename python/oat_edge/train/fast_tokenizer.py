@@ -1,4 +1,4 @@
-"""FAST-style baseline tokenizer: DCT + byte-pair encoding (SPEC.md §1, "Baselines").
+"""FAST-style baseline tokenizer: DCT + byte-pair encoding, the baseline OAT is compared with.
 
     actions_raw [H, D] --normalizer--> [-1, 1] --DCT-II over time (orthonormal, per dim)-->
     coefficients [H, D] --* scale, round--> integers --frequency-major flatten--> H*D symbols
@@ -8,7 +8,8 @@ Decoding expands every id back into its base symbols. Only a sequence that expan
 H*D symbols can be reshaped to [H, D] coefficients; any other sequence (a dropped, inserted or
 substituted token that changes the expanded length, an id outside the learned vocabulary, a
 truncated sequence) is *undecodable*: like FAST's own decoder we then use all-zero coefficients
-(= normalized action 0 everywhere) and report ok=False. This is the failure mode OAT removes (P2).
+(= normalized action 0 everywhere) and report ok=False. OAT has no such failure: every id
+sequence decodes.
 
 Token ids: 0 .. n_base-1 are base symbols (integer coefficient value - min_coef), n_base ..
 vocab_size-1 are merges in the order they were learned, eos_id = vocab_size ends a sequence

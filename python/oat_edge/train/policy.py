@@ -1,4 +1,4 @@
-"""Autoregressive token policy (SPEC.md §1) with the exact step/prefill interface that is
+"""Autoregressive token policy over OAT tokens, with the exact step/prefill interface that is
 exported to ONNX (DESIGN.md §5): the trained module *is* the exported module.
 
 obs [B,T,obs_dim] --prefill--> per-layer cross-attn K/V  (once per act)

@@ -1,10 +1,10 @@
-"""OAT: Ordered Action Tokenizer (SPEC.md §1).
+"""OAT: Ordered Action Tokenizer (arXiv 2602.04215).
 
 actions [B, H, D] --encoder--> K register latents --FSQ--> K token ids
 ids[:k] --FSQ lookup--> codes --(slots >= k := learned mask)--> decoder --> actions [B, H, D]
 
 Nested dropout on the decoder input during training makes every prefix decodable and
-pushes coarse information into the first tokens (P3); FSQ makes every id valid (P2).
+pushes coarse information into the first tokens; FSQ makes every id a valid code.
 """
 import math
 from dataclasses import asdict, dataclass

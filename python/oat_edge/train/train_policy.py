@@ -14,12 +14,12 @@ Loss: teacher-forced cross-entropy over the K tokens. Writes out/policy.pt
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import asdict, dataclass
 
 import torch
 
+from oat_edge.atomic import write_json
 from oat_edge.train import distributed as D
 from oat_edge.train.checkpoint import save_checkpoint
 from oat_edge.train.dataset import (DataConfig, add_source_flags, load_dataset,
@@ -92,6 +92,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    D.check_out(args)  # before loading data and training, not after
 
     d = D.setup(args.device)
     tok = load_tokenizer(args.tokenizer)
@@ -152,8 +153,7 @@ def main(argv=None):
         if "fps" in info:  # the control rate the demonstrations were recorded at
             ck.update(control_hz=info["fps"])
         save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(run_info, f, indent=1)
+        write_json(os.path.join(args.out, "config.json"), run_info, indent=1)
         print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, EMA weights, "
               f"tasks {info['tasks']})")
     D.teardown(d)

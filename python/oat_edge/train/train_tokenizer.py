@@ -14,12 +14,12 @@ measure/tokenizer_report.py evaluates.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import asdict, dataclass
 
 import torch
 
+from oat_edge.atomic import write_json
 from oat_edge.train import distributed as D
 from oat_edge.train.checkpoint import load_checkpoint
 from oat_edge.train.dataset import (DataConfig, add_source_flags, load_dataset,
@@ -127,6 +127,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    D.check_out(args)  # before loading data and training, not after
 
     d = D.setup(args.device)
     data_cfg = DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps,
@@ -151,8 +152,7 @@ def main(argv=None):
         # nothing to learn: the bin grid is fixed once the normalizer is fitted
         if d.main:
             tok.save(os.path.join(args.out, "tokenizer.pt"))
-            with open(os.path.join(args.out, "config.json"), "w") as f:
-                json.dump(run_info, f, indent=1)
+            write_json(os.path.join(args.out, "config.json"), run_info, indent=1)
             print(f"wrote {args.out}/tokenizer.pt (bin tokenizer, no training needed)")
         D.teardown(d)
         return
@@ -184,8 +184,7 @@ def main(argv=None):
                 resume=args.resume, meta=run_info)
     if d.main:
         ema.model.cpu().save(os.path.join(args.out, "tokenizer.pt"))  # EMA weights
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(run_info, f, indent=1)
+        write_json(os.path.join(args.out, "config.json"), run_info, indent=1)
         print(f"wrote {args.out}/tokenizer.pt ({n_params / 1e6:.2f} M params, EMA weights)")
     D.teardown(d)
 
