@@ -17,11 +17,12 @@ def _fmt(shape):
 
 
 def open_graph(bundle_dir, name):
-    """An ORT session on one graph file (no optimization: only its interface is read)."""
+    """An ORT session on one graph file."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so = ort.SessionOptions()  # the C++ loader's options: a graph its optimizer rejects fails here too
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = 1
     so.log_severity_level = 3
     try:
         return ort.InferenceSession(os.path.join(bundle_dir, name), so, providers=["CPUExecutionProvider"])

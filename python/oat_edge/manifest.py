@@ -138,7 +138,7 @@ def parse(text):
 
 def _show(v):
     try:
-        return json.dumps(v)[:80]
+        return json.dumps(v, separators=(",", ":"), ensure_ascii=False)[:80]  # as the C++ parser writes it
     except (TypeError, ValueError):
         return repr(v)[:80]
 

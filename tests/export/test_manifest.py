@@ -14,9 +14,10 @@ with open(CASES_FILE) as _f:
     TABLE = json.load(_f)
 
 
-def case_text(case):
-    """The manifest text a case describes (the C++ test applies the same ops to the same table)."""
-    d, text = copy.deepcopy(TABLE["good"]), None
+def case_text(case, base=None):
+    """The manifest text a case describes, applied to `base` (default: the table's good manifest);
+    the C++ test applies the same ops to the same table."""
+    d, text = copy.deepcopy(TABLE["good"] if base is None else base), None
     for op in case["ops"]:
         if "set" in op:
             *parents, last = op["set"].split(".")

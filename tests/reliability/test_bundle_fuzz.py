@@ -1,14 +1,17 @@
 """Bundle loader fuzz: truncated, bit-flipped, mislabelled and inconsistent bundles always end in
 the right oat_edge exception (BundleError for a bad bundle), never a crash, and failing loads leak
-no memory.
+no memory. `oat-edge inspect` (manifest.load_manifest) and `Policy()` judge every case alike: a bundle
+one accepts and the other rejects is a bug.
 
 Every corrupted bundle is loaded in a child interpreter, so a segfault inside ONNX Runtime or the
 loader shows up as a failed test naming the case and the signal, not as a dead test run.
 (tests/runtime/test_bad_inputs.py already covers: missing path, missing decoder.onnx, model.onnx
 cut to 1/3, directory without model.onnx, format_version 2.)
 """
+import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,17 +24,25 @@ onnx = pytest.importorskip("onnx")
 
 from oat_edge.manifest import MANIFEST_KEY  # noqa: E402
 
-# Child: load each case; if it loads, act + detokenize must give finite in-bounds chunks or raise an
-# oat_edge error. One JSON line per case *before* (start) and after (result), so a crash names its case.
+# Child: inspect each case (load_manifest), then load it as a Policy; if it loads, act + detokenize
+# must give finite in-bounds chunks or raise an oat_edge error. One JSON line per case *before*
+# (start) and after (result), so a crash names its case.
 _CHILD = r"""
 import json, sys
 import numpy as np
 from oat_edge import Policy
 from oat_edge.errors import BundleError, InputError, RuntimeLoadError
+from oat_edge.manifest import load_manifest
 OURS = (BundleError, InputError, RuntimeLoadError)
 for name, path in json.load(open(sys.argv[1])):
     print(json.dumps({"start": name}), flush=True)
-    res = {"case": name}
+    res = {"case": name, "inspect": None, "inspect_msg": ""}
+    try:
+        load_manifest(path)
+    except OURS as e:
+        res.update(inspect=type(e).__name__, inspect_msg=str(e))
+    except BaseException as e:
+        res.update(inspect="FOREIGN " + type(e).__name__, inspect_msg=str(e))
     try:
         p = Policy(path)
     except OURS as e:
@@ -55,6 +66,15 @@ for name, path in json.load(open(sys.argv[1])):
             res.update(exc="FOREIGN " + type(e).__name__, msg=str(e))
     print(json.dumps(res), flush=True)
 """
+
+
+def _agree(name, r):
+    """inspect and Policy() judged the case alike: both loaded it, or both raised BundleError."""
+    policy_rejected = r["stage"] == "load"
+    assert r["inspect"] in (None, "BundleError"), (name, r)
+    assert (r["inspect"] is not None) == policy_rejected, (
+        f"{name}: inspect {'rejected' if r['inspect'] else 'accepted'} ({r['inspect_msg'][:300]}) but Policy() "
+        f"{'rejected' if policy_rejected else 'accepted'} ({r['msg'][:300]})")
 
 
 def _run_cases(cases, tmp_path, child_env):
@@ -95,13 +115,6 @@ def _edit_manifest(bundle_dir, edit):
     onnx.save(m, path)
 
 
-def _delete(d, path):
-    cur = d
-    for k in path[:-1]:
-        cur = cur[k]
-    del cur[path[-1]]
-
-
 # ---- truncation, bit flips, empty files ------------------------------------------------------------
 
 GRAPHS = ["model.onnx", "policy_prefill.onnx", "decoder.onnx", "encoder.onnx"]
@@ -119,8 +132,9 @@ def test_truncated_graphs_raise_bundle_error_at_every_length(tiny_bundle, tmp_pa
     results = _run_cases(cases, tmp_path, child_env)
     for name, r in results.items():
         assert r["stage"] == "load" and r["exc"] == "BundleError", (name, r)
+        _agree(name, r)
         graph = name.split("[")[0]
-        assert graph in r["msg"], (name, r["msg"])  # the message names the broken file
+        assert graph in r["msg"] and graph in r["inspect_msg"], (name, r)  # the message names the broken file
 
 
 @pytest.mark.parametrize("graph", GRAPHS)
@@ -143,6 +157,7 @@ def test_bit_flipped_graphs_never_crash_or_return_garbage(tiny_bundle, tmp_path,
     outcomes = {}
     for name, r in results.items():
         assert r["exc"] in (None, "BundleError"), (name, r)
+        _agree(name, r)
         outcomes[r["exc"]] = outcomes.get(r["exc"], 0) + 1
     print(graph, outcomes)
 
@@ -162,6 +177,15 @@ def test_empty_and_non_onnx_files_raise_bundle_error(tiny_bundle, tmp_path, chil
     dangling = _copy(tiny_bundle, tmp_path / "dangling")
     os.remove(dangling / "decoder.onnx")
     os.symlink(tmp_path / "nowhere.onnx", dangling / "decoder.onnx")
+    dir_decoder = _copy(tiny_bundle, tmp_path / "dirdecoder")
+    os.remove(dir_decoder / "decoder.onnx")
+    os.mkdir(dir_decoder / "decoder.onnx")
+    fifo = _copy(tiny_bundle, tmp_path / "fifo")  # reading a FIFO would block the loader forever
+    os.remove(fifo / "policy_prefill.onnx")
+    os.mkfifo(fifo / "policy_prefill.onnx")
+    fifo_entry = _copy(tiny_bundle, tmp_path / "fifoentry")
+    os.remove(fifo_entry / "model.onnx")
+    os.mkfifo(fifo_entry / "model.onnx")
     cases = [
         ("empty model.onnx", empty),
         ("text model.onnx", text),
@@ -169,65 +193,130 @@ def test_empty_and_non_onnx_files_raise_bundle_error(tiny_bundle, tmp_path, chil
         ("path to export_report.json", os.path.join(tiny_bundle, "export_report.json")),
         ("decoder.onnx all zero bytes", zeros),
         ("model.onnx is a directory", dir_entry),
+        ("decoder.onnx is a directory", dir_decoder),
         ("decoder.onnx dangling symlink", dangling),
+        ("policy_prefill.onnx is a FIFO", fifo),
+        ("model.onnx is a FIFO", fifo_entry),
         ("entry is a graph without manifest (decoder.onnx)", os.path.join(tiny_bundle, "decoder.onnx")),
         ("entry is the prefill graph", os.path.join(tiny_bundle, "policy_prefill.onnx")),
     ]
     results = _run_cases(cases, tmp_path, child_env)
     for name, r in results.items():
         assert r["stage"] == "load" and r["exc"] == "BundleError", (name, r)
+        _agree(name, r)
     assert "no 'oat_edge.manifest' metadata" in results["entry is a graph without manifest (decoder.onnx)"]["msg"]
-    assert "decoder.onnx" in results["decoder.onnx dangling symlink"]["msg"]
-    assert "model.onnx" in results["model.onnx is a directory"]["msg"]
+    # the real cause, in both loaders' words, not "corrupt or needs a newer ONNX Runtime"
+    for name, cause in [("decoder.onnx dangling symlink", "'decoder.onnx' in .* is a dangling symbolic link"),
+                        ("model.onnx is a directory", "'model.onnx' in .* is a directory, expected an ONNX file"),
+                        ("decoder.onnx is a directory", "'decoder.onnx' in .* is a directory, expected an ONNX file"),
+                        ("policy_prefill.onnx is a FIFO", "'policy_prefill.onnx' in .* is not a regular file"),
+                        ("model.onnx is a FIFO", "'model.onnx' in .* is not a regular file")]:
+        for msg in (results[name]["msg"], results[name]["inspect_msg"]):
+            assert re.search(cause, msg) and "corrupt" not in msg, (name, msg)
 
 
-# ---- manifest damage --------------------------------------------------------------------------------
+# ---- manifests that disagree with the graphs, or break the contract ---------------------------------
 
-MANIFEST_CASES = [
-    # (name, edit, substrings of the BundleError message)
-    ("not JSON", lambda d: "{not json", ["not valid JSON"]),
-    ("JSON array", lambda d: "[1, 2]", ["JSON object"]),
-    ("empty string", lambda d: "", ["not valid JSON"]),
-    ("format_version 0", lambda d: d.update(format_version=0), ["format_version 0", "reads 1"]),
-    ("format_version as string", lambda d: d.update(format_version="1"), ["format_version", "integer"]),
-    ("format_version float", lambda d: d.update(format_version=1.5), ["format_version", "integer"]),
-    ("wrong format name", lambda d: d.update(format="onnx.model"), ["format", "onnx.model"]),
-    ("missing format_version", lambda d: _delete(d, ["format_version"]), ["format_version"]),
-    ("missing tokenizer", lambda d: _delete(d, ["tokenizer"]), ["tokenizer"]),
-    ("missing fsq_levels", lambda d: _delete(d, ["tokenizer", "fsq_levels"]), ["fsq_levels"]),
-    ("missing vocab_size", lambda d: _delete(d, ["policy", "vocab_size"]), ["vocab_size"]),
-    ("missing action_low", lambda d: _delete(d, ["normalization", "action_low"]), ["action_low"]),
-    ("missing files.decoder", lambda d: _delete(d, ["files", "decoder"]), ["decoder"]),
-    ("missing io", lambda d: _delete(d, ["io"]), ["io"]),
-    ("num_tokens as string", lambda d: d["tokenizer"].update(num_tokens="4"), ["num_tokens"]),
-    ("codebook != prod(levels)", lambda d: d["tokenizer"].update(codebook_size=999), ["codebook_size"]),
-    ("vocab != codebook + 1", lambda d: d["policy"].update(vocab_size=1000), ["vocab_size"]),
-    ("zero action scale", lambda d: d["normalization"]["action_scale"].__setitem__(0, 0.0), ["action_scale"]),
-    ("obs_offset too short", lambda d: d["normalization"]["obs_offset"].pop(), ["obs_offset"]),
-    ("n_layers disagrees with graph", lambda d: d["policy"].update(n_layers=3), ["step", "shape"]),
-    ("obs_dim disagrees with graph", lambda d: (d["policy"].update(obs_dim=6),
-                                                [d["normalization"][k].append(1.0) for k in ("obs_scale", "obs_offset")]),
-     ["obs"]),
-    ("decoder file is the prefill graph", lambda d: d["files"].update(decoder="policy_prefill.onnx"), ["decoder", "I/O"]),
-    ("files.decoder with a path", lambda d: d["files"].update(decoder="../decoder.onnx"), ["plain file name"]),
-    ("files.decoder is '..'", lambda d: d["files"].update(decoder=".."), ["files.decoder"]),
-    ("files.step is not the entry", lambda d: d["files"].update(step="decoder.onnx"), ["files.step"]),
-    ("io names swapped", lambda d: d["io"]["step"].update(outputs=["new_k", "logits", "bogus"]), ["step", "I/O"]),
+def _resize(d, group, n):
+    for k in ([f"{group}_scale", f"{group}_offset"] + (["action_low", "action_high"] if group == "action" else [])):
+        v = d["normalization"][k]
+        d["normalization"][k] = (v * n)[:n]
+
+
+# Each manifest is valid on its own; only the graphs show it is wrong. One case per value that the
+# graphs also encode (L, H, Dh, K, n_obs_steps, obs_dim, horizon, action_dim, code_dim, vocab).
+GRAPH_CASES = [
+    ("n_layers (L) disagrees", lambda d: d["policy"].update(n_layers=3), "step input 'past_k' has shape"),
+    ("n_heads (H) disagrees", lambda d: d["policy"].update(n_heads=4), "step input 'past_k' has shape"),
+    ("head_dim (Dh) disagrees", lambda d: d["policy"].update(head_dim=8), "step input 'past_k' has shape"),
+    ("num_tokens (K) disagrees", lambda d: d["tokenizer"].update(num_tokens=3), "step input 'past_k' has shape"),
+    ("n_obs_steps disagrees", lambda d: d["policy"].update(n_obs_steps=3), "step input 'mem_k' has shape"),
+    ("obs_dim disagrees", lambda d: (d["policy"].update(obs_dim=6), _resize(d, "obs", 6)), "prefill input 'obs'"),
+    ("horizon disagrees", lambda d: d["tokenizer"].update(horizon=9), "decoder output 'actions' has shape"),
+    ("action_dim disagrees", lambda d: (d["tokenizer"].update(action_dim=4), _resize(d, "action", 4)),
+     "decoder output 'actions' has shape"),
+    ("code_dim (len fsq_levels) disagrees", lambda d: d["tokenizer"].update(fsq_levels=[8, 5, 25]),
+     "decoder input 'codes' has shape"),
+    ("vocab disagrees", lambda d: (d["tokenizer"].update(fsq_levels=[8, 5, 5, 4], codebook_size=800),
+                                   d["policy"].update(vocab_size=801, bos_id=800)), "step output 'logits' has shape"),
+    ("decoder file is the prefill graph", lambda d: d["files"].update(decoder="policy_prefill.onnx"),
+     "decoder graph I/O is [obs]"),
+    ("encoder file is the decoder graph", lambda d: d["files"].update(encoder="decoder.onnx"),
+     "encoder graph I/O is [codes, num_tokens]"),
 ]
 
 
-def test_damaged_manifests_raise_bundle_error_naming_the_field(tiny_bundle, tmp_path, child_env):
+def _shared_table():
+    spec = importlib.util.spec_from_file_location(
+        "manifest_table", os.path.join(os.path.dirname(__file__), os.pardir, "export", "test_manifest.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_manifests_wrong_for_their_graphs_are_rejected_by_both_loaders(tiny_bundle, tmp_path, child_env):
     cases = []
-    for i, (name, edit, _) in enumerate(MANIFEST_CASES):
-        d = _copy(tiny_bundle, tmp_path / f"m{i}")
+    for i, (name, edit, _) in enumerate(GRAPH_CASES):
+        d = _copy(tiny_bundle, tmp_path / f"g{i}")
         _edit_manifest(d, edit)
         cases.append((name, d))
     results = _run_cases(cases, tmp_path, child_env)
-    for name, _, parts in MANIFEST_CASES:
+    for name, _, part in GRAPH_CASES:
         r = results[name]
         assert r["stage"] == "load" and r["exc"] == "BundleError", (name, r)
-        for part in parts:
-            assert part in r["msg"], f"{name}: {part!r} missing from: {r['msg']}"
+        assert part in r["msg"], f"{name}: {part!r} missing from: {r['msg']}"
+        assert r["inspect_msg"] == r["msg"], (name, r)
+
+
+def _same_words(a, b):
+    """Equal messages, except the JSON parsers' own wording of a syntax error."""
+    strip = lambda m: re.sub(r"not valid JSON \(.*\)\. Re-export", "not valid JSON (...). Re-export", m)  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def test_every_bad_manifest_of_the_shared_table_is_rejected_alike_by_inspect_and_policy(
+        tiny_bundle, tmp_path, child_env):
+    # The shared table's edits, applied to a real bundle's manifest: inspect and the C++ loader must
+    # give the same BundleError, word for word, and the table's good variants must load in both.
+    table = _shared_table()
+    base = json.loads(next(p.value for p in onnx.load(os.path.join(tiny_bundle, "model.onnx")).metadata_props
+                           if p.key == MANIFEST_KEY))
+    cases, want = [], {}
+    for i, case in enumerate(table.TABLE["cases"]):
+        try:
+            text = table.case_text(case, base)
+        except (AssertionError, KeyError, IndexError):
+            continue  # an edit of the table's own reference values (e.g. a text replacement)
+        d = _copy(tiny_bundle, tmp_path / f"t{i}")
+        _edit_manifest(d, lambda _: text)
+        cases.append((case["name"], d))
+        want[case["name"]] = case["error"]
+    assert len(cases) > 90
+    results = _run_cases(cases, tmp_path, child_env)
+    bad, rejected = [], 0
+    for name, r in results.items():
+        _agree(name, r)
+        if want[name] is None:
+            assert r["exc"] is None, (name, r)
+        elif r["stage"] == "load":  # (an edit can be harmless on this bundle, e.g. a bound it already has)
+            rejected += 1
+            if not (r["exc"] == "BundleError" and _same_words(r["inspect_msg"], r["msg"])):
+                bad.append(f"{name}:\n  inspect:  {r['inspect_msg'][:300]}\n  Policy(): {r['msg'][:300]}")
+    assert not bad, "\n".join(bad)
+    assert rejected >= 0.9 * sum(w is not None for w in want.values())
+
+
+def test_inspect_reports_pathological_json_in_one_line(tiny_bundle, tmp_path, capsys):
+    from oat_edge.cli import main
+
+    for name, text in [("deep", "[" * 200000 + "]" * 200000), ("dup", '{"format": 1, "format": 2}'),
+                       ("nan", '{"format": NaN}')]:
+        d = _copy(tiny_bundle, tmp_path / name)
+        _edit_manifest(d, lambda _: text)
+        assert main(["inspect", str(d)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("oat-edge: error: invalid bundle manifest") and "Traceback" not in err, err
+        assert err.count("\n") == 1, err
 
 
 def test_model_without_manifest_metadata_raises_bundle_error(tiny_bundle, tmp_path, child_env):
@@ -237,6 +326,7 @@ def test_model_without_manifest_metadata_raises_bundle_error(tiny_bundle, tmp_pa
     onnx.save(m, str(d / "model.onnx"))
     r = _run_cases([("no metadata", d)], tmp_path, child_env)["no metadata"]
     assert r["exc"] == "BundleError" and "oat_edge.manifest" in r["msg"], r
+    _agree("no metadata", r)
 
 
 # ---- failed loads leak nothing ----------------------------------------------------------------------
