@@ -19,4 +19,4 @@ train() {  # one variant, one thread: two run side by side on the two cores
 train oat & train oatx & wait
 train oat-nocausal & train bin & wait
 $PY -m oat_edge.measure.tokenizer_report --demos "$RUN/demos.npz" \
-  --tokenizers "$RUN"/tok_oat "$RUN"/tok_oatx "$RUN"/tok_oat-nocausal "$RUN"/tok_bin --out "$OUT"
+  --tokenizers "$RUN"/tok_oat "$RUN"/tok_oatx "$RUN"/tok_oat-nocausal "$RUN"/tok_bin --out "$OUT" --force
