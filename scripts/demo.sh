@@ -16,8 +16,10 @@ if [[ "${OAT_EDGE_RETRAIN:-0}" == 1 ]]; then
 fi
 .venv/bin/oat-edge inspect "$BUNDLE"
 echo
-.venv/bin/oat-edge eval "$BUNDLE" --episodes "$EPISODES" --ks 1 2 4 8 --workers 2 --out runs/demo_eval
+# --force: each demo run replaces the previous demo's results
+.venv/bin/oat-edge eval "$BUNDLE" --episodes "$EPISODES" --ks 1 2 4 8 --workers 2 --out runs/demo_eval \
+  --force
 echo
 echo "== anytime inference: a 3 ms latency budget per replan instead of a fixed k"
 .venv/bin/oat-edge eval "$BUNDLE" --episodes "$EPISODES" --ks 8 --latency-budget-ms 3 --workers 2 \
-  --no-expert --out runs/demo_eval_budget
+  --no-expert --out runs/demo_eval_budget --force
