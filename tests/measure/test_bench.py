@@ -17,3 +17,12 @@ def test_bench_reports_each_backend_and_k_with_ratios_and_overhead(tiny_bundle, 
 def test_bench_cli_rejects_k_outside_the_model_and_bad_iters(capsys):
     assert bench.main(["--iters", "0"]) == 2
     assert "--iters" in capsys.readouterr().err
+
+
+def test_bench_checks_its_output_paths_before_timing_anything(tmp_path, capsys):
+    assert bench.main(["--out", str(tmp_path)]) == 2  # a directory where the JSON file goes
+    err = capsys.readouterr().err
+    assert "is a directory" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "f").write_text("")
+    assert bench.main(["--bundle-out", str(tmp_path / "f")]) == 2
+    assert "is a file, expected a directory" in capsys.readouterr().err

@@ -160,3 +160,18 @@ def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path):
     assert [x["step"] for x in rec] == [1, 2, 3, 4]
     assert torch.load(tmp_path / "tok" / "ckpt.pt", weights_only=False)["step"] == 4
     assert "world size 2, ranks in sync" in r.stdout
+
+
+def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys):
+    from oat_edge import cli
+    demos = _write_demos(tmp_path / "demos.npz")
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "tok" / "tokenizer.pt").write_bytes(b"an earlier run")
+    argv = ["train-tokenizer", "--demos", str(demos), "--out", str(tmp_path / "tok"),
+            "--steps", "2", "--no-progress"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and "Traceback" not in err
+    assert (tmp_path / "tok" / "tokenizer.pt").read_bytes() == b"an earlier run"
+    assert cli.main(argv + ["--force", "--threads", "1"]) == 0
+    assert (tmp_path / "tok" / "tokenizer.pt").read_bytes() != b"an earlier run"
