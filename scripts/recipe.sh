@@ -4,49 +4,94 @@
 #   -> closed-loop evaluation through the C++ runtime.
 # It is what produced the bundle shipped in models/ and the figures in docs/.
 #   scripts/recipe.sh [RUN_DIR]      knobs (environment): TASKS, EPISODES, TOK_STEPS, POL_STEPS,
-#                                    POL_LAYERS, EVAL_EPISODES, DEVICE (cpu|cuda), DATA (lerobot|npz)
+#                                    POL_LAYERS, PRESET (cpu|paper), VARIANTS ("fp16 int8"; empty:
+#                                    none), EVAL_EPISODES (0: no eval), DEVICE (cpu|cuda)
+# Model and training sizes not set here are the defaults of the config dataclasses (--preset).
+# Each stage records the exact command and the sha256 of its inputs in RUN_DIR/<stage>.stage.json
+# and is reused only when both are unchanged; otherwise it is redone, and the log says which.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+OAT=.venv/bin/oat-edge
 RUN=${1:-runs/recipe}
 TASKS=${TASKS:-reach-v3 push-v3 pick-place-v3}
 EPISODES=${EPISODES:-200}
-TOK_STEPS=${TOK_STEPS:-6000}
-POL_STEPS=${POL_STEPS:-5000}
-POL_LAYERS=${POL_LAYERS:-4}
+TOK_STEPS=${TOK_STEPS:-}
+POL_STEPS=${POL_STEPS:-}
+POL_LAYERS=${POL_LAYERS:-}
+PRESET=${PRESET:-cpu}
+VARIANTS=${VARIANTS-fp16 int8}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 DEVICE=${DEVICE:-cpu}
-DATA=${DATA:-lerobot}   # lerobot: demos as a LeRobot v3.0 dataset; npz: the compact demos file
 mkdir -p "$RUN"
-stamp() { date +%s; }
-t0=$(stamp)
+t0=$SECONDS
 
-echo "== 1/5 demos: $TASKS x $EPISODES episodes ($DATA)"
-if [[ $DATA == lerobot ]]; then  # a LeRobot v3.0 dataset, read back like a user's own
-  SRC=(--dataset "$RUN/demos_lerobot")
-  [[ -f $RUN/demos_lerobot/meta/info.json ]] || $PY -m oat_edge.train.demos --tasks $TASKS \
-    --episodes "$EPISODES" --format lerobot --out "$RUN/demos_lerobot" --workers 2 --seed 1
+record() {  # record NAME INPUT... -- COMMAND...: the JSON that identifies a stage's work
+  $PY - "$@" <<'EOF'
+import hashlib, json, sys
+args = sys.argv[1:]
+cut = args.index("--")
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+print(json.dumps({"stage": args[0], "command": args[cut + 1:],
+                  "inputs": {p: sha256(p) for p in args[1:cut]}}, indent=1, sort_keys=True))
+EOF
+}
+
+stage() {  # stage N/M NAME OUTPUT INPUT... -- COMMAND...
+  local n=$1 name=$2 out=$3
+  shift 3
+  local inputs=()
+  while [[ $1 != -- ]]; do inputs+=("$1"); shift; done
+  shift
+  local rec="$RUN/$name.stage.json" want
+  want=$(record "$name" "${inputs[@]}" -- "$@")
+  if [[ -e $out && -f $rec && "$(cat "$rec")" == "$want" ]]; then
+    echo "== $n $name: reused $out (same command and inputs as recorded in $rec)"
+    return
+  fi
+  if [[ -e $out && -f $rec ]]; then
+    echo "== $n $name: redo, the command or its inputs changed since $rec:"
+    diff <(printf '%s\n' "$want") "$rec" | sed 's/^/     /' || true
+  elif [[ -e $out ]]; then
+    echo "== $n $name: redo, $out has no record of how it was made"
+  else
+    echo "== $n $name"
+  fi
+  echo "   \$ $*"
+  local t=$SECONDS
+  rm -f "$rec"  # a stage that fails or is interrupted leaves no record: it is redone next time
+  "$@"
+  printf '%s\n' "$want" > "$rec.tmp" && mv "$rec.tmp" "$rec"
+  echo "   $name took $(( (SECONDS - t) / 60 )) min $(( (SECONDS - t) % 60 )) s"
+}
+
+# shellcheck disable=SC2086  # TASKS and VARIANTS are word lists
+stage 1/5 demos "$RUN/demos.npz" -- \
+  $OAT demos --tasks $TASKS --episodes "$EPISODES" --out "$RUN/demos.npz" --workers 2 --seed 1 \
+  --no-progress
+stage 2/5 tokenizer "$RUN/tokenizer/tokenizer.pt" "$RUN/demos.npz" -- \
+  $OAT train-tokenizer --demos "$RUN/demos.npz" --out "$RUN/tokenizer" --variant oat \
+  --preset "$PRESET" ${TOK_STEPS:+--steps "$TOK_STEPS"} --device "$DEVICE" --no-progress --force
+stage 3/5 policy "$RUN/policy/policy.pt" "$RUN/demos.npz" "$RUN/tokenizer/tokenizer.pt" -- \
+  $OAT train-policy --demos "$RUN/demos.npz" --tokenizer "$RUN/tokenizer/tokenizer.pt" \
+  --out "$RUN/policy" --preset "$PRESET" ${POL_STEPS:+--steps "$POL_STEPS"} \
+  ${POL_LAYERS:+--layers "$POL_LAYERS"} --device "$DEVICE" --no-progress --force
+# shellcheck disable=SC2086
+stage 4/5 export "$RUN/bundle/model.onnx" "$RUN/policy/policy.pt" -- \
+  $OAT export --checkpoint "$RUN/policy/policy.pt" --out "$RUN/bundle" \
+  ${VARIANTS:+--variants $VARIANTS}
+if (( EVAL_EPISODES > 0 )); then
+  stage 5/5 eval "$RUN/eval/results.json" "$RUN"/bundle/*.onnx -- \
+    $OAT eval "$RUN/bundle" --episodes "$EVAL_EPISODES" --ks 1 2 4 8 --workers 2 \
+    --out "$RUN/eval" --force --no-progress
+  results=", results $RUN/eval/results.md"
 else
-  SRC=(--demos "$RUN/demos.npz")
-  [[ -f $RUN/demos.npz ]] || $PY -m oat_edge.train.demos --tasks $TASKS --episodes "$EPISODES" \
-    --out "$RUN/demos.npz" --workers 2 --seed 1
+  echo "== 5/5 eval: skipped (EVAL_EPISODES=0)"
+  results=""
 fi
-t1=$(stamp)
-
-echo "== 2/5 OAT tokenizer ($TOK_STEPS steps)"
-[[ -f $RUN/tokenizer/tokenizer.pt ]] || $PY -m oat_edge.train.train_tokenizer "${SRC[@]}" \
-  --out "$RUN/tokenizer" --variant oat --steps "$TOK_STEPS" --device "$DEVICE"
-echo "== 3/5 AR policy ($POL_STEPS steps, $POL_LAYERS layers)"
-[[ -f $RUN/policy/policy.pt ]] || $PY -m oat_edge.train.train_policy "${SRC[@]}" \
-  --tokenizer "$RUN/tokenizer/tokenizer.pt" --out "$RUN/policy" --steps "$POL_STEPS" \
-  --layers "$POL_LAYERS" --device "$DEVICE"
-t2=$(stamp)
-echo "   training took $(( (t2 - t1) / 60 )) min $(( (t2 - t1) % 60 )) s (tokenizer + policy)"
-
-echo "== 4/5 export (parity check built in) + fp16/int8 variants"
-rm -rf "$RUN/bundle" "$RUN"/bundle_*
-$PY -m oat_export --checkpoint "$RUN/policy/policy.pt" --out "$RUN/bundle" --variants fp16 int8
-
-echo "== 5/5 closed-loop eval through the C++ runtime: $EVAL_EPISODES episodes per task and k"
-.venv/bin/oat-edge eval "$RUN/bundle" --episodes "$EVAL_EPISODES" --ks 1 2 4 8 --workers 2 --out "$RUN/eval"
-echo "recipe done in $(( ($(stamp) - t0) / 60 )) min: bundle $RUN/bundle, results $RUN/eval/results.md"
+echo "recipe done in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s: bundle $RUN/bundle$results"
