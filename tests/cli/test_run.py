@@ -45,17 +45,38 @@ def test_run_exits_nonzero_when_every_inference_failed(tmp_path, capsys, monkeyp
     assert s["chunks_used"] == 0 and s["held"] == 20 and s["errors"] >= 1
 
 
-@pytest.mark.parametrize("flags,expect", [
-    (["--max-tokens", "9"], "max_tokens: expected a token count in 1..8"),
-    (["--top-k", "5000"], "top_k: expected 0..1000"),
-    (["--temperature", "-1"], "temperature: expected >= 0"),
-    (["--n-action-steps", "33"], "n_action_steps: expected an int in 1..32"),
+@pytest.fixture(scope="module")
+def shipped_policy():
+    import oat_edge
+    return oat_edge.Policy(BUNDLE)
+
+
+def _act_error(policy, **opt):
+    from oat_edge.errors import InputError
+    obs = np.zeros((policy.info["n_obs_steps"], policy.info["obs_dim"]), np.float32)
+    with pytest.raises(InputError) as e:
+        policy.act(obs, **opt)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("flags,opt", [
+    (["--max-tokens", "9"], {"max_tokens": 9}),
+    (["--top-k", "5000"], {"top_k": 5000}),
+    (["--temperature", "-1"], {"temperature": -1.0}),
 ])
-def test_impossible_options_stop_run_before_the_first_step(flags, expect, capsys):
+def test_impossible_options_stop_run_with_the_error_act_would_give(flags, opt, shipped_policy,
+                                                                    capsys):
     pytest.importorskip("metaworld")
     rc = cli.main(["run", BUNDLE, "--cycles", "5", "--quiet", *flags])
     err = capsys.readouterr().err
-    assert rc == 2 and expect in err and err.count("\n") == 1
+    assert rc == 2 and err == f"oat-edge: error: {_act_error(shipped_policy, **opt)}\n"
+
+
+def test_receding_horizon_beyond_the_chunk_stops_run_before_the_first_step(capsys):
+    pytest.importorskip("metaworld")
+    rc = cli.main(["run", BUNDLE, "--cycles", "5", "--quiet", "--n-action-steps", "33"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "n_action_steps: expected an int in 1..32" in err and err.count("\n") == 1
 
 
 def test_unwritable_summary_path_is_refused_before_loading(tmp_path, capsys):
