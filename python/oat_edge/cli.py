@@ -205,11 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
                        "Writes results.json, results.md and PNG plots to --out.")
     q.add_argument("bundle", help="bundle directory or its model.onnx")
     q.add_argument("--tasks", nargs="+", default=None, help="tasks (default: the bundle's)")
-    q.add_argument("--episodes", type=_positive_int, default=50, help="episodes per (task, k)")
-    q.add_argument("--ks", type=_positive_int, nargs="+", default=[1, 2, 4, 8],
-                   help="prefix lengths to evaluate (default 1 2 4 8)")
-    q.add_argument("--workers", type=_positive_int, default=2, help="parallel processes")
-    q.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
+    from .measure.evaluate import EvalConfig as E  # numpy only, like the rest of eval
+    q.add_argument("--episodes", type=_positive_int, default=E.episodes,
+                   help=f"episodes per (task, k) (default {E.episodes})")
+    q.add_argument("--ks", type=_positive_int, nargs="+", default=list(E.ks),
+                   help=f"prefix lengths to evaluate (default {' '.join(map(str, E.ks))})")
+    q.add_argument("--workers", type=_positive_int, default=E.workers,
+                   help=f"parallel processes (default {E.workers})")
+    q.add_argument("--out", default=E.out_dir, help=f"output directory (default {E.out_dir})")
     q.add_argument("--force", action="store_true",
                    help="replace the results already in --out (refused otherwise)")
     q.add_argument("--no-progress", action="store_true",

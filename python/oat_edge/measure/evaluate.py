@@ -19,6 +19,7 @@ import signal
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 import numpy as np
@@ -196,9 +197,22 @@ def _run_pool(jobs, workers, bar) -> tuple[list, bool]:
             p.join(timeout=2.0)
 
 
-def evaluate(bundle, tasks=None, episodes: int = 50, ks=(1, 2, 4, 8), latency_budget_ms=None,
-             hz: float = 50.0, workers: int = 2, seed: int = 0, out_dir="runs/eval",
-             expert: bool = True, background: bool = True, threads: int = 1,
+@dataclass(frozen=True)
+class EvalConfig:
+    """Defaults of `evaluate` and `oat-edge eval` (one place for both)."""
+    episodes: int = 50              # per (task, k)
+    ks: tuple = (1, 2, 4, 8)        # prefix lengths
+    workers: int = 2                # processes
+    hz: float = 50.0                # simulated control rate
+    seed: int = 0
+    threads: int = 1                # inference threads per policy
+    out_dir: str = "runs/eval"
+
+
+def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalConfig.ks,
+             latency_budget_ms=None, hz: float = EvalConfig.hz, workers: int = EvalConfig.workers,
+             seed: int = EvalConfig.seed, out_dir=EvalConfig.out_dir, expert: bool = True,
+             background: bool = True, threads: int = EvalConfig.threads,
              policy_factory="oat_edge:Policy", progress="auto",
              plots: bool = True, n_action_steps=None, force: bool = False) -> dict:
     """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict.
@@ -227,8 +241,7 @@ def evaluate(bundle, tasks=None, episodes: int = 50, ks=(1, 2, 4, 8), latency_bu
     H = int(info["horizon"])
     if n_action_steps is not None and not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= H):
         raise ValueError(f"n_action_steps must be an int in 1..{H} (the chunk length), got {n_action_steps!r}")
-    codebook = int(info.get("codebook_size")
-                   or (info.get("manifest") or {}).get("tokenizer", {}).get("codebook_size"))
+    codebook = int(info["codebook_size"])
     del policy
 
     common = dict(bundle=os.fspath(bundle), episodes=episodes, seed=seed, hz=hz,
