@@ -45,11 +45,11 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 apt_fetch() {  # $1 = suite, $2 = arch, $3 = unpack dir, rest = packages: download + dpkg -x, install nothing
   local suite="$1" arch="$2" into="$3"; shift 3
   local work="$dest/.apt/$suite-$arch"
-  mkdir -p "$work/lists/partial" "$work/archives" "$into"
+  mkdir -p "$work/lists/partial" "$work/archives" "$work/cache" "$into"
   echo "deb [arch=$arch signed-by=$keyring] http://deb.debian.org/debian $suite main" > "$work/sources.list"
   local opts=(-q -o Dir::Etc::SourceList="$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-    -o Dir::State::Lists="$work/lists" -o Dir::Cache::Archives="$work/archives"
-    -o APT::Architecture="$arch" -o APT::Architectures="$arch" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+    -o Dir::State::Lists="$work/lists" -o Dir::Cache="$work/cache" -o Dir::Cache::Archives="$work/archives"
+    -o Dir::State::status=/dev/null -o APT::Architecture="$arch" -o APT::Architectures="$arch" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
   apt-get "${opts[@]}" update >/dev/null
   (cd "$work/archives" && apt-get "${opts[@]}" download "$@" >/dev/null)
   local p deb
@@ -104,25 +104,27 @@ if [[ "$want_python" == 1 && ! -f "$dest/.sysroot.stamp" ]]; then
   rm -rf "$dest/sysroot"
   # python3.11 and the shared libraries its standard library modules load
   apt_fetch bookworm arm64 "$dest/sysroot" libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 \
-    libbz2-1.0 liblzma5 libuuid1 libsqlite3-0 libncursesw6 libtinfo6 libreadline8 libmpdec3 libcrypt1 \
-    libgdbm6 libdb5.3 libnsl2 libtirpc3 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1 \
-    libgssapi-krb5-2 media-types python3.11-minimal libpython3.11-minimal libpython3.11-stdlib \
-    libpython3.11 libpython3.11-dev
+    libbz2-1.0 liblzma5 libuuid1 libsqlite3-0 libncursesw6 libtinfo6 libreadline8 libcrypt1 \
+    libdb5.3 libnsl2 libtirpc3 libkrb5-3 libk5crypto3 libkrb5support0 libcom-err2 libkeyutils1 \
+    libgssapi-krb5-2 media-types python3.11-minimal libpython3.11-minimal libpython3.11-stdlib libpython3.11-dev
   [[ -x "$dest/sysroot/usr/bin/python3.11" ]] || die "no usr/bin/python3.11 in the unpacked arm64 packages"
-  # numpy and onnxruntime for aarch64, plus the test runner (pure Python), into one site dir
+  date -u +%FT%TZ > "$dest/.sysroot.stamp"
+fi
+# numpy and onnxruntime for aarch64, plus the test runner (pure Python), into one site dir
+site_wheels="onnxruntime==$ort_version numpy==$("$PY" -c 'import numpy; print(numpy.__version__)') pytest pygments"
+if [[ "$want_python" == 1 && "$(cat "$dest/.site.stamp" 2>/dev/null)" != "$site_wheels" ]]; then
   site="$dest/sysroot/site"
-  mkdir -p "$site" "$dest/wheels"
-  pip_aarch64 "$dest/wheels" "onnxruntime==$ort_version" "numpy==$("$PY" -c 'import numpy; print(numpy.__version__)')"
-  "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$dest/wheels" pytest pluggy iniconfig packaging
-  "$PY" - "$dest/wheels" "$site" <<'EOF'
+  rm -rf "$site"
+  rm -rf "$dest/site-wheels" && mkdir -p "$site" "$dest/site-wheels"
+  pip_aarch64 "$dest/site-wheels" "onnxruntime==$ort_version" "numpy==$("$PY" -c 'import numpy; print(numpy.__version__)')"
+  "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$dest/site-wheels" pytest pluggy iniconfig packaging pygments
+  "$PY" - "$dest/site-wheels" "$site" <<'EOF'
 import pathlib, sys, zipfile
 wheels, site = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 for whl in sorted(wheels.glob("*.whl")):
-    if "x86_64" in whl.name:
-        continue
     zipfile.ZipFile(whl).extractall(site)
 EOF
-  date -u +%FT%TZ > "$dest/.sysroot.stamp"
+  echo "$site_wheels" > "$dest/.site.stamp"
 fi
 [[ "$want_python" == 1 ]] && log "arm64 python root: $dest/sysroot (site-packages in $dest/sysroot/site)"
 log "ok: $dest"

@@ -47,11 +47,13 @@ def test_a_library_without_the_ort_entry_point_is_rejected():
 
 
 def test_an_old_library_has_no_api_level(tmp_path):
-    """The C++ tests' fake ORT 1.10 (GetApi(21) returns NULL), compiled here when a C compiler exists."""
+    """The C++ tests' fake ORT 1.10 (GetApi(21) returns NULL), compiled here by $CC (a cross
+    compiler when this runs under emulation)."""
     src = os.path.join(ROOT, "cpp", "tests", "fake_old_ort.c")
     out = tmp_path / "libfake_old_ort.so"
     try:
-        subprocess.run(["cc", "-shared", "-fPIC", "-o", str(out), src], check=True, capture_output=True)
+        subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", str(out), src], check=True,
+                       capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot compile {src}: {exc}")
     info = ort_probe.probe_in_child(str(out))
