@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 import types
@@ -44,35 +45,13 @@ def test_missing_bundle_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("oat-edge: error:") and "nope" in err[0]
 
 
-def _bundle(tmp_path):
+def test_inspect_prints_manifest_summary_and_json(tiny_bundle, capsys):
     from oat_edge import manifest as mf
-    import onnx
-    from onnx import TensorProto, helper
-    m = mf.build_manifest(kind="oat", num_tokens=8, fsq_levels=[8, 5, 5, 5], horizon=32,
-                          action_dim=4, n_layers=4, n_heads=4, head_dim=64, n_obs_steps=2,
-                          obs_dim=40, n_action_steps=16, obs_scale=np.ones(40),
-                          obs_offset=np.zeros(40), action_scale=[1.0] * 4,
-                          action_offset=[0.0] * 4, action_low=[-1.0] * 4, action_high=[1.0] * 4,
-                          tasks=["reach-v3"], obs_layout="39-d state + one-hot")
-    for f in ("policy_prefill.onnx", "decoder.onnx", "encoder.onnx"):
-        (tmp_path / f).write_bytes(b"")
-    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    model.metadata_props.add(key=mf.MANIFEST_KEY, value=mf.to_json(m))
-    onnx.save(model, str(tmp_path / "model.onnx"))
-    return m
-
-
-def test_inspect_prints_manifest_summary_and_json(tmp_path, capsys):
-    pytest.importorskip("onnx")
-    m = _bundle(tmp_path)
-    assert cli.main(["inspect", str(tmp_path)]) == 0
+    assert cli.main(["inspect", str(tiny_bundle)]) == 0
     out = capsys.readouterr().out
-    assert "K=8" in out and "reach-v3" in out and "obs=2x40" in out
-    assert cli.main(["inspect", str(tmp_path / "model.onnx"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == m
+    assert "K=4" in out and "tiny-v0" in out and "obs=2x5" in out
+    assert cli.main(["inspect", os.path.join(tiny_bundle, "model.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == mf.load_manifest(tiny_bundle)
 
 
 def test_forwarded_subcommand_gets_its_arguments_and_exit_code(monkeypatch):
