@@ -41,19 +41,12 @@ def fixed_observations(policy, rows: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def _obs_normalization(policy):
-    info = policy.info
-    norm = getattr(info, "normalization", None)
-    if norm is not None:
-        return np.asarray(norm.obs_scale, np.float64), np.asarray(norm.obs_offset, np.float64)
-    n = info["manifest"]["normalization"]
-    return np.asarray(n["obs_scale"], np.float64), np.asarray(n["obs_offset"], np.float64)
+    norm = policy.info.normalization
+    return norm.obs_scale.astype(np.float64), norm.obs_offset.astype(np.float64)
 
 
 def _obs_shape(policy):
-    info = policy.info
-    if hasattr(info, "n_obs_steps"):
-        return info.n_obs_steps, info.obs_dim
-    return info["n_obs_steps"], info["obs_dim"]
+    return policy.info.n_obs_steps, policy.info.obs_dim
 
 
 def outputs(bundle: str) -> dict[str, np.ndarray]:

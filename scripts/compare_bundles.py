@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 import oat_edge
+from oat_edge.manifest import load_manifest
 
 GRAPHS = ("step", "prefill", "decoder")
 
@@ -62,8 +63,8 @@ def optimized_node_counts(bundle_dir, files):
 
 
 def random_obs(policy, rng):
-    norm = policy.info["manifest"]["normalization"]
-    scale, offset = np.asarray(norm["obs_scale"]), np.asarray(norm["obs_offset"])
+    norm = policy.info.normalization
+    scale, offset = norm.obs_scale.astype(np.float64), norm.obs_offset.astype(np.float64)
     u = rng.uniform(-1, 1, (policy.info["n_obs_steps"], policy.info["obs_dim"]))
     return ((u - offset) / scale).astype(np.float32)  # normalizes to u (x * scale + offset)
 
@@ -78,8 +79,8 @@ def main():
     old, new = oat_edge.Policy(a.old), oat_edge.Policy(a.new)
 
     print("nodes after ORT optimization (old -> new):")
-    n_old = optimized_node_counts(a.old, old.info["manifest"]["files"])
-    n_new = optimized_node_counts(a.new, new.info["manifest"]["files"])
+    n_old = optimized_node_counts(a.old, load_manifest(a.old)["files"])
+    n_new = optimized_node_counts(a.new, load_manifest(a.new)["files"])
     for g in GRAPHS:
         print(f"  {g:8s} {n_old[g]:4d} -> {n_new[g]:4d}")
 

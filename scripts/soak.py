@@ -68,8 +68,7 @@ def soak(bundle: str, calls: int, warmup: int, every: int, threads: int = 1) -> 
     p = Policy(bundle, threads=threads)
     i = p.info
     K, shape = i["num_tokens"], (i["n_obs_steps"], i["obs_dim"])
-    lo = np.asarray(i["manifest"]["normalization"]["action_low"], np.float32)
-    hi = np.asarray(i["manifest"]["normalization"]["action_high"], np.float32)
+    lo, hi = i.normalization.action_low, i.normalization.action_high
     rng = np.random.default_rng(0)
     base = rng.normal(size=shape).astype(np.float32)
     noise = rng.normal(scale=0.1, size=(997,) + shape).astype(np.float32)  # prime: no short cycle

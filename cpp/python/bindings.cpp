@@ -1,6 +1,7 @@
-// pybind11 layer: oat_edge._core. Thin on purpose — argument checking that needs numpy lives in
-// python/oat_edge/policy.py; here we only re-check what would otherwise corrupt memory (dtype,
-// contiguity, shape) and translate C++ errors into the Python classes of oat_edge.errors.
+// pybind11 layer: oat_edge._core. It only translates: Python objects into the core's types (arrays
+// into TensorViews with their dtype and shape, numbers into options, with an InputError for a value
+// of the wrong kind instead of pybind's signature dump), and C++ errors into the Python classes of
+// oat_edge.errors. Every range, shape and dtype rule is the core's (input_checks.cpp).
 #include <oat_edge/policy.h>
 #include <oat_edge/realtime.h>
 
@@ -8,11 +9,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <climits>
 #include <cstdint>
 #include <cstring>
-#include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -62,38 +62,120 @@ void translate(std::exception_ptr p) {
   }
 }
 
-std::string shape_str(const py::array& a) {
-  std::ostringstream s;
-  s << "(";
-  for (py::ssize_t i = 0; i < a.ndim(); ++i) s << (i ? ", " : "") << a.shape(i);
-  s << (a.ndim() == 1 ? ",)" : ")");
-  return s.str();
+// ---- Python values -> core types. Only the kind of value is checked here; ranges are the core's.
+
+[[noreturn]] void wrong_kind(const char* name, const char* expected, const py::handle& v) {
+  throw oat_edge::InputError(std::string(name) + ": expected " + expected + ", got " +
+                             std::string(py::str(py::type::of(v).attr("__name__"))) + " " +
+                             std::string(py::repr(v)));
 }
 
-// Refuse anything but a C-contiguous array of exactly T with the expected rank and trailing dims
-// (-1 = any). No silent casts: a wrong dtype here is a bug in the caller, reported as InputError.
-template <typename T>
-void check_array(const py::array& a, const char* name, std::vector<py::ssize_t> dims) {
-  auto fail = [&](const std::string& what) {
-    throw oat_edge::InputError(std::string(name) + ": " + what +
-                               " (oat_edge._core takes C-contiguous arrays prepared by "
-                               "oat_edge.Policy; call that instead)");
-  };
-  if (!py::isinstance<py::array_t<T>>(a))  // same type and native byte order
-    fail("expected dtype " + std::string(py::str(py::dtype::of<T>())) + ", got " +
-         std::string(py::str(a.dtype())));
-  if (!(a.flags() & py::array::c_style)) fail("expected a C-contiguous array, got a strided view");
-  bool ok = a.ndim() == static_cast<py::ssize_t>(dims.size());
-  for (size_t i = 0; ok && i < dims.size(); ++i) ok = dims[i] < 0 || a.shape(i) == dims[i];
-  if (!ok) {
-    std::ostringstream want;
-    want << "[";
-    for (size_t i = 0; i < dims.size(); ++i)
-      want << (i ? ", " : "") << (dims[i] < 0 ? std::string("B") : std::to_string(dims[i]));
-    want << "]";
-    fail("expected shape " + want.str() + ", got " + shape_str(a));
+bool is_bool(const py::handle& v) {
+  if (PyBool_Check(v.ptr())) return true;
+  const char* t = Py_TYPE(v.ptr())->tp_name;  // numpy.bool_ (numpy 1) or numpy.bool (numpy 2)
+  return std::strcmp(t, "numpy.bool_") == 0 || std::strcmp(t, "numpy.bool") == 0;
+}
+
+// An int (anything with __index__, but not a bool) that fits in int64.
+int64_t to_int64(const char* name, const py::handle& v) {
+  if (is_bool(v) || !PyIndex_Check(v.ptr())) wrong_kind(name, "an int", v);
+  py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+  if (!i) throw py::error_already_set();
+  int overflow = 0;
+  const long long x = PyLong_AsLongLongAndOverflow(i.ptr(), &overflow);
+  if (overflow)
+    throw oat_edge::InputError(std::string(name) + ": got " + std::string(py::str(i)) +
+                               ", far outside any valid range (see the documented range of " + name + ")");
+  return x;
+}
+
+int to_int(const char* name, const py::handle& v) {
+  const int64_t x = to_int64(name, v);
+  if (x < INT_MIN || x > INT_MAX)
+    throw oat_edge::InputError(std::string(name) + ": got " + std::to_string(x) +
+                               ", far outside any valid range (see the documented range of " + name + ")");
+  return static_cast<int>(x);
+}
+
+std::optional<int64_t> opt_int64(const char* name, const py::handle& v) {
+  if (v.is_none()) return std::nullopt;
+  return to_int64(name, v);
+}
+
+std::optional<double> opt_float(const char* name, const py::handle& v) {
+  if (v.is_none()) return std::nullopt;
+  if (is_bool(v) || py::isinstance<py::str>(v) || py::isinstance<py::bytes>(v) || !PyNumber_Check(v.ptr()) ||
+      PyComplex_Check(v.ptr()) || py::isinstance<py::array>(v))
+    wrong_kind(name, "a number", v);
+  const double x = PyFloat_AsDouble(v.ptr());
+  if (x == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return x;
+}
+
+std::optional<uint64_t> opt_seed(const py::handle& v) {
+  if (v.is_none()) return std::nullopt;
+  if (is_bool(v) || !PyIndex_Check(v.ptr())) wrong_kind("seed", "an int in [0, 2**64)", v);
+  py::object i = py::reinterpret_steal<py::object>(PyNumber_Index(v.ptr()));
+  if (!i) throw py::error_already_set();
+  const unsigned long long x = PyLong_AsUnsignedLongLong(i.ptr());
+  if (x == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw oat_edge::InputError("seed: expected an int in [0, 2**64), got " + std::string(py::str(i)));
   }
-  if (a.shape(0) == 0) fail("empty batch (B = 0): pass at least one row");
+  return static_cast<uint64_t>(x);
+}
+
+bool to_bool(const char* name, const py::handle& v) {
+  // bool("no") is True: a flag given as a string or a number is a mistake, not a truthy value
+  if (!is_bool(v)) wrong_kind(name, "True or False", v);
+  return PyObject_IsTrue(v.ptr()) == 1;
+}
+
+std::string to_str(const char* name, const py::handle& v) {
+  if (!py::isinstance<py::str>(v)) wrong_kind(name, "a str", v);
+  return v.cast<std::string>();
+}
+
+oat_edge::DType dtype_of(const py::array& a) {
+  using oat_edge::DType;
+  const py::dtype d = a.dtype();
+  const char kind = d.kind();
+  const auto size = d.itemsize();
+  if (!d.attr("isnative").cast<bool>()) return DType::Other;  // byte-swapped: not readable as is
+  if (kind == 'f') return size == 4 ? DType::Float32 : size == 8 ? DType::Float64 : size == 2 ? DType::Float16 : DType::Other;
+  if (kind == 'i') return size == 8 ? DType::Int64 : size == 4 ? DType::Int32 : size == 2 ? DType::Int16 : DType::Int8;
+  if (kind == 'u') return size == 8 ? DType::UInt64 : size == 4 ? DType::UInt32 : size == 2 ? DType::UInt16 : DType::UInt8;
+  if (kind == 'b') return DType::Bool;
+  return DType::Other;
+}
+
+// A C-contiguous numpy array as a TensorView (no copy). Making arrays contiguous is the caller's
+// part (oat_edge.Policy does it); a strided view here is refused rather than read wrongly.
+oat_edge::TensorView view_of(const py::handle& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj)) wrong_kind(name, "a numpy array", obj);
+  const auto a = py::reinterpret_borrow<py::array>(obj);
+  if (!(a.flags() & py::array::c_style))
+    throw oat_edge::InputError(std::string(name) + ": expected a C-contiguous array, got a strided view "
+                               "(np.ascontiguousarray makes one; oat_edge.Policy does it for you)");
+  oat_edge::TensorView v;
+  v.data = a.data();
+  v.dtype = dtype_of(a);
+  v.rank = static_cast<size_t>(a.ndim());
+  for (size_t i = 0; i < v.rank && i < oat_edge::TensorView::kMaxRank; ++i) v.shape[i] = a.shape(i);
+  return v;
+}
+
+oat_edge::ActOptions act_options(const py::handle& max_tokens, const py::handle& min_tokens,
+                                 const py::handle& temperature, const py::handle& top_k, const py::handle& seed,
+                                 const py::handle& latency_budget_ms) {
+  oat_edge::ActOptions o;
+  o.max_tokens = opt_int64("max_tokens", max_tokens);
+  o.min_tokens = opt_int64("min_tokens", min_tokens);
+  o.temperature = opt_float("temperature", temperature);
+  o.top_k = opt_int64("top_k", top_k);
+  o.seed = opt_seed(seed);
+  o.latency_budget_ms = opt_float("latency_budget_ms", latency_budget_ms);
+  return o;
 }
 
 py::dict stats_dict(const oat_edge::ActStats& s) {
@@ -107,82 +189,96 @@ py::dict stats_dict(const oat_edge::ActStats& s) {
   return d;
 }
 
-// Owns the C++ policy plus a mutex: with the GIL released, two Python threads may call one policy
-// (one KV cache) at once. The core serialises calls today; this lock keeps the binding safe without
-// relying on that. It is taken only after the GIL is dropped (no lock-order deadlock).
+py::dict info_dict(const oat_edge::PolicyInfo& i) {
+  py::dict d;
+  for (auto [k, v] : {std::pair<const char*, int>{"num_tokens", i.num_tokens}, {"codebook_size", i.codebook_size},
+                      {"horizon", i.horizon}, {"action_dim", i.action_dim}, {"n_obs_steps", i.n_obs_steps},
+                      {"obs_dim", i.obs_dim}, {"n_action_steps", i.n_action_steps}, {"vocab_size", i.vocab_size},
+                      {"bos_id", i.bos_id}, {"n_layers", i.n_layers}, {"n_heads", i.n_heads},
+                      {"head_dim", i.head_dim}, {"default_top_k", i.default_top_k}, {"max_batch", i.max_batch},
+                      {"batch_limit", i.batch_limit}})
+    d[k] = v;
+  for (auto [k, v] : {std::pair<const char*, const std::string*>{"tokenizer_kind", &i.tokenizer_kind},
+                      {"obs_layout", &i.obs_layout}, {"provider", &i.provider}, {"ort_version", &i.ort_version},
+                      {"ort_library", &i.ort_library}, {"bundle_dir", &i.bundle_dir}, {"precision", &i.precision},
+                      {"manifest_json", &i.manifest_json}})
+    d[k] = *v;
+  d["fsq_levels"] = i.fsq_levels;
+  d["tasks"] = i.tasks;
+  d["default_temperature"] = i.default_temperature;
+  d["has_encoder"] = i.has_encoder;
+  const auto& n = i.normalization;
+  py::dict norm;
+  norm["obs_scale"] = n.obs_scale;
+  norm["obs_offset"] = n.obs_offset;
+  norm["action_scale"] = n.action_scale;
+  norm["action_offset"] = n.action_offset;
+  norm["action_low"] = n.action_low;
+  norm["action_high"] = n.action_high;
+  d["normalization"] = norm;
+  py::list inputs;
+  for (const auto& in : i.inputs) {
+    py::dict e;
+    e["name"] = in.name;
+    e["dtype"] = oat_edge::dtype_name(in.dtype);
+    e["shape"] = in.shape;
+    inputs.append(e);
+  }
+  d["inputs"] = inputs;
+  return d;
+}
+
+// Owns the C++ policy. The core serializes calls with its own lock (fork-safe), so the GIL is
+// simply released around every call.
 class PyPolicy {
  public:
   PyPolicy(const std::string& path, const oat_edge::RuntimeOptions& opt) {
     py::gil_scoped_release nogil;  // loading graphs takes a while: let other threads run
     policy_ = std::make_unique<oat_edge::Policy>(path, opt);
   }
-
   const oat_edge::PolicyInfo& info() const { return policy_->info(); }
+  void check(const oat_edge::ActOptions& o) const { policy_->check(o); }
 
-  std::pair<py::array_t<float>, py::dict> act(const py::array& obs, const oat_edge::ActOptions& o) {
+  std::pair<py::array_t<float>, py::dict> act(const py::handle& obs, const oat_edge::ActOptions& o) {
+    const auto v = view_of(obs, "obs");
     const auto& i = info();
-    check_array<float>(obs, "obs", {-1, i.n_obs_steps, i.obs_dim});
-    const int batch = static_cast<int>(obs.shape(0));
-    py::array_t<float> out({static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(i.horizon),
-                            static_cast<py::ssize_t>(i.action_dim)});
-    const float* in = static_cast<const float*>(obs.data());
-    float* dst = out.mutable_data();
+    py::array_t<float> out({rows(v), py::ssize_t(i.horizon), py::ssize_t(i.action_dim)});
     oat_edge::ActStats stats;
     {
       py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu_);
-      policy_->act(in, batch, dst, o, &stats);
+      policy_->act(v, {out.mutable_data(), size_t(out.size())}, o, &stats);
     }
     return {std::move(out), stats_dict(stats)};
   }
 
-  std::pair<py::array_t<int64_t>, py::dict> generate(const py::array& obs,
-                                                     const oat_edge::ActOptions& o) {
-    const auto& i = info();
-    check_array<float>(obs, "obs", {-1, i.n_obs_steps, i.obs_dim});
-    const int batch = static_cast<int>(obs.shape(0));
-    py::array_t<int64_t> ids(
-        {static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(i.num_tokens)});
-    const float* in = static_cast<const float*>(obs.data());
-    int64_t* dst = ids.mutable_data();
+  std::pair<py::array_t<int64_t>, py::dict> generate(const py::handle& obs, const oat_edge::ActOptions& o) {
+    const auto v = view_of(obs, "obs");
+    py::array_t<int64_t> ids({rows(v), py::ssize_t(info().num_tokens)});
     oat_edge::ActStats stats;
     {
       py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu_);
-      policy_->generate(in, batch, dst, o, &stats);
+      policy_->generate(v, {ids.mutable_data(), size_t(ids.size())}, o, &stats);
     }
     return {std::move(ids), stats_dict(stats)};
   }
 
-  py::array_t<float> detokenize(const py::array& ids) {
+  py::array_t<float> detokenize(const py::handle& ids) {
+    const auto v = view_of(ids, "ids");
     const auto& i = info();
-    check_array<int64_t>(ids, "ids", {-1, -1});
-    const int batch = static_cast<int>(ids.shape(0));
-    const int k = static_cast<int>(ids.shape(1));
-    py::array_t<float> out({static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(i.horizon),
-                            static_cast<py::ssize_t>(i.action_dim)});
-    const int64_t* in = static_cast<const int64_t*>(ids.data());
-    float* dst = out.mutable_data();
+    py::array_t<float> out({rows(v), py::ssize_t(i.horizon), py::ssize_t(i.action_dim)});
     {
       py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu_);
-      policy_->detokenize(in, batch, k, dst);
+      policy_->detokenize(v, {out.mutable_data(), size_t(out.size())});
     }
     return out;
   }
 
-  py::array_t<int64_t> tokenize(const py::array& actions) {
-    const auto& i = info();
-    check_array<float>(actions, "actions", {-1, i.horizon, i.action_dim});
-    const int batch = static_cast<int>(actions.shape(0));
-    py::array_t<int64_t> ids(
-        {static_cast<py::ssize_t>(batch), static_cast<py::ssize_t>(i.num_tokens)});
-    const float* in = static_cast<const float*>(actions.data());
-    int64_t* dst = ids.mutable_data();
+  py::array_t<int64_t> tokenize(const py::handle& actions) {
+    const auto v = view_of(actions, "actions");
+    py::array_t<int64_t> ids({rows(v), py::ssize_t(info().num_tokens)});
     {
       py::gil_scoped_release nogil;
-      std::lock_guard<std::mutex> lock(mu_);
-      policy_->tokenize(in, batch, dst);
+      policy_->tokenize(v, {ids.mutable_data(), size_t(ids.size())});
     }
     return ids;
   }
@@ -190,48 +286,31 @@ class PyPolicy {
   uint64_t step_runs() const { return policy_->step_runs(); }
 
  private:
+  // Output rows for an input view: its leading dim when it is a plausible batch, else 0 (an empty
+  // output the core never writes, since it refuses the input first).
+  py::ssize_t rows(const oat_edge::TensorView& v) const {
+    return v.rank >= 1 && v.shape[0] >= 1 && v.shape[0] <= info().batch_limit ? py::ssize_t(v.shape[0]) : 0;
+  }
   std::unique_ptr<oat_edge::Policy> policy_;
-  std::mutex mu_;
 };
 
-py::dict info_dict(const oat_edge::PolicyInfo& i) {
-  py::dict d;
-  d["num_tokens"] = i.num_tokens;
-  d["codebook_size"] = i.codebook_size;
-  d["vocab_size"] = i.vocab_size;
-  d["bos_id"] = i.bos_id;
-  d["horizon"] = i.horizon;
-  d["action_dim"] = i.action_dim;
-  d["n_obs_steps"] = i.n_obs_steps;
-  d["obs_dim"] = i.obs_dim;
-  d["n_action_steps"] = i.n_action_steps;
-  d["n_layers"] = i.n_layers;
-  d["n_heads"] = i.n_heads;
-  d["head_dim"] = i.head_dim;
-  d["fsq_levels"] = i.fsq_levels;
-  d["default_temperature"] = i.default_temperature;
-  d["default_top_k"] = i.default_top_k;
-  d["provider"] = i.provider;
-  d["ort_version"] = i.ort_version;
-  d["ort_library"] = i.ort_library;
-  d["bundle_dir"] = i.bundle_dir;
-  d["precision"] = i.precision;
-  d["tokenizer_kind"] = i.tokenizer_kind;
-  d["tasks"] = i.tasks;
-  d["manifest_json"] = i.manifest_json;
-  return d;
-}
-
-oat_edge::ActOptions make_act_options(int max_tokens, double temperature, int top_k,
-                                      std::optional<uint64_t> seed, double latency_budget_ms,
-                                      int min_tokens) {
-  oat_edge::ActOptions o;
-  o.max_tokens = max_tokens;
-  o.temperature = temperature;
-  o.top_k = top_k;
-  o.seed = seed;
-  o.latency_budget_ms = latency_budget_ms;
-  o.min_tokens = min_tokens;
+oat_edge::RuntimeOptions runtime_options(const py::kwargs& kw) {
+  oat_edge::RuntimeOptions o;
+  for (auto [key, value] : kw) {
+    const std::string k = py::str(key);
+    if (k == "ort_library") o.ort_library = to_str("ort_library", value);
+    else if (k == "device") o.device = to_str("device", value);
+    else if (k == "threads") o.intra_op_threads = to_int("intra_op_threads", value);
+    else if (k == "allow_cpu_fallback") o.allow_cpu_fallback = to_bool("allow_cpu_fallback", value);
+    else if (k == "max_batch") o.max_batch = to_int("max_batch", value);
+    else if (k == "batch_limit") o.batch_limit = to_int("batch_limit", value);
+    else if (k == "spin_wait") o.spin_wait = to_bool("spin_wait", value);
+    else if (k == "optimized_model_dir") o.optimized_model_dir = to_str("optimized_model_dir", value);
+    else if (k == "trt_cache_dir") o.trt_cache_dir = to_str("trt_cache_dir", value);
+    else if (k == "trt_fp16") o.trt_fp16 = to_bool("trt_fp16", value);
+    else if (k == "warmup") o.warmup = to_bool("warmup", value);
+    else throw oat_edge::InputError("Policy: unknown option '" + k + "'");
+  }
   return o;
 }
 
@@ -239,65 +318,53 @@ oat_edge::ActOptions make_act_options(int max_tokens, double temperature, int to
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "oat_edge C++ runtime: the private backend of oat_edge.Policy (use that)";
+  m.attr("__version__") = OAT_EDGE_VERSION_STRING;
   error_classes();  // fail at import, not at the first error, if oat_edge.errors is missing
   py::register_local_exception_translator(translate);
 
+  using H = const py::object&;
   py::class_<PyPolicy>(m, "Policy")
-      .def(py::init([](const std::string& path, const std::string& ort_library,
-                       const std::string& device, int threads, bool allow_cpu_fallback,
-                       int max_batch, bool spin_wait, const std::string& optimized_model_dir,
-                       const std::string& trt_cache_dir, bool trt_fp16, bool warmup) {
-             oat_edge::RuntimeOptions o;
-             o.ort_library = ort_library;
-             o.device = device;
-             o.intra_op_threads = threads;
-             o.allow_cpu_fallback = allow_cpu_fallback;
-             o.max_batch = max_batch;
-             o.spin_wait = spin_wait;
-             o.optimized_model_dir = optimized_model_dir;
-             o.trt_cache_dir = trt_cache_dir;
-             o.trt_fp16 = trt_fp16;
-             o.warmup = warmup;
-             return std::make_unique<PyPolicy>(path, o);
+      .def(py::init([](const std::string& path, const py::kwargs& kw) {
+             return std::make_unique<PyPolicy>(path, runtime_options(kw));
            }),
-           py::arg("path"), py::arg("ort_library") = "", py::arg("device") = "cpu",
-           py::arg("threads") = 1, py::arg("allow_cpu_fallback") = false,
-           py::arg("max_batch") = 1, py::arg("spin_wait") = false,
-           py::arg("optimized_model_dir") = "", py::arg("trt_cache_dir") = "",
-           py::arg("trt_fp16") = true, py::arg("warmup") = true)
+           py::arg("path"),
+           "Policy(path, *, ort_library, device, threads, allow_cpu_fallback, max_batch, batch_limit, "
+           "spin_wait, optimized_model_dir, trt_cache_dir, trt_fp16, warmup): RuntimeOptions in policy.h")
       .def(
           "act",
-          [](PyPolicy& p, const py::array& obs, int max_tokens, double temperature, int top_k,
-             std::optional<uint64_t> seed, double latency_budget_ms, int min_tokens) {
-            return p.act(obs, make_act_options(max_tokens, temperature, top_k, seed,
-                                               latency_budget_ms, min_tokens));
+          [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
+            return p.act(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
           },
-          py::arg("obs"), py::arg("max_tokens") = 0, py::arg("temperature") = -1.0,
-          py::arg("top_k") = -1, py::arg("seed") = py::none(), py::arg("latency_budget_ms") = 0.0,
-          py::arg("min_tokens") = 1,
+          py::arg("obs"), py::kw_only(), py::arg("max_tokens") = py::none(), py::arg("min_tokens") = py::none(),
+          py::arg("temperature") = py::none(), py::arg("top_k") = py::none(), py::arg("seed") = py::none(),
+          py::arg("latency_budget_ms") = py::none(),
           "obs float32 [B, n_obs_steps, obs_dim] -> (actions float32 [B, H_a, D_a], stats dict)")
       .def(
           "generate",
-          [](PyPolicy& p, const py::array& obs, int max_tokens, double temperature, int top_k,
-             std::optional<uint64_t> seed, double latency_budget_ms, int min_tokens) {
-            return p.generate(obs, make_act_options(max_tokens, temperature, top_k, seed,
-                                                    latency_budget_ms, min_tokens));
+          [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
+            return p.generate(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
           },
-          py::arg("obs"), py::arg("max_tokens") = 0, py::arg("temperature") = -1.0,
-          py::arg("top_k") = -1, py::arg("seed") = py::none(), py::arg("latency_budget_ms") = 0.0,
-          py::arg("min_tokens") = 1,
+          py::arg("obs"), py::kw_only(), py::arg("max_tokens") = py::none(), py::arg("min_tokens") = py::none(),
+          py::arg("temperature") = py::none(), py::arg("top_k") = py::none(), py::arg("seed") = py::none(),
+          py::arg("latency_budget_ms") = py::none(),
           "obs float32 [B, n_obs_steps, obs_dim] -> (ids int64 [B, K] (-1 past tokens_used), stats)")
-      .def("detokenize", &PyPolicy::detokenize, py::arg("ids"),
-           "ids int64 [B, k] -> actions float32 [B, H_a, D_a]")
-      .def("tokenize", &PyPolicy::tokenize, py::arg("actions"),
-           "actions float32 [B, H_a, D_a] -> ids int64 [B, K]")
+      .def(
+          "check_options",
+          [](const PyPolicy& p, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
+            p.check(act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
+          },
+          py::kw_only(), py::arg("max_tokens") = py::none(), py::arg("min_tokens") = py::none(),
+          py::arg("temperature") = py::none(), py::arg("top_k") = py::none(), py::arg("seed") = py::none(),
+          py::arg("latency_budget_ms") = py::none(), "raises the InputError act() would raise for these options")
+      .def("detokenize", &PyPolicy::detokenize, py::arg("ids"), "ids int64 [B, k] -> actions float32 [B, H_a, D_a]")
+      .def("tokenize", &PyPolicy::tokenize, py::arg("actions"), "actions float32 [B, H_a, D_a] -> ids int64 [B, K]")
       .def_property_readonly("info", [](const PyPolicy& p) { return info_dict(p.info()); })
       .def_property_readonly("step_runs", &PyPolicy::step_runs);
 
   m.def(
       "prepare_realtime_memory",
-      [](bool lock_memory) {
-        const auto s = oat_edge::prepare_realtime_memory(lock_memory);
+      [](const py::object& lock_memory) {
+        const auto s = oat_edge::prepare_realtime_memory(to_bool("lock_memory", lock_memory));
         py::dict d;
         d["malloc_pinned"] = s.malloc_pinned;
         d["locked"] = s.locked;
@@ -319,22 +386,14 @@ PYBIND11_MODULE(_core, m) {
       "page faults and voluntary context switches of the calling thread so far");
   m.def(
       "fsq_ids_to_codes",
-      [](const std::vector<int>& levels, const py::array& ids) {
-        check_array<int64_t>(ids, "ids", {-1});
-        int64_t codebook = 1;
-        for (int l : levels) {
-          if (l < 2) throw oat_edge::InputError("levels: every FSQ level must be >= 2, got " + std::to_string(l));
-          codebook *= l;
-        }
-        if (levels.empty()) throw oat_edge::InputError("levels: expected at least one FSQ level, got none");
-        const int64_t* id = static_cast<const int64_t*>(ids.data());
-        for (py::ssize_t n = 0; n < ids.shape(0); ++n)
-          if (id[n] < 0 || id[n] >= codebook)
-            throw oat_edge::InputError("ids[" + std::to_string(n) + "] = " + std::to_string(id[n]) +
-                                       ": expected an id in [0, " + std::to_string(codebook) + ")");
-        py::array_t<float> codes({ids.shape(0), static_cast<py::ssize_t>(levels.size())});
-        oat_edge::fsq_ids_to_codes(levels, static_cast<const int64_t*>(ids.data()),
-                                   static_cast<size_t>(ids.shape(0)), codes.mutable_data());
+      [](const std::vector<int>& levels, const py::handle& ids) {
+        const auto v = view_of(ids, "ids");
+        if (v.dtype != oat_edge::DType::Int64 || v.rank != 1)
+          throw oat_edge::InputError("ids: expected int64 [N], got " + std::string(oat_edge::dtype_name(v.dtype)) +
+                                     " of rank " + std::to_string(v.rank));
+        py::array_t<float> codes({py::ssize_t(v.shape[0]), py::ssize_t(levels.size())});
+        oat_edge::fsq_ids_to_codes(levels, static_cast<const int64_t*>(v.data), size_t(v.shape[0]),
+                                   codes.mutable_data());
         return codes;
       },
       py::arg("levels"), py::arg("ids"), "FSQ ids int64 [N] -> codes float32 [N, len(levels)]");

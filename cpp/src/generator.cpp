@@ -91,7 +91,7 @@ int Generator::run_unguarded(const float* obs, int B, const ResolvedAct& r, doub
   const int K = m_.num_tokens;
   std::fill(token_.begin(), token_.begin() + B, int64_t(m_.bos_id));
   std::fill(ids_.begin(), ids_.begin() + size_t(B) * K, int64_t(-1));
-  SplitMix64 rng(r.seed);
+  SplitMix64 rng(r.seed.value_or(0));  // the caller fills an unset seed
   double step_ms = 0;
   int t = 0;
   for (; t < r.max_tokens; ++t) {

@@ -1,16 +1,37 @@
 #include "input_checks.h"
 
 #include <cmath>
+#include <cstdio>
 #include <string>
+#include <vector>
 
 #include "manifest.h"
-#include "sampler.h"
+
+namespace oat_edge {
+
+const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::Float32: return "float32";
+    case DType::Float64: return "float64";
+    case DType::Float16: return "float16";
+    case DType::Int64: return "int64";
+    case DType::Int32: return "int32";
+    case DType::Int16: return "int16";
+    case DType::Int8: return "int8";
+    case DType::UInt8: return "uint8";
+    case DType::UInt16: return "uint16";
+    case DType::UInt32: return "uint32";
+    case DType::UInt64: return "uint64";
+    case DType::Bool: return "bool";
+    case DType::Other: break;
+  }
+  return "an unsupported element type";
+}
+
+}  // namespace oat_edge
 
 namespace oat_edge::detail {
 namespace {
-// ActOptions uses exactly -1 as "bundle default"; other negative values are caller mistakes.
-constexpr double kDefaultTemperature = -1.0;
-constexpr int kDefaultTopK = -1;
 
 std::string index_str(size_t flat, const std::vector<size_t>& dims) {
   std::string s;
@@ -23,14 +44,95 @@ std::string index_str(size_t flat, const std::vector<size_t>& dims) {
   for (size_t i : idx) s += "[" + std::to_string(i) + "]";
   return s;
 }
-}  // namespace
 
-void check_batch(int batch) {
-  if (batch < 1) throw InputError("batch: expected >= 1, got " + std::to_string(batch));
+std::string num(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
 }
 
-void check_ptr(const void* p, const char* what) {
-  if (!p) throw InputError(std::string(what) + ": expected a valid buffer, got a null pointer");
+// `name`: expected lo..hi (what), got v. `what` is built only on failure: no heap on the hot path.
+template <typename What>
+int in_range(const char* name, int64_t v, int64_t lo, int64_t hi, What&& what) {
+  if (v < lo || v > hi)
+    throw InputError(std::string(name) + ": expected " + std::to_string(lo) + ".." + std::to_string(hi) + " (" +
+                     std::string(what()) + "), got " + std::to_string(v));
+  return static_cast<int>(v);
+}
+
+std::string shape_str(const int64_t* d, size_t rank, bool batch_symbol) {
+  std::string s = "[";
+  for (size_t i = 0; i < rank; ++i)
+    s += (i ? ", " : "") + (d[i] < 0 ? std::string(i == 0 && batch_symbol ? "B" : "?") : std::to_string(d[i]));
+  return s + "]";
+}
+
+}  // namespace
+
+ResolvedAct resolve_act(const ActOptions& opt, const Manifest& m) {
+  ResolvedAct r{};
+  const int K = m.num_tokens;
+  r.max_tokens = !opt.max_tokens ? K : in_range("max_tokens", *opt.max_tokens, 1, K, [&] {
+    return "tokens to generate; K of this bundle is " + std::to_string(K);
+  });
+  r.min_tokens = !opt.min_tokens ? 1 : in_range("min_tokens", *opt.min_tokens, 1, r.max_tokens, [&] {
+    return "at most max_tokens = " + std::to_string(r.max_tokens);
+  });
+  if (opt.temperature && !(std::isfinite(*opt.temperature) && *opt.temperature >= 0))
+    throw InputError("temperature: expected a finite value >= 0 (0 = greedy; leave unset for the bundle's " +
+                     num(m.temperature) + "), got " + num(*opt.temperature));
+  r.temperature = opt.temperature ? *opt.temperature : m.temperature;
+  r.top_k = opt.top_k ? in_range("top_k", *opt.top_k, 0, m.codebook_size, [] { return "0 = every id, 1 = greedy"; }) : m.top_k;
+  r.seed = opt.seed;
+  if (opt.latency_budget_ms && !(std::isfinite(*opt.latency_budget_ms) && *opt.latency_budget_ms > 0))
+    throw InputError("latency_budget_ms: expected a finite value > 0 (leave unset for no budget), got " +
+                     num(*opt.latency_budget_ms));
+  r.budget_ms = opt.latency_budget_ms ? *opt.latency_budget_ms : 0.0;
+  return r;
+}
+
+int check_range(const char* name, int64_t v, int64_t lo, int64_t hi, const char* what) {
+  return in_range(name, v, lo, hi, [&] { return what; });
+}
+
+void check_runtime_options(const RuntimeOptions& o) {
+  in_range("intra_op_threads", o.intra_op_threads, 0, kMaxIntraOpThreads, [] { return "0 = ORT's choice"; });
+  in_range("batch_limit", o.batch_limit, 1, kMaxBatchLimit, [] { return "the largest batch a call accepts"; });
+  in_range("max_batch", o.max_batch, 1, o.batch_limit, [] { return "rows allocated at load, at most batch_limit"; });
+}
+
+int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims,
+               int batch_limit, int fixed_batch) {
+  const int64_t* want = dims.begin();
+  bool ok = v.dtype == dtype && v.rank == dims.size();
+  for (size_t i = 0; ok && i < dims.size(); ++i) ok = want[i] < 0 ? v.shape[i] >= 0 : v.shape[i] == want[i];
+  if (!ok) {
+    const size_t rank = v.rank <= TensorView::kMaxRank ? v.rank : TensorView::kMaxRank;
+    throw InputError(std::string(name) + ": expected " + dtype_name(dtype) + " " + shape_str(want, dims.size(), true) +
+                     ", got " + dtype_name(v.dtype) + " " + shape_str(v.shape.data(), rank, false) +
+                     (v.rank > rank ? " (rank " + std::to_string(v.rank) + ")" : std::string()));
+  }
+  const int64_t batch = v.shape[0];
+  if (batch < 1)
+    throw InputError(std::string(name) + ": empty batch (B = " + std::to_string(batch) + "): pass at least one row");
+  if (batch > batch_limit)
+    throw InputError(std::string(name) + ": batch " + std::to_string(batch) + " is over this policy's batch_limit of " +
+                     std::to_string(batch_limit) + "; split the batch, or raise RuntimeOptions::batch_limit");
+  if (fixed_batch > 0 && batch != fixed_batch)
+    throw InputError(std::string(name) + ": this bundle was exported with a fixed batch of " +
+                     std::to_string(fixed_batch) + ", got " + std::to_string(batch) +
+                     "; pass exactly that many rows or re-export with a dynamic batch");
+  if (!v.data) throw InputError(std::string(name) + ": expected a valid buffer, got a null pointer");
+  return static_cast<int>(batch);
+}
+
+void check_span(const void* data, size_t size, size_t want, const char* name, const char* shape) {
+  if (size != want)
+    throw InputError(std::string(name) + ": expected a buffer of " + std::to_string(want) + " elements (" + shape +
+                     "), got " + std::to_string(size));
+  if (!data) throw InputError(std::string(name) + ": expected a valid buffer, got a null pointer");
 }
 
 void check_finite(const float* x, std::initializer_list<size_t> dims, const char* what) {
@@ -38,45 +140,17 @@ void check_finite(const float* x, std::initializer_list<size_t> dims, const char
   for (size_t d : dims) n *= d;
   for (size_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i]))
-      throw InputError(std::string(what) + index_str(i, std::vector<size_t>(dims)) + " (flat index " + std::to_string(i) + ") is " +
-                       (std::isnan(x[i]) ? "NaN" : "Inf") + ": expected finite values; fix or drop the bad sensor reading");
+      throw InputError(std::string(what) + index_str(i, std::vector<size_t>(dims)) + " (flat index " + std::to_string(i) +
+                       ") is " + (std::isnan(x[i]) ? "NaN" : "Inf") +
+                       ": expected finite values; fix or drop the bad sensor reading");
 }
 
 void check_ids(const int64_t* ids, int batch, int k, int64_t codebook_size) {
   for (size_t i = 0; i < size_t(batch) * size_t(k); ++i)
     if (ids[i] < 0 || ids[i] >= codebook_size)
       throw InputError("ids" + index_str(i, {size_t(batch), size_t(k)}) + " = " + std::to_string(ids[i]) +
-                       ": expected a token id in [0, " + std::to_string(codebook_size) + ")");
-}
-
-ResolvedAct resolve_act(const ActOptions& opt, const Manifest& m, SplitMix64& seed_stream) {
-  ResolvedAct r{};
-  const int K = m.num_tokens;
-  if (opt.max_tokens < 0 || opt.max_tokens > K)
-    throw InputError("max_tokens: expected 1.." + std::to_string(K) + " (0 = all " + std::to_string(K) + "), got " +
-                     std::to_string(opt.max_tokens));
-  r.max_tokens = opt.max_tokens == 0 ? K : opt.max_tokens;
-
-  if (std::isnan(opt.temperature) || std::isinf(opt.temperature) ||
-      (opt.temperature < 0 && opt.temperature != kDefaultTemperature))
-    throw InputError("temperature: expected a finite value >= 0 (0 = greedy) or -1 for the bundle default, got " +
-                     std::to_string(opt.temperature));
-  r.temperature = opt.temperature == kDefaultTemperature ? m.temperature : opt.temperature;
-
-  if ((opt.top_k < 0 && opt.top_k != kDefaultTopK) || opt.top_k > m.codebook_size)
-    throw InputError("top_k: expected 0.." + std::to_string(m.codebook_size) +
-                     " (0 = no cut) or -1 for the bundle default, got " + std::to_string(opt.top_k));
-  r.top_k = opt.top_k == kDefaultTopK ? m.top_k : opt.top_k;
-
-  if (std::isnan(opt.latency_budget_ms) || opt.latency_budget_ms < 0)
-    throw InputError("latency_budget_ms: expected >= 0 (0 = off), got " + std::to_string(opt.latency_budget_ms));
-  r.budget_ms = opt.latency_budget_ms;
-  if (opt.min_tokens < 1 || opt.min_tokens > K)
-    throw InputError("min_tokens: expected 1.." + std::to_string(K) + ", got " + std::to_string(opt.min_tokens));
-  r.min_tokens = opt.min_tokens < r.max_tokens ? opt.min_tokens : r.max_tokens;
-
-  r.seed = opt.seed ? *opt.seed : seed_stream.next();
-  return r;
+                       ": expected a token id in [0, " + std::to_string(codebook_size) +
+                       ") (a -1 marks a token generate() did not produce: pass only the first tokens_used)");
 }
 
 }  // namespace oat_edge::detail

@@ -1,35 +1,49 @@
-// Validation of call arguments at the API boundary: every bad input becomes an InputError that
-// says what was expected, what was given and what to do.
+// Validation of call arguments at the API boundary, in one place for every caller (C++ and, through
+// the bindings, Python): each bad argument becomes an InputError that names the argument, says what
+// was expected and what was given, and what to do.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
-#include <vector>
+#include <optional>
 
 #include "oat_edge/policy.h"
 
 namespace oat_edge::detail {
 
 struct Manifest;
-class SplitMix64;
 
+// ActOptions with every default filled in and every range checked.
 struct ResolvedAct {
-  int max_tokens;        // 1..K
-  double temperature;    // >= 0, finite
-  int top_k;             // 0..codebook_size
-  uint64_t seed;
-  double budget_ms;      // 0 = off
-  int min_tokens;        // 1..max_tokens
+  int max_tokens;                // 1..K
+  int min_tokens;                // 1..max_tokens
+  double temperature;            // finite, >= 0
+  int top_k;                     // 0..codebook_size
+  std::optional<uint64_t> seed;  // unset: the caller draws one
+  double budget_ms;              // > 0; 0 = no budget
 };
 
-// Fills bundle defaults (-1 sentinels), draws a seed from seed_stream when opt.seed is unset.
-ResolvedAct resolve_act(const ActOptions& opt, const Manifest& m, SplitMix64& seed_stream);
+// Checks every option against the bundle; unset options take the bundle's defaults.
+ResolvedAct resolve_act(const ActOptions& opt, const Manifest& m);
 
-void check_batch(int batch);
-void check_ptr(const void* p, const char* what);
-// First NaN/Inf in x (shape dims, row-major) → InputError naming its index.
-void check_finite(const float* x, std::initializer_list<size_t> dims, const char* what);  // no heap on success
+// lo <= v <= hi, else InputError "name: expected lo..hi (what), got v". Returns v.
+int check_range(const char* name, int64_t v, int64_t lo, int64_t hi, const char* what);
+
+// Range checks of the constructor's options (before anything is loaded).
+void check_runtime_options(const RuntimeOptions& o);
+
+// The shape a TensorView argument must have: `dims` with dims[0] the batch, -1 = any length (the
+// caller checks the ones that matter).
+// Checks data, dtype, rank and dims, and 1 <= batch <= batch_limit (and == fixed_batch when that is
+// > 0). Returns the batch.
+int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims,
+               int batch_limit, int fixed_batch);
+// An output buffer must hold exactly `want` elements.
+void check_span(const void* data, size_t size, size_t want, const char* name, const char* shape);
+
+// First NaN/Inf in x (shape dims, row-major) → InputError naming its index. No heap on success.
+void check_finite(const float* x, std::initializer_list<size_t> dims, const char* what);
 // ids [batch, k] in [0, codebook_size)
 void check_ids(const int64_t* ids, int batch, int k, int64_t codebook_size);
 

@@ -1,6 +1,8 @@
-// oat_edge::Policy: the public facade. It validates every call, serializes calls with one mutex,
-// and hands the work to the pieces: Bundle (graphs + manifest), Generator (prefill and the
-// KV-cached token loop), Detokenizer (prefix -> actions).
+// oat_edge::Policy: the public facade. It validates every call (input_checks), serializes calls
+// with one mutex, and hands the work to the pieces: Bundle (graphs + manifest), Generator (prefill
+// and the KV-cached token loop), Detokenizer (prefix -> actions).
+#include <unistd.h>
+
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -10,10 +12,12 @@
 #include "oat_edge/policy.h"
 #include "bundle.h"
 #include "detokenizer.h"
+#include "fork_guard.h"
 #include "generator.h"
 #include "input_checks.h"
 #include "normalizer.h"
 #include "ort_loader.h"
+#include "policy_info.h"
 #include "run_meter.h"
 #include "sampler.h"
 
@@ -22,7 +26,7 @@ using namespace detail;
 
 namespace {
 const RuntimeOptions& checked(const RuntimeOptions& o) {
-  if (o.max_batch < 1) throw InputError("max_batch: expected >= 1, got " + std::to_string(o.max_batch));
+  check_runtime_options(o);
   provider_for_device(o.device);  // InputError for an unknown device, before any loading
   return o;
 }
@@ -47,17 +51,19 @@ struct Policy::Impl {
   PolicyInfo info;
   SplitMix64 seed_stream{random_seed()};
   std::mutex mu;
+  ForkGuard fork_guard{mu};
+  const pid_t owner_pid = getpid();
   Ort::MemoryInfo cpu_mem{Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeCPU)};
   Ort::RunOptions run_opts{nullptr};
 
   Impl(const std::string& path, const RuntimeOptions& o);
-  void check_batch_size(int batch) const;
   void bind(int batch);
-  void warm_up();
+  void warm_up(Policy& self);
+  bool usable_after_fork() const { return opt.intra_op_threads == 1 && info.provider == "CPUExecutionProvider"; }
+  void check_process() const;
+  int check_obs(const TensorView& obs) const;
   template <typename Finish>
-  int timed_generate(const float* obs, int batch, const void* out, const ActOptions& opt, ActStats* stats,
-                     Finish&& finish);
-  void act(const float* obs, int batch, float* out, const ActOptions& o, ActStats* stats);
+  int timed_generate(const TensorView& obs, int batch, const ActOptions& opt, ActStats* stats, Finish&& finish);
 };
 
 Policy::Impl::Impl(const std::string& path, const RuntimeOptions& o)
@@ -68,27 +74,35 @@ Policy::Impl::Impl(const std::string& path, const RuntimeOptions& o)
       m(bundle.m),
       generator(bundle, meter, bundle.factory->provider() != "CPUExecutionProvider"),
       detokenizer(bundle, meter) {
-  if (bundle.static_batch && opt.max_batch != bundle.static_batch) opt.max_batch = bundle.static_batch;
+  if (bundle.static_batch) opt.max_batch = opt.batch_limit = bundle.static_batch;
   bind(opt.max_batch);
   if (opt.max_batch > 1 && !bundle.static_batch) bind(1);  // the common robot case, ready without a first-call cost
-  info = PolicyInfo{m.num_tokens, m.codebook_size, m.vocab_size, m.bos_id, m.horizon, m.action_dim,
-                    m.n_obs_steps, m.obs_dim, m.n_action_steps, m.n_layers, m.n_heads, m.head_dim,
-                    m.fsq_levels, m.temperature, m.top_k, bundle.factory->provider(), ort->version, ort->library,
-                    where.dir, m.precision, m.tokenizer_kind, m.tasks, m.json_text};
-}
-
-void Policy::Impl::check_batch_size(int batch) const {
-  check_batch(batch);
-  const int fixed = bundle.static_batch;
-  if (fixed && batch != fixed)
-    throw InputError("batch: this bundle was exported with a fixed batch of " + std::to_string(fixed) + ", got " +
-                     std::to_string(batch) + "; pass exactly that many rows or re-export with a dynamic batch");
+  info = make_policy_info(m, bundle.encoder ? true : false);
+  info.provider = bundle.factory->provider();
+  info.ort_version = ort->version;
+  info.ort_library = ort->library;
+  info.bundle_dir = where.dir;
+  info.max_batch = opt.max_batch;
+  info.batch_limit = opt.batch_limit;
 }
 
 void Policy::Impl::bind(int batch) {
-  check_batch_size(batch);
   generator.bind(batch);
   detokenizer.bind(batch);
+}
+
+// A child process may use a Policy made by its parent (the fork guard released its lock), but
+// only if nothing of it lives in threads: ORT's intra-op pool and a GPU context do not survive fork().
+void Policy::Impl::check_process() const {
+  if (getpid() != owner_pid && !usable_after_fork())
+    throw RuntimeLoadError("this Policy was created in process " + std::to_string(owner_pid) + " with " +
+                           std::to_string(opt.intra_op_threads) + " intra-op threads on " + info.provider +
+                           ", and ONNX Runtime's threads and device context do not survive fork(): create the "
+                           "Policy in the child process (or use intra_op_threads = 1 on the CPU)");
+}
+
+int Policy::Impl::check_obs(const TensorView& obs) const {
+  return check_view(obs, "obs", DType::Float32, {-1, m.n_obs_steps, m.obs_dim}, opt.batch_limit, bundle.static_batch);
 }
 
 // ORT sizes its arenas and memory plans on a graph's first runs: without this, the first act() in
@@ -96,12 +110,13 @@ void Policy::Impl::bind(int batch) {
 // (measured on the shipped bundle: about 60 page faults; scripts/compare_bundles.py). Greedy and sampled
 // acts per bound batch size, on the observation that normalizes to 0; afterwards the cache and the
 // counters are as after load, except that anytime mode already has a decoder-time estimate.
-void Policy::Impl::warm_up() {
+// It goes through the public act(), so the call path itself is warm too.
+void Policy::Impl::warm_up(Policy& self) {
   std::vector<int> sizes{opt.max_batch};
   if (opt.max_batch > 1 && !bundle.static_batch) sizes.push_back(1);
-  ActOptions o;
-  o.max_tokens = m.num_tokens;
-  o.seed = 0;  // a fixed seed: the warm-up draws nothing from seed_stream
+  ActOptions greedy, sampled;
+  greedy.temperature = 0;
+  greedy.seed = sampled.seed = 0;  // a fixed seed: the warm-up draws nothing from seed_stream
   ActStats last;
   for (int B : sizes) {
     std::vector<float> obs(size_t(B) * m.n_obs_steps * m.obs_dim);
@@ -110,10 +125,9 @@ void Policy::Impl::warm_up() {
       obs[i] = -m.obs_offset[d] / m.obs_scale[d];  // normalized: x * scale + offset = 0
     }
     std::vector<float> out(size_t(B) * m.horizon * m.action_dim);
-    o.temperature = 0;  // greedy, then the bundle's default sampling (sizes the sampler's buffers)
-    for (int i = 0; i < 2; ++i) act(obs.data(), B, out.data(), o, nullptr);
-    o.temperature = -1;
-    for (int i = 0; i < 2; ++i) act(obs.data(), B, out.data(), o, &last);
+    const TensorView view(obs.data(), {B, m.n_obs_steps, m.obs_dim});
+    for (int i = 0; i < 2; ++i) self.act(view, out, greedy);
+    for (int i = 0; i < 2; ++i) self.act(view, out, sampled, &last);  // sizes the sampler's buffers
   }
   generator.clear_cache();
   generator.reset_step_runs();
@@ -122,22 +136,19 @@ void Policy::Impl::warm_up() {
   detokenizer.set_decode_ms_estimate(last.decode_ms);
 }
 
-// act() and generate() share everything but the output: validation, the locked token loop with its
-// KV-cache reset on failure, and the stats (timings, allocation counts). `finish(k, st)` writes
-// the output while the lock is still held.
+// act() and generate() share everything but the output: the locked token loop with its KV-cache
+// reset on failure, and the stats (timings, allocation counts). `finish(k, st)` writes the output
+// while the lock is still held. The caller has checked obs and the output buffer.
 template <typename Finish>
-int Policy::Impl::timed_generate(const float* obs, int batch, const void* out, const ActOptions& o,
-                                 ActStats* stats, Finish&& finish) {
-  std::lock_guard<std::mutex> lock(mu);
+int Policy::Impl::timed_generate(const TensorView& obs, int batch, const ActOptions& o, ActStats* stats,
+                                 Finish&& finish) {
   const auto t0 = Clock::now();
   const uint64_t alloc0 = meter.allocs_now();
   meter.reset_ort_allocs();
-  check_batch_size(batch);
-  check_ptr(obs, "obs");
-  check_ptr(out, "out");
-  ResolvedAct r = resolve_act(o, m, seed_stream);
+  ResolvedAct r = resolve_act(o, m);
+  if (!r.seed) r.seed = seed_stream.next();
   ActStats st;
-  int k = generator.run(obs, batch, r, detokenizer.decode_ms_estimate(), st);
+  int k = generator.run(static_cast<const float*>(obs.data), batch, r, detokenizer.decode_ms_estimate(), st);
   finish(k, st);
   st.total_ms = ms_since(t0);
   st.overhead_ms = st.total_ms - (st.prefill_ms + st.step_ms + st.decode_ms);
@@ -147,12 +158,6 @@ int Policy::Impl::timed_generate(const float* obs, int batch, const void* out, c
   }
   if (stats) *stats = st;
   return k;
-}
-
-void Policy::Impl::act(const float* obs, int batch, float* out, const ActOptions& o, ActStats* stats) {
-  timed_generate(obs, batch, out, o, stats, [&](int k, ActStats& st) {
-    st.decode_ms = detokenizer.decode(generator.ids(), size_t(m.num_tokens), batch, k, out);
-  });
 }
 
 // ---------------------------------------------------------------- public API
@@ -176,7 +181,7 @@ auto guarded(const char* what, F&& f) {
 Policy::Policy(const std::string& path, const RuntimeOptions& options) {
   try {
     impl_ = std::make_unique<Impl>(path, options);
-    if (impl_->opt.warmup) impl_->warm_up();
+    if (impl_->opt.warmup) impl_->warm_up(*this);
   } catch (const Error&) {
     throw;
   } catch (const Ort::Exception& e) {
@@ -185,61 +190,84 @@ Policy::Policy(const std::string& path, const RuntimeOptions& options) {
   }
 }
 
-Policy::~Policy() = default;
+// In a forked child whose inherited Policy holds ORT threads or a device context, tearing those
+// down could hang on threads that do not exist there: the child leaves them to the OS instead.
+Policy::~Policy() {
+  if (impl_ && getpid() != impl_->owner_pid && !impl_->usable_after_fork()) (void)impl_.release();
+}
 
 const PolicyInfo& Policy::info() const { return impl_->info; }
 
 uint64_t Policy::step_runs() const { return impl_->generator.step_runs(); }
 
-int Policy::generate(const float* obs, int batch, int64_t* out_ids, const ActOptions& opt, ActStats* stats) {
+void Policy::check(const ActOptions& options) const { resolve_act(options, impl_->m); }
+
+int Policy::generate(const TensorView& obs, Span<int64_t> out_ids, const ActOptions& opt, ActStats* stats) {
   return guarded("generate", [&] {
-    return impl_->timed_generate(obs, batch, out_ids, opt, stats, [&](int, ActStats&) {
-      std::memcpy(out_ids, impl_->generator.ids(), sizeof(int64_t) * size_t(batch) * impl_->m.num_tokens);
+    Impl& p = *impl_;
+    p.check_process();
+    std::lock_guard<std::mutex> lock(p.mu);
+    const int batch = p.check_obs(obs);
+    const size_t K = size_t(p.m.num_tokens);
+    check_span(out_ids.data, out_ids.size, size_t(batch) * K, "out_ids", "[batch, K]");
+    return p.timed_generate(obs, batch, opt, stats, [&](int, ActStats&) {
+      std::memcpy(out_ids.data, p.generator.ids(), sizeof(int64_t) * size_t(batch) * K);
     });
   });
 }
 
-void Policy::act(const float* obs, int batch, float* out, const ActOptions& opt, ActStats* stats) {
-  guarded("act", [&] { impl_->act(obs, batch, out, opt, stats); });
-}
-
-void Policy::detokenize(const int64_t* ids, int batch, int k, float* out) {
-  guarded("detokenize", [&] {
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    const int K = impl_->m.num_tokens;
-    impl_->check_batch_size(batch);
-    check_ptr(ids, "ids");
-    check_ptr(out, "out");
-    if (k < 1 || k > K)
-      throw InputError("k: expected 1.." + std::to_string(K) + " tokens per row, got " + std::to_string(k));
-    check_ids(ids, batch, k, impl_->m.codebook_size);
-    impl_->detokenizer.decode(ids, size_t(k), batch, k, out);
+void Policy::act(const TensorView& obs, Span<float> out, const ActOptions& opt, ActStats* stats) {
+  guarded("act", [&] {
+    Impl& p = *impl_;
+    p.check_process();
+    std::lock_guard<std::mutex> lock(p.mu);
+    const int batch = p.check_obs(obs);
+    check_span(out.data, out.size, size_t(batch) * p.m.horizon * p.m.action_dim, "out", "[batch, horizon, action_dim]");
+    p.timed_generate(obs, batch, opt, stats, [&](int k, ActStats& st) {
+      st.decode_ms = p.detokenizer.decode(p.generator.ids(), size_t(p.m.num_tokens), batch, k, out.data);
+    });
   });
 }
 
-void Policy::tokenize(const float* actions, int batch, int64_t* out_ids) {
-  guarded("tokenize", [&] {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+void Policy::detokenize(const TensorView& ids, Span<float> out) {
+  guarded("detokenize", [&] {
     Impl& p = *impl_;
+    p.check_process();
+    std::lock_guard<std::mutex> lock(p.mu);
+    const int batch = check_view(ids, "ids", DType::Int64, {-1, -1}, p.opt.batch_limit, p.bundle.static_batch);
+    const int k = check_range("k (ids.shape[1])", ids.shape[1], 1, p.m.num_tokens, "the prefix length, 1..K");
+    check_span(out.data, out.size, size_t(batch) * p.m.horizon * p.m.action_dim, "out", "[batch, horizon, action_dim]");
+    const auto* id = static_cast<const int64_t*>(ids.data);
+    check_ids(id, batch, k, p.m.codebook_size);
+    p.detokenizer.decode(id, size_t(k), batch, k, out.data);
+  });
+}
+
+void Policy::tokenize(const TensorView& actions, Span<int64_t> out_ids) {
+  guarded("tokenize", [&] {
+    Impl& p = *impl_;
+    p.check_process();
+    std::lock_guard<std::mutex> lock(p.mu);
     const Graph& enc = p.bundle.encoder;
     if (!enc)
       throw InputError("tokenize: this bundle has no encoder graph (files.encoder absent); re-export with the encoder");
-    check_batch(batch);
-    check_ptr(actions, "actions");
-    check_ptr(out_ids, "out_ids");
+    const int batch =
+        check_view(actions, "actions", DType::Float32, {-1, p.m.horizon, p.m.action_dim}, p.opt.batch_limit, 0);
+    const size_t want = size_t(batch) * p.m.num_tokens;
+    check_span(out_ids.data, out_ids.size, want, "out_ids", "[batch, K]");
+    const auto* x = static_cast<const float*>(actions.data);
     const size_t rows = size_t(batch) * p.m.horizon, n = rows * p.m.action_dim;
-    check_finite(actions, {size_t(batch), size_t(p.m.horizon), size_t(p.m.action_dim)}, "actions");
+    check_finite(x, {size_t(batch), size_t(p.m.horizon), size_t(p.m.action_dim)}, "actions");
     std::vector<float> norm(n);  // not a hot path: plain allocation is fine
-    Normalizer(p.m.action_scale, p.m.action_offset).normalize(actions, rows, norm.data());
+    Normalizer(p.m.action_scale, p.m.action_offset).normalize(x, rows, norm.data());
     std::vector<int64_t> shape{batch, p.m.horizon, p.m.action_dim};
     Ort::Value in = Ort::Value::CreateTensor<float>(p.cpu_mem, norm.data(), n, shape.data(), shape.size());
     auto outs = enc.session->Run(p.run_opts, enc.names.in_c.data(), &in, 1, enc.names.out_c.data(), 1);
     auto info = outs[0].GetTensorTypeAndShapeInfo();
-    const size_t want = size_t(batch) * p.m.num_tokens;
     if (info.GetElementType() != ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64 || info.GetElementCount() != want)
       throw BundleError("encoder graph returned " + std::to_string(info.GetElementCount()) +
                         " elements (expected int64 [batch, K] = " + std::to_string(want) + "); re-export the bundle");
-    std::memcpy(out_ids, outs[0].GetTensorData<int64_t>(), want * sizeof(int64_t));
+    std::memcpy(out_ids.data, outs[0].GetTensorData<int64_t>(), want * sizeof(int64_t));
   });
 }
 

@@ -28,6 +28,12 @@ static Policy& shared_policy() {
   return p;
 }
 
+// The [B, n_obs_steps, obs_dim] view of a flat observation buffer (B from its size).
+static TensorView obs_view(const Policy& p, const std::vector<float>& obs) {
+  const auto& in = p.info();
+  return TensorView(obs.data(), {int64_t(obs.size()) / (in.n_obs_steps * in.obs_dim), in.n_obs_steps, in.obs_dim});
+}
+
 static std::vector<float> obs_for(const PolicyInfo& in, int batch, float phase = 0.f) {
   std::vector<float> o(size_t(batch) * in.n_obs_steps * in.obs_dim);
   for (size_t i = 0; i < o.size(); ++i) o[i] = std::sin(0.1f * float(i) + phase);
@@ -46,10 +52,10 @@ TEST(act_shapes_bounds_and_determinism) {
     o.max_tokens = k;
     o.seed = 123;
     ActStats st;
-    p.act(obs.data(), 1, a.data(), o, &st);
+    p.act(obs_view(p, obs), a, o, &st);
     CHECK_EQ(st.tokens_used, k);
     CHECK(st.total_ms > 0 && st.overhead_ms >= -0.01);
-    p.act(obs.data(), 1, b.data(), o);
+    p.act(obs_view(p, obs), b, o);
     CHECK(a == b);  // same seed, same chunk
     for (size_t i = 0; i < n; ++i) CHECK(std::isfinite(a[i]));
   }
@@ -64,7 +70,7 @@ TEST(generate_then_detokenize_equals_act) {
   ActOptions o;
   o.max_tokens = 4;
   o.seed = 99;
-  CHECK_EQ(p.generate(obs.data(), B, ids.data(), o), 4);
+  CHECK_EQ(p.generate(obs_view(p, obs), ids, o), 4);
   std::vector<int64_t> prefix;
   for (int b = 0; b < B; ++b)
     for (int t = 0; t < in.num_tokens; ++t) {
@@ -78,8 +84,8 @@ TEST(generate_then_detokenize_equals_act) {
     }
   const size_t n = size_t(B) * in.horizon * in.action_dim;
   std::vector<float> via_ids(n), via_act(n);
-  p.detokenize(prefix.data(), B, 4, via_ids.data());
-  p.act(obs.data(), B, via_act.data(), o);
+  p.detokenize(TensorView(prefix.data(), {B, 4}), via_ids);
+  p.act(obs_view(p, obs), via_act, o);
   CHECK(via_ids == via_act);
 }
 
@@ -93,8 +99,8 @@ TEST(greedy_equals_top_k_1_and_ignores_seed) {
   ActOptions k1;
   k1.top_k = 1;
   k1.seed = 2;
-  p.generate(obs.data(), 1, a.data(), g);
-  p.generate(obs.data(), 1, b.data(), k1);
+  p.generate(obs_view(p, obs), a, g);
+  p.generate(obs_view(p, obs), b, k1);
   CHECK(a == b);
 }
 
@@ -104,27 +110,34 @@ TEST(input_errors) {
   auto obs = obs_for(in, 1);
   std::vector<float> out(size_t(in.horizon) * in.action_dim);
   ActOptions o;
-  CHECK_THROWS(InputError, p.act(obs.data(), 0, out.data()), "batch: expected >= 1, got 0");
+  CHECK_THROWS(InputError, p.act(TensorView(obs.data(), {0, in.n_obs_steps, in.obs_dim}), out), "obs: empty batch");
+  CHECK_THROWS(InputError, p.act(TensorView(obs.data(), {1, in.obs_dim, in.n_obs_steps}), out),
+               "obs: expected float32 [B, " + std::to_string(in.n_obs_steps) + ", " + std::to_string(in.obs_dim) + "]");
+  CHECK_THROWS(InputError, p.act(TensorView(obs.data(), DType::Float64, {1, in.n_obs_steps, in.obs_dim}), out),
+               "got float64");
+  std::vector<float> short_out(out.size() - 1);
+  CHECK_THROWS(InputError, p.act(obs_view(p, obs), short_out), "out: expected a buffer of");
   auto bad = obs;
   bad[in.obs_dim + 2] = NAN;
-  CHECK_THROWS(InputError, p.act(bad.data(), 1, out.data()), "obs[0][1][2]");
+  CHECK_THROWS(InputError, p.act(obs_view(p, bad), out), "obs[0][1][2]");
   bad = obs;
   bad[1] = INFINITY;
-  CHECK_THROWS(InputError, p.act(bad.data(), 1, out.data()), "is Inf");
+  CHECK_THROWS(InputError, p.act(obs_view(p, bad), out), "is Inf");
   o.max_tokens = in.num_tokens + 1;
-  CHECK_THROWS(InputError, p.act(obs.data(), 1, out.data(), o), "max_tokens: expected 1..");
+  CHECK_THROWS(InputError, p.act(obs_view(p, obs), out, o), "max_tokens: expected 1..");
   o = {};
   o.temperature = -0.5;
-  CHECK_THROWS(InputError, p.act(obs.data(), 1, out.data(), o), "temperature");
+  CHECK_THROWS(InputError, p.act(obs_view(p, obs), out, o), "temperature");
   o.temperature = NAN;
-  CHECK_THROWS(InputError, p.act(obs.data(), 1, out.data(), o), "temperature");
+  CHECK_THROWS(InputError, p.act(obs_view(p, obs), out, o), "temperature");
   o = {};
   o.top_k = in.codebook_size + 1;
-  CHECK_THROWS(InputError, p.act(obs.data(), 1, out.data(), o), "top_k");
+  CHECK_THROWS(InputError, p.act(obs_view(p, obs), out, o), "top_k");
   int64_t ids[2] = {5, in.codebook_size};
-  CHECK_THROWS(InputError, p.detokenize(ids, 1, 2, out.data()), "ids[0][1]");
-  CHECK_THROWS(InputError, p.detokenize(ids, 1, 0, out.data()), "k: expected 1..");
-  CHECK_THROWS(InputError, p.act(nullptr, 1, out.data()), "null pointer");
+  CHECK_THROWS(InputError, p.detokenize(TensorView(ids, {1, 2}), out), "ids[0][1]");
+  CHECK_THROWS(InputError, p.detokenize(TensorView(ids, {1, 0}), out), "k (ids.shape[1]): expected 1..");
+  CHECK_THROWS(InputError, p.act(TensorView(static_cast<const float*>(nullptr), {1, in.n_obs_steps, in.obs_dim}), out),
+               "null pointer");
 }
 
 TEST(anytime_budget_stops_early_but_not_before_min_tokens) {
@@ -135,10 +148,10 @@ TEST(anytime_budget_stops_early_but_not_before_min_tokens) {
   o.latency_budget_ms = 1e-6;  // impossible: stops as soon as allowed
   o.min_tokens = 2;
   ActStats st;
-  p.act(obs.data(), 1, out.data(), o, &st);
+  p.act(obs_view(p, obs), out, o, &st);
   CHECK_EQ(st.tokens_used, 2);
   o.latency_budget_ms = 1e6;  // generous: all tokens
-  p.act(obs.data(), 1, out.data(), o, &st);
+  p.act(obs_view(p, obs), out, o, &st);
   CHECK_EQ(st.tokens_used, p.info().num_tokens);
 }
 
@@ -149,7 +162,7 @@ TEST(concurrent_act_is_serialized_and_deterministic) {
   std::vector<float> ref(n);
   ActOptions o;
   o.seed = 5;
-  p.act(obs.data(), 1, ref.data(), o);
+  p.act(obs_view(p, obs), ref, o);
   int mismatches = 0;
   std::vector<std::thread> ts;
   std::mutex mu;
@@ -157,7 +170,7 @@ TEST(concurrent_act_is_serialized_and_deterministic) {
     ts.emplace_back([&] {
       std::vector<float> out(n);
       for (int r = 0; r < 20; ++r) {
-        p.act(obs.data(), 1, out.data(), o);
+        p.act(obs_view(p, obs), out, o);
         if (out != ref) { std::lock_guard<std::mutex> l(mu); ++mismatches; }
       }
     });
@@ -171,10 +184,10 @@ TEST(tokenize_round_trip_shape) {
   std::vector<float> chunk(size_t(in.horizon) * in.action_dim);
   ActOptions o;
   o.seed = 3;
-  p.act(obs_for(in, 1).data(), 1, chunk.data(), o);
+  p.act(obs_view(p, obs_for(in, 1)), chunk, o);
   std::vector<int64_t> ids(in.num_tokens, -7);
   try {
-    p.tokenize(chunk.data(), 1, ids.data());
+    p.tokenize(TensorView(chunk.data(), {1, in.horizon, in.action_dim}), ids);
     for (auto id : ids) CHECK(id >= 0 && id < in.codebook_size);
   } catch (const InputError& e) {
     CHECK(std::string(e.what()).find("no encoder graph") != std::string::npos);
@@ -192,17 +205,17 @@ TEST(optimized_model_cache_round_trip) {
   std::vector<float> ref(n), first(n), cached(n);
   ActOptions a;
   a.seed = 11;
-  shared_policy().act(obs.data(), 1, ref.data(), a);
+  shared_policy().act(obs_view(shared_policy(), obs), ref, a);
   {
     Policy writes(g_bundle, o);  // optimizes and saves
-    writes.act(obs.data(), 1, first.data(), a);
+    writes.act(obs_view(writes, obs), first, a);
   }
   int cached_files = 0;
   for (const auto& e : fs::directory_iterator(dir))
     cached_files += e.path().filename().string().rfind("model.CPUExecutionProvider.", 0) == 0;
   CHECK_EQ(cached_files, 1);
   Policy reads(g_bundle, o);  // loads the cached graphs (manifest metadata must survive)
-  reads.act(obs.data(), 1, cached.data(), a);
+  reads.act(obs_view(reads, obs), cached, a);
   for (size_t i = 0; i < n; ++i) {
     CHECK_NEAR(first[i], ref[i], 1e-5);
     CHECK_NEAR(cached[i], ref[i], 1e-5);
@@ -260,9 +273,9 @@ TEST(no_page_fault_or_sleep_per_act_after_warm_up) {
   ActOptions o;
   o.max_tokens = in.num_tokens;
   o.seed = 5;
-  for (int i = 0; i < 20; ++i) p.act(obs.data(), 1, out.data(), o);
+  for (int i = 0; i < 20; ++i) p.act(obs_view(p, obs), out, o);
   const ThreadFaults f0 = thread_faults();
-  for (int i = 0; i < 300; ++i) p.act(obs.data(), 1, out.data(), o);
+  for (int i = 0; i < 300; ++i) p.act(obs_view(p, obs), out, o);
   const ThreadFaults f1 = thread_faults();
   CHECK_EQ(f1.minor - f0.minor, 0);
   CHECK_EQ(f1.major - f0.major, 0);
@@ -285,8 +298,8 @@ TEST(first_act_of_a_fresh_policy_takes_no_page_fault) {
   ActOptions sampled;
   sampled.seed = 9;
   const ThreadFaults f0 = thread_faults();
-  p.act(obs.data(), 1, out.data(), greedy);
-  p.act(obs.data(), 1, out.data(), sampled);
+  p.act(obs_view(p, obs), out, greedy);
+  p.act(obs_view(p, obs), out, sampled);
   const ThreadFaults f1 = thread_faults();
   CHECK_EQ(f1.minor - f0.minor, 0);
   CHECK_EQ(p.step_runs(), uint64_t(2 * in.num_tokens));

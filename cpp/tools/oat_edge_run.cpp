@@ -140,11 +140,12 @@ int main(int argc, char** argv) {
     opt.seed = a.seed;
     if (a.greedy) opt.temperature = 0;
     std::vector<float> out(size_t(a.batch) * info.horizon * info.action_dim);
+    const oat_edge::TensorView obs_view(obs.data(), {a.batch, info.n_obs_steps, info.obs_dim});
 
     // One chunk at the largest k, first n_action_steps rows of row 0.
     opt.max_tokens = ks.back();
     oat_edge::ActStats st;
-    policy.act(obs.data(), a.batch, out.data(), opt, &st);
+    policy.act(obs_view, out, opt, &st);
     std::printf("\nchunk (k=%d, first %d of %d steps, row 0):\n", ks.back(), info.n_action_steps, info.horizon);
     for (int t = 0; t < info.n_action_steps; ++t) {
       std::printf("  %2d:", t);
@@ -157,13 +158,13 @@ int main(int argc, char** argv) {
     std::vector<double> allocs_per_act, ours_per_act, ort_per_act;
     for (int k : ks) {
       opt.max_tokens = k;
-      for (int w = 0; w < 10; ++w) policy.act(obs.data(), a.batch, out.data(), opt, &st);  // warm-up
+      for (int w = 0; w < 10; ++w) policy.act(obs_view, out, opt, &st);  // warm-up
       std::vector<double> total, pre, step, dec, over_frac;
       int64_t allocs = 0, allocs_ort = 0;
       const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
       for (int i = 0; i < a.iters; ++i) {
         opt.seed = a.seed + uint64_t(i);
-        policy.act(obs.data(), a.batch, out.data(), opt, &st);
+        policy.act(obs_view, out, opt, &st);
         total.push_back(st.total_ms);
         pre.push_back(st.prefill_ms);
         step.push_back(st.step_ms / std::max(1, st.tokens_used));

@@ -9,6 +9,6 @@ from oat_edge.errors import BundleError, InputError, RuntimeLoadError
 from oat_edge.policy import Policy
 from oat_edge.realtime import prepare_realtime_memory, thread_faults
 
-__version__ = "0.1.0"
+from oat_edge.version import __version__
 
 __all__ = ["Policy", "prepare_realtime_memory", "thread_faults", "errors", "InputError", "BundleError", "RuntimeLoadError", "__version__"]

@@ -276,12 +276,11 @@ def probe_latency(bundle: str, device: str, ort_library: str | None, iters: int,
     from .policy import Policy  # the compiled core: only when a bundle is probed
     pol = Policy(bundle, device=device, threads=threads, ort_library=ort_library)
     info = pol.info
-    raw = info.manifest_json if hasattr(info, "manifest_json") else info["manifest"]
-    manifest = json.loads(raw) if isinstance(raw, str) else dict(raw)
-    norm, shape = manifest["normalization"], manifest["policy"]
-    obs = np.broadcast_to(-np.asarray(norm["obs_offset"], np.float64) / np.asarray(norm["obs_scale"], np.float64),
-                          (shape["n_obs_steps"], shape["obs_dim"])).astype(np.float32)
-    k = max_tokens or manifest["tokenizer"]["num_tokens"]
+    manifest = json.loads(info.manifest_json)  # for trained_rate_hz: a field PolicyInfo does not type
+    norm = info.normalization
+    obs = np.broadcast_to(-norm.obs_offset.astype(np.float64) / norm.obs_scale.astype(np.float64),
+                          (info.n_obs_steps, info.obs_dim)).astype(np.float32)
+    k = max_tokens or info.num_tokens
     times = []
     for i in range(iters):
         t0 = time.perf_counter()

@@ -32,6 +32,6 @@ def policy(bundle):
 
 @pytest.fixture(scope="session")
 def bounds(policy):
-    n = policy.info["manifest"]["normalization"]
-    return np.asarray(n["action_low"], np.float32), np.asarray(n["action_high"], np.float32)
+    n = policy.info.normalization
+    return n.action_low, n.action_high
 

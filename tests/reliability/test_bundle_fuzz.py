@@ -51,8 +51,7 @@ for name, path in json.load(open(sys.argv[1])):
         res.update(stage="load", exc="FOREIGN " + type(e).__name__, msg=str(e))
     else:
         i = p.info
-        lo = np.asarray(i["manifest"]["normalization"]["action_low"], np.float32)
-        hi = np.asarray(i["manifest"]["normalization"]["action_high"], np.float32)
+        lo, hi = i.normalization.action_low, i.normalization.action_high
         res.update(stage="run", exc=None, msg="loaded")
         try:
             a = p.act(np.zeros((i["n_obs_steps"], i["obs_dim"]), np.float32), seed=1)

@@ -136,7 +136,7 @@ def test_observation_overflowing_inside_the_graph_raises_and_policy_recovers(bun
     except (BundleError, InputError) as e:
         assert "non-finite" in str(e), e
     else:  # a bundle robust to this magnitude is fine too, if the result is valid
-        lo, hi = (np.asarray(p.info["manifest"]["normalization"][k], np.float32) for k in ("action_low", "action_high"))
+        lo, hi = p.info.normalization.action_low, p.info.normalization.action_high
         assert np.isfinite(chunk).all() and (chunk >= lo).all() and (chunk <= hi).all()
     np.testing.assert_array_equal(p.act(good, seed=7), before)
     for k in range(1, i["num_tokens"] + 1):

@@ -1,5 +1,7 @@
 """oat_edge.Policy on a tiny exported bundle: shapes, bounds, sampling, parity with the
 onnxruntime-Python reference loop, stats, and the GIL being released during inference."""
+import dataclasses
+import os
 import subprocess
 import sys
 import threading
@@ -31,8 +33,8 @@ def _obs(cfg, batch=None, seed=0):
 
 
 def _bounds(policy):
-    n = policy.info["manifest"]["normalization"]
-    return np.asarray(n["action_low"], np.float32), np.asarray(n["action_high"], np.float32)
+    n = policy.info.normalization
+    return n.action_low, n.action_high
 
 
 def test_single_obs_gives_one_float32_chunk(policy, tiny_config):
@@ -127,13 +129,28 @@ def test_tokenize_returns_k_valid_ids_per_chunk(policy, tiny_config):
 def test_info_reports_bundle_shapes_provider_and_ort(policy, tiny_config, tiny_bundle):
     i = policy.info
     for key in ("num_tokens", "horizon", "action_dim", "obs_dim", "n_obs_steps", "n_layers", "n_heads"):
-        assert i[key] == tiny_config[key], key
-    assert i["codebook_size"] == 1000 and i["fsq_levels"] == [8, 5, 5, 5]
-    assert i["provider"] == "CPUExecutionProvider"
-    assert i["ort_version"] and i["ort_library"]
-    assert i["manifest"]["format_version"] == 1
-    i["num_tokens"] = -1
-    assert policy.info["num_tokens"] == tiny_config["num_tokens"], "info must be a copy"
+        assert getattr(i, key) == tiny_config[key], key
+        assert i[key] == tiny_config[key], key  # dict-style reading still works
+    assert i.codebook_size == 1000 and i.fsq_levels == (8, 5, 5, 5)
+    assert i.provider == "CPUExecutionProvider"
+    assert i.ort_version and i.ort_library
+    assert i.inputs[0].dtype == "float32" and i.inputs[0].shape == (tiny_config["n_obs_steps"], tiny_config["obs_dim"])
+    assert i.has_encoder and i.max_batch == 1 and i.batch_limit == 1024
+    with pytest.raises(KeyError):
+        i["manifest"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        i.num_tokens = -1
+
+
+def test_info_normalization_is_the_manifests_in_float32(policy, tiny_bundle):
+    from oat_edge.manifest import load_manifest
+
+    want = load_manifest(tiny_bundle)["normalization"]
+    n = policy.info.normalization
+    for key, values in want.items():
+        got = getattr(n, key)
+        assert got.dtype == np.float32 and not got.flags.writeable, key
+        np.testing.assert_array_equal(got, np.asarray(values, np.float32), err_msg=key)
 
 
 def test_entry_file_path_loads_the_same_bundle(tiny_bundle, policy, tiny_config):
@@ -222,10 +239,20 @@ def test_package_imports_without_torch_or_metaworld(child_env):
             "sys.exit(f'imported {bad}' if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert oat_edge.__version__ == "0.1.0"
+    assert oat_edge.__version__ == oat_edge._core.__version__  # C++ and Python: one version
+
+
+def test_python_and_cpp_versions_are_pyprojects():
+    import tomllib
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        want = tomllib.load(f)["project"]["version"]
+    assert oat_edge.__version__ == want
+    assert oat_edge._core.__version__ == want
 
 
 def test_cuda_request_with_fallback_still_acts(tiny_bundle, tiny_config):
     p = Policy(tiny_bundle, device="cuda", allow_cpu_fallback=True)
-    assert p.info["provider"] in ("CUDAExecutionProvider", "CPUExecutionProvider")
+    assert p.info.provider in ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert np.isfinite(p.act(_obs(tiny_config), temperature=0)).all()

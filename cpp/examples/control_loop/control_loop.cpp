@@ -125,12 +125,13 @@ int main(int argc, char** argv) {
     oat_edge::Policy policy(a.bundle, ro);
     const oat_edge::PolicyInfo& in = policy.info();
     oat_edge::ActOptions opt;
-    opt.max_tokens = a.max_tokens;  // 0 = all K tokens
+    if (a.max_tokens > 0) opt.max_tokens = a.max_tokens;  // unset: all K tokens
     opt.seed = 0;
 
     Robot robot{std::vector<float>(size_t(in.obs_dim), 0.f)};
     std::vector<float> obs(size_t(in.n_obs_steps) * in.obs_dim, 0.f);  // history, oldest first
     std::vector<float> chunk(size_t(in.horizon) * in.action_dim, 0.f);
+    const oat_edge::TensorView obs_view(obs.data(), {1, in.n_obs_steps, in.obs_dim});
     const int n_exec = std::clamp(in.n_action_steps, 1, in.horizon);
     int next = n_exec;  // index into chunk: n_exec = "plan exhausted"
     std::vector<double> jitter_ms, act_ms;
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
       if (next >= n_exec) {
         oat_edge::ActStats st;
         opt.seed = uint64_t(replans++);
-        policy.act(obs.data(), 1, chunk.data(), opt, &st);
+        policy.act(obs_view, chunk, opt, &st);
         act_ms.push_back(st.total_ms);
         next = 0;
       }

@@ -1,50 +1,135 @@
 // oat_edge C++ runtime: public API of the core library (no Python needed).
 // Contract: docs/DESIGN.md. Everything here is usable from a ROS 2 node or a C++ control stack.
+//
+// Conventions of this header:
+//  - Buffers are never owned by the library: a call reads its inputs and writes its outputs during
+//    the call and keeps no pointer afterwards. Every buffer comes with its size (TensorView: shape
+//    and element type; Span: element count), and a size that does not match is an InputError
+//    before anything is read or written.
+//  - An option left unset (std::nullopt) takes the documented default; a set value is checked
+//    against its range and never reinterpreted (no magic -1 or 0).
+//  - Every failure is one of the Error subclasses below, with what was expected, what was given
+//    and what to do.
 #pragma once
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "oat_edge/version.h"
+
 namespace oat_edge {
 
-// ---- errors: every failure is one of these, with what was expected, what was given, what to do.
+// ---- errors
 struct Error : std::runtime_error { using std::runtime_error::runtime_error; };
-struct InputError : Error { using Error::Error; };        // bad call arguments (shape, NaN, k range...)
+struct InputError : Error { using Error::Error; };        // bad call arguments (shape, dtype, NaN, range...)
 struct BundleError : Error { using Error::Error; };       // missing/corrupt/incompatible bundle
 struct RuntimeLoadError : Error { using Error::Error; };  // ORT library missing/too old, EP unavailable
 
+// ---- buffers
+
+// Element type of a TensorView. Only float32 and int64 are read today; the others exist so that a
+// caller's wrong dtype is named in the error (and for the camera inputs to come, uint8).
+enum class DType { Float32, Float64, Float16, Int64, Int32, Int16, Int8, UInt8, UInt16, UInt32, UInt64, Bool, Other };
+const char* dtype_name(DType t);  // "float32", "int64", ...; Other: "an unsupported element type"
+
+// A read-only, caller-owned, C-contiguous (row-major) array: data, element type and shape.
+struct TensorView {
+  static constexpr size_t kMaxRank = 6;
+  const void* data = nullptr;
+  DType dtype = DType::Other;
+  std::array<int64_t, kMaxRank> shape{};  // the first `rank` entries are the dims
+  size_t rank = 0;
+
+  TensorView() = default;
+  // dims: at most kMaxRank entries (more is an InputError when the view is used).
+  TensorView(const float* p, std::initializer_list<int64_t> dims) : TensorView(p, DType::Float32, dims) {}
+  TensorView(const int64_t* p, std::initializer_list<int64_t> dims) : TensorView(p, DType::Int64, dims) {}
+  TensorView(const void* p, DType t, std::initializer_list<int64_t> dims) : data(p), dtype(t) {
+    for (int64_t d : dims) {
+      if (rank < kMaxRank) shape[rank] = d;
+      ++rank;
+    }
+  }
+};
+
+// A writable, caller-owned buffer of `size` elements of T.
+template <typename T>
+struct Span {
+  T* data = nullptr;
+  size_t size = 0;
+  Span() = default;
+  Span(T* d, size_t n) : data(d), size(n) {}
+  Span(std::vector<T>& v) : data(v.data()), size(v.size()) {}  // NOLINT: implicit on purpose
+};
+
+// ---- options
+
+// Limits of RuntimeOptions (documented here so callers can check before constructing).
+constexpr int kMaxIntraOpThreads = 256;
+constexpr int kMaxBatchLimit = 65536;
+
 struct RuntimeOptions {
-  std::string ort_library;          // explicit path to libonnxruntime.so*; empty = search (see ort_loader)
-  std::string device = "cpu";       // "cpu" | "cuda" | "tensorrt"
-  bool allow_cpu_fallback = false;  // device unavailable: fall back to CPU (true) or throw RuntimeLoadError
-  int intra_op_threads = 1;         // 1-2 on a robot computer: leave cores to the controller
-  bool spin_wait = false;           // off: the control loop sleeps between cycles
-  std::string optimized_model_dir;  // non-empty: cache ORT-optimized graphs here
-  std::string trt_cache_dir;        // TensorRT engine cache (default: <bundle>/trt_cache)
+  // libonnxruntime.so* to load; empty: search ($OAT_EDGE_ORT_LIBRARY, then the system; see ort_loader).
+  std::string ort_library;
+  // "cpu" | "cuda" | "tensorrt". Anything else is an InputError.
+  std::string device = "cpu";
+  // device unavailable: fall back to CPU (true) or throw RuntimeLoadError (false).
+  bool allow_cpu_fallback = false;
+  // ORT intra-op threads, 0..kMaxIntraOpThreads; 0 lets ORT choose (one per core). 1-2 on a robot
+  // computer: leave cores to the controller.
+  int intra_op_threads = 1;
+  // ORT threads spin between runs (lower latency, burns a core). Off: they sleep.
+  bool spin_wait = false;
+  // Directory for ORT-optimized graphs (loads faster next time); empty: no cache.
+  std::string optimized_model_dir;
+  // TensorRT engine cache; empty: <bundle>/trt_cache.
+  std::string trt_cache_dir;
+  // TensorRT builds fp16 engines.
   bool trt_fp16 = true;
-  int max_batch = 1;                // KV cache preallocated for this batch; larger batches grow it once
-  bool warmup = true;               // constructor runs greedy + sampled acts per bound batch size
+  // Rows the buffers are allocated for at load, 1..batch_limit. A larger batch (up to batch_limit)
+  // grows them once, in that call.
+  int max_batch = 1;
+  // The largest batch any call accepts, max_batch..kMaxBatchLimit: a larger one is an InputError
+  // before anything is allocated. Bounds the memory a caller can make the policy take.
+  int batch_limit = 1024;
+  // The constructor runs greedy and sampled acts per bound batch size, so the first act() in a
+  // control loop does not pay ORT's first-run allocations and page faults.
+  bool warmup = true;
 };
 
+// Per-call generation options. Policy::check(options) applies exactly the checks act() applies.
 struct ActOptions {
-  int max_tokens = 0;            // 1..K; 0 = K (all tokens)
-  double temperature = -1.0;     // exactly -1 = bundle default; 0 = greedy; other negatives/NaN = InputError
-  int top_k = -1;                // exactly -1 = bundle default; 0 = no top-k cut; 1..codebook_size
-  std::optional<uint64_t> seed;  // unset: drawn from the policy's own RNG stream
-  double latency_budget_ms = 0;  // >0: anytime mode, stop generating when the next token would overrun
-  int min_tokens = 1;            // anytime mode never stops before this many tokens
+  // Tokens to generate (the prefix length k), 1..K. Unset: K.
+  std::optional<int64_t> max_tokens;
+  // Anytime mode never stops before this many tokens, 1..max_tokens (its resolved value). Unset: 1.
+  std::optional<int64_t> min_tokens;
+  // Sampling temperature, finite and >= 0; 0 is greedy. Unset: the bundle's default.
+  std::optional<double> temperature;
+  // Sample among the top_k most likely ids, 0..codebook_size; 0 keeps every id, 1 is greedy.
+  // Unset: the bundle's default.
+  std::optional<int64_t> top_k;
+  // Sampling seed, any value (calls with the same seed and inputs give the same tokens). Unset:
+  // drawn from the policy's own random stream.
+  std::optional<uint64_t> seed;
+  // Anytime mode: stop generating when one more token plus decoding would exceed this many
+  // milliseconds since the call began. Finite and > 0. Unset: no budget (generate max_tokens).
+  std::optional<double> latency_budget_ms;
 };
 
+// What one act()/generate() did. Times are wall-clock milliseconds.
 struct ActStats {
-  int tokens_used = 0;
-  double total_ms = 0;      // whole act(): normalization .. denormalized chunk
+  int tokens_used = 0;      // tokens generated (the prefix length decoded)
+  double total_ms = 0;      // whole call: checks .. output written
   double prefill_ms = 0;    // ORT time of the prefill graph
   double step_ms = 0;       // ORT time of all step graph runs
-  double decode_ms = 0;     // ORT time of the decoder graph
+  double decode_ms = 0;     // ORT time of the decoder graph (0 for generate())
   double overhead_ms = 0;   // total - (prefill + step + decode): our own code
   // Heap allocations during this call; only counted when the malloc counter
   // (cpp/tools/malloc_counter.c, LD_PRELOAD) is loaded, else -1. Benchmark aid.
@@ -52,20 +137,48 @@ struct ActStats {
   int64_t allocs_in_ort = -1;  // inside ORT Run() calls (prefill + steps + decoder)
 };
 
+// ---- bundle information
+
+// One named input of act()/generate(): its element type and its shape per batch row.
+struct InputInfo {
+  std::string name;            // graph input name, e.g. "obs"
+  DType dtype = DType::Float32;
+  std::vector<int64_t> shape;  // without the leading batch dim, e.g. {n_obs_steps, obs_dim}
+};
+
+// Per-dimension affine normalization (docs/DESIGN.md §4): x_norm = x * scale + offset.
+struct Normalization {
+  std::vector<float> obs_scale, obs_offset;        // obs_dim each
+  std::vector<float> action_scale, action_offset;  // action_dim each
+  std::vector<float> action_low, action_high;      // action_dim each: every output lies in [low, high]
+};
+
 struct PolicyInfo {
-  int num_tokens, codebook_size, vocab_size, bos_id, horizon, action_dim;
-  int n_obs_steps, obs_dim, n_action_steps, n_layers, n_heads, head_dim;
-  std::vector<int> fsq_levels;
-  double default_temperature; int default_top_k;
-  std::string provider;       // execution provider actually used
-  std::string ort_version, ort_library, bundle_dir, precision, tokenizer_kind;
-  std::vector<std::string> tasks;
-  std::string manifest_json;  // the bundle's manifest, verbatim
+  // Tokenizer: K tokens per chunk from an FSQ codebook; a chunk is horizon x action_dim.
+  int num_tokens = 0, codebook_size = 0, horizon = 0, action_dim = 0;
+  std::vector<int> fsq_levels;      // codebook_size = product of the levels
+  std::string tokenizer_kind;       // "oat", ...
+  // Policy: observation history and transformer shape.
+  int n_obs_steps = 0, obs_dim = 0, n_action_steps = 0;
+  int vocab_size = 0, bos_id = 0, n_layers = 0, n_heads = 0, head_dim = 0;
+  std::vector<InputInfo> inputs;    // what act() reads, in order
+  Normalization normalization;
+  std::vector<std::string> tasks;   // task names the observation's one-hot refers to (may be empty)
+  std::string obs_layout;           // free text: what the observation vector holds
+  double default_temperature = 1.0; // used when ActOptions::temperature is unset
+  int default_top_k = 0;            // used when ActOptions::top_k is unset
+  bool has_encoder = false;         // tokenize() available
+  // Runtime.
+  std::string provider;             // execution provider actually used
+  std::string ort_version, ort_library, bundle_dir, precision;
+  int max_batch = 1, batch_limit = 1;  // as resolved (a fixed-batch bundle pins both)
+  std::string manifest_json;        // the bundle's manifest, verbatim (for display and archiving)
 };
 
 // Thread safety: every public method takes an internal mutex, so one Policy may be shared across
 // threads; calls are serialized (no parallel speed-up). Use one Policy per thread for parallelism.
-// Errors: InputError / BundleError / RuntimeLoadError (never a crash on bad input).
+// fork(): a child process may keep using a Policy its parent made, even if another parent thread
+// was inside a call at the fork (the child gets a fresh lock).
 class Policy {
  public:
   // path: the bundle directory or its entry file model.onnx.
@@ -76,21 +189,28 @@ class Policy {
 
   const PolicyInfo& info() const;
 
-  // obs: [batch, n_obs_steps, obs_dim] float32 row-major, raw units.
-  // out: [batch, horizon, action_dim] float32, raw units, clamped to the bundle's action bounds.
-  void act(const float* obs, int batch, float* out, const ActOptions& opt = {}, ActStats* stats = nullptr);
+  // Throws the InputError act() would throw for these options (nothing else is checked or run).
+  void check(const ActOptions& options) const;
 
-  // Token ids only: out_ids [batch, K] (entries >= tokens_used are -1). Returns tokens_used.
-  int generate(const float* obs, int batch, int64_t* out_ids, const ActOptions& opt = {},
+  // obs: float32 [batch, n_obs_steps, obs_dim], raw units, finite.
+  // out: batch * horizon * action_dim floats: [batch, horizon, action_dim] in raw units, clamped to
+  // the bundle's action bounds.
+  void act(const TensorView& obs, Span<float> out, const ActOptions& options = {}, ActStats* stats = nullptr);
+
+  // Token ids only. out_ids: batch * K int64 ([batch, K]); entries past the returned count are -1.
+  // Returns the number of tokens generated.
+  int generate(const TensorView& obs, Span<int64_t> out_ids, const ActOptions& options = {},
                ActStats* stats = nullptr);
 
-  // Prefix detokenization: ids [batch, k] in [0, codebook_size), k in 1..K -> out [batch, horizon, action_dim].
-  void detokenize(const int64_t* ids, int batch, int k, float* out);
+  // Prefix detokenization: ids int64 [batch, k], k in 1..K, each in [0, codebook_size).
+  // out: batch * horizon * action_dim floats, as act().
+  void detokenize(const TensorView& ids, Span<float> out);
 
-  // Tokenize raw action chunks [batch, horizon, action_dim] -> ids [batch, K]. Needs the encoder graph.
-  void tokenize(const float* actions, int batch, int64_t* out_ids);
+  // Raw action chunks float32 [batch, horizon, action_dim] -> out_ids: batch * K int64. Needs the
+  // encoder graph (info().has_encoder), else InputError.
+  void tokenize(const TensorView& actions, Span<int64_t> out_ids);
 
-  // Per-token allocation accounting for benchmarks: number of step() graph runs since load.
+  // Step-graph runs since load (one per generated token): benchmarks read it from any thread.
   uint64_t step_runs() const;
 
  private:
@@ -98,7 +218,8 @@ class Policy {
   std::unique_ptr<Impl> impl_;
 };
 
-// FSQ id <-> code (docs/DESIGN.md §3); exposed for tests and tools.
+// FSQ id <-> code (docs/DESIGN.md §3); exposed for tests and tools. levels: each >= 2;
+// ids: n values in [0, product of levels); codes: n * levels.size() floats. Throws InputError.
 void fsq_ids_to_codes(const std::vector<int>& levels, const int64_t* ids, size_t n, float* codes);
 
 }  // namespace oat_edge

@@ -59,9 +59,9 @@ def run(token_policy, bundle: str, ks=(1, 2, 4, 8), iters: int = 200, warmup: in
     info = cpp.info
     rng = np.random.default_rng(seed)
     # a plausible observation: inside the normalizer's range
-    lo = np.asarray(info["manifest"]["normalization"]["obs_offset"])
-    obs = rng.uniform(-1, 1, size=(info["n_obs_steps"], info["obs_dim"])).astype(np.float32)
-    obs = (obs - lo) / np.asarray(info["manifest"]["normalization"]["obs_scale"], np.float32)
+    norm = info.normalization
+    obs = rng.uniform(-1, 1, size=(info.n_obs_steps, info.obs_dim)).astype(np.float32)
+    obs = (obs - norm.obs_offset) / norm.obs_scale
 
     overhead: dict[int, list[float]] = {}
 
