@@ -116,27 +116,17 @@ def _bundle_files(tmp_path):
         (tmp_path / f).write_bytes(b"x")
 
 
-def test_graph_file_that_is_a_directory_says_so(tmp_path):
+@pytest.mark.parametrize("graph,make,match", [
+    ("decoder.onnx", os.mkdir, "decoder.onnx' in .* is a directory, expected an ONNX file"),
+    ("policy_prefill.onnx", os.mkfifo, "is not a regular file \\(a FIFO"),  # reading it would block
+    ("encoder.onnx", lambda p: os.symlink(os.path.join(os.path.dirname(p), "gone.onnx"), p),
+     "dangling symbolic link .*gone.onnx"),
+])
+def test_graph_file_that_is_not_a_regular_file_says_what_it_is(tmp_path, graph, make, match):
     _bundle_files(tmp_path)
-    os.remove(tmp_path / "decoder.onnx")
-    os.mkdir(tmp_path / "decoder.onnx")
-    with pytest.raises(BundleError, match="decoder.onnx' in .* is a directory, expected an ONNX file"):
-        mf.validate(good(), tmp_path)
-
-
-def test_graph_file_that_is_a_fifo_says_so_without_blocking(tmp_path):
-    _bundle_files(tmp_path)
-    os.remove(tmp_path / "policy_prefill.onnx")
-    os.mkfifo(tmp_path / "policy_prefill.onnx")
-    with pytest.raises(BundleError, match="is not a regular file \\(a FIFO"):
-        mf.validate(good(), tmp_path)
-
-
-def test_dangling_symlink_names_its_target(tmp_path):
-    _bundle_files(tmp_path)
-    os.remove(tmp_path / "encoder.onnx")
-    os.symlink(tmp_path / "gone.onnx", tmp_path / "encoder.onnx")
-    with pytest.raises(BundleError, match="dangling symbolic link .*gone.onnx"):
+    os.remove(tmp_path / graph)
+    make(str(tmp_path / graph))
+    with pytest.raises(BundleError, match=match):
         mf.validate(good(), tmp_path)
 
 
