@@ -18,6 +18,7 @@ import numpy as np
 
 from .atomic import check_output_file, write_json
 from .control import ControlLoop, demote_to_normal_priority, write_csv
+from .control.policy_spec import info_field
 from .control.telemetry import Telemetry
 from .errors import InputError
 from .sd_notify import ServiceNotifier
@@ -57,12 +58,12 @@ class _SimPlant:
 def _make_env(policy, task):
     from .sim.metaworld_env import MetaWorldEnv
     info = policy.info
-    tasks = list(info.get("tasks") or [])
+    tasks = list(info_field(info, "tasks") or [])
     task = task or (tasks[0] if tasks else None)
     if task is None:
         raise InputError("the bundle declares no tasks: pass --task")
-    return MetaWorldEnv(task, tasks=tasks, n_obs_steps=int(info["n_obs_steps"]),
-                        obs_dim=int(info["obs_dim"]))
+    return MetaWorldEnv(task, tasks=tasks, n_obs_steps=int(info_field(info, "n_obs_steps")),
+                        obs_dim=int(info_field(info, "obs_dim")))
 
 
 def _live_line(loop: ControlLoop, hz: float, episodes: dict) -> str | None:

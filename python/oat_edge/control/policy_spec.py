@@ -16,7 +16,8 @@ import numpy as np
 from ..errors import InputError
 
 
-def _field(obj, name: str):
+def info_field(obj, name: str):
+    """obj[name] for a dict, obj.name for a typed info object; None when absent."""
     if obj is None:
         return None
     return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
@@ -25,10 +26,10 @@ def _field(obj, name: str):
 def info_bounds(policy):
     """Action bounds declared by the bundle (info fields, else its normalization), or (None, None)."""
     info = getattr(policy, "info", None)
-    low, high = _field(info, "action_low"), _field(info, "action_high")
+    low, high = info_field(info, "action_low"), info_field(info, "action_high")
     if low is None or high is None:
-        norm = _field(info, "normalization") or _field(_field(info, "manifest"), "normalization")
-        low, high = _field(norm, "action_low"), _field(norm, "action_high")
+        norm = info_field(info, "normalization") or info_field(info_field(info, "manifest"), "normalization")
+        low, high = info_field(norm, "action_low"), info_field(norm, "action_high")
     return (low, high) if low is not None and high is not None else (None, None)
 
 
@@ -54,11 +55,11 @@ class PolicySpec:
                             f"oat_edge.Policy API), got {type(policy).__name__}")
         dims = {}
         for name in ("horizon", "action_dim"):
-            if _field(info, name) is None:
+            if info_field(info, name) is None:
                 raise InputError(f"policy.info lacks {name!r}: expected the oat_edge.Policy info fields")
-            dims[name] = _as_count(name, _field(info, name))
-        steps = _field(info, "n_action_steps")
-        n_obs, obs_dim = _field(info, "n_obs_steps"), _field(info, "obs_dim")
+            dims[name] = _as_count(name, info_field(info, name))
+        steps = info_field(info, "n_action_steps")
+        n_obs, obs_dim = info_field(info, "n_obs_steps"), info_field(info, "obs_dim")
         obs_shape = None
         if n_obs is not None and obs_dim is not None:
             obs_shape = (_as_count("n_obs_steps", n_obs), _as_count("obs_dim", obs_dim))
