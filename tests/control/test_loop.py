@@ -259,7 +259,7 @@ def test_a_stalled_sensor_never_delays_the_actuator_and_stale_readings_are_dropp
     with ControlLoop(p, get_obs, c.send, hz=100, background=True) as loop:
         s = loop.run(80)
     assert len(c.sent) == 80
-    assert s["period_ms"]["max"] < 100.0    # an inline read would show one 300 ms period
+    assert s["period_ms"]["max"] < 200.0    # an inline read would show one >= 300 ms period
     held = [r["held"] for r in loop.records]
     assert any(held[12:40]) and not all(held[50:])          # held during the stall, then recovered
     assert s["stale_obs"] >= 1 and s["replans_without_obs"] >= 10
