@@ -15,7 +15,11 @@ import sys
 
 # subcommand -> (module, function, what it does, what it needs)
 FORWARD = {
-    "demos": ("oat_edge.train.demos", "main", "collect scripted-expert Meta-World demos", "train"),
+    "demos": ("oat_edge.train.demos", "main",
+              "collect scripted-expert Meta-World demos (.npz, or --format lerobot)", "train"),
+    "inspect-dataset": ("oat_edge.data.inspect", "main",
+                        "check and summarize a LeRobot / robomimic dataset before training",
+                        "train"),
     "train-tokenizer": ("oat_edge.train.train_tokenizer", "main",
                         "train an action tokenizer (OAT / OATX / Bin)", "train"),
     "train-policy": ("oat_edge.train.train_policy", "main",
