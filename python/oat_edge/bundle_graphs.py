@@ -67,7 +67,11 @@ def load_checked(bundle_dir, entry):
     makes, in its order (the entry file was checked by manifest.entry_path): manifest valid, files present, entry is the step graph,
     each graph loads in ONNX Runtime and matches the contract."""
     step = open_graph(bundle_dir, entry)
-    props = step.get_modelmeta().custom_metadata_map
+    try:
+        props = step.get_modelmeta().custom_metadata_map
+    except UnicodeDecodeError as e:  # the C++ parser reads the same bytes and rejects them as JSON
+        raise BundleError(f"invalid bundle manifest: not valid JSON (ill-formed UTF-8: {e}). "
+                          "Re-export the bundle with oat_edge's exporter.") from None
     if MANIFEST_KEY not in props:
         raise BundleError(f"{entry} has no '{MANIFEST_KEY}' metadata: it is not an oat_edge bundle entry file. "
                           "Export one with oat_edge's exporter.")

@@ -185,7 +185,12 @@ def test_empty_and_non_onnx_files_raise_bundle_error(tiny_bundle, tmp_path, chil
     fifo_entry = _copy(tiny_bundle, tmp_path / "fifoentry")
     os.remove(fifo_entry / "model.onnx")
     os.mkfifo(fifo_entry / "model.onnx")
+    utf = _copy(tiny_bundle, tmp_path / "utf")  # manifest bytes that are not UTF-8
+    _edit_manifest(utf, lambda d: d.update(obs_layout="QQQQ"))
+    data = (utf / "model.onnx").read_bytes()
+    (utf / "model.onnx").write_bytes(data.replace(b"QQQQ", b"\xff\xfe\xff\xfe"))
     cases = [
+        ("manifest of ill-formed UTF-8", utf),
         ("empty model.onnx", empty),
         ("text model.onnx", text),
         ("path to a .txt file", notes),
@@ -204,6 +209,7 @@ def test_empty_and_non_onnx_files_raise_bundle_error(tiny_bundle, tmp_path, chil
         assert r["stage"] == "load" and r["exc"] == "BundleError", (name, r)
         _agree(name, r)
     assert "no 'oat_edge.manifest' metadata" in results["entry is a graph without manifest (decoder.onnx)"]["msg"]
+    assert all("not valid JSON" in results["manifest of ill-formed UTF-8"][k] for k in ("msg", "inspect_msg"))
     # the real cause, in both loaders' words, not "corrupt or needs a newer ONNX Runtime"
     for name, cause in [("decoder.onnx dangling symlink", "'decoder.onnx' in .* is a dangling symbolic link"),
                         ("model.onnx is a directory", "'model.onnx' in .* is a directory, expected an ONNX file"),
