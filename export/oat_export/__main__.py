@@ -36,6 +36,7 @@ def main(argv=None):
         check_output_dir(args.out, force=True)  # before the slow part; re-exporting is normal
         ck = load_checkpoint(args.checkpoint, what="--checkpoint")
         tp = TokenPolicy.from_checkpoint(ck)
+        tp.control_hz = ck.get("control_hz")  # a dataset's fps, recorded by train_policy
         # train_policy stores the task list and observation layout next to the weights
         tasks = args.tasks if args.tasks is not None else ck.get("tasks", [])
         obs_layout = args.obs_layout if args.obs_layout is not None else ck.get("obs_layout", "")

@@ -85,7 +85,8 @@ def manifest_for(tp, precision="fp32", tasks=(), obs_layout=""):
         obs_scale=on.scale.tolist(), obs_offset=on.offset.tolist(),
         action_scale=an.scale.tolist(), action_offset=an.offset.tolist(),
         action_low=an.low.tolist(), action_high=an.high.tolist(),
-        has_encoder=True, precision=precision, tasks=tasks, obs_layout=obs_layout)
+        has_encoder=True, precision=precision, tasks=tasks, obs_layout=obs_layout,
+        control_hz=getattr(tp, "control_hz", None))
 
 
 def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET):

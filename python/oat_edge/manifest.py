@@ -41,7 +41,7 @@ def build_manifest(*, kind, num_tokens, fsq_levels, horizon, action_dim,
                    n_layers, n_heads, head_dim, n_obs_steps, obs_dim, n_action_steps,
                    obs_scale, obs_offset, action_scale, action_offset, action_low, action_high,
                    has_encoder=True, temperature=1.0, top_k=10, precision="fp32",
-                   tasks=(), obs_layout=""):
+                   tasks=(), obs_layout="", control_hz=None):
     """Assemble a manifest dict from plain numbers/lists and validate it (no file check)."""
     levels = [int(l) for l in fsq_levels]
     cb = math.prod(levels)
@@ -64,6 +64,8 @@ def build_manifest(*, kind, num_tokens, fsq_levels, horizon, action_dim,
         "tasks": [str(t) for t in tasks],
         "obs_layout": str(obs_layout),
     }
+    if control_hz is not None:  # the rate the training data was recorded at (dataset fps)
+        d["control_hz"] = float(control_hz)
     return validate(d)
 
 
