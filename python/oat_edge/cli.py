@@ -56,21 +56,9 @@ def _forward(name: str, argv: list[str]) -> int:
 # ------------------------------------------------------------------------------- inspect
 
 def _read_manifest(path: str) -> dict:
-    try:
-        from .manifest import load_manifest
-    except ImportError:
-        load_manifest = None
-    if load_manifest is not None:
-        return load_manifest(path)
-    # Fallback: the raw metadata_props value, unvalidated.
-    import onnx
-    p = os.path.join(path, "model.onnx") if os.path.isdir(path) else path
-    if not os.path.isfile(p):
-        raise FileNotFoundError(f"bundle entry file not found: {p}")
-    props = {x.key: x.value for x in onnx.load(p, load_external_data=False).metadata_props}
-    if "oat_edge.manifest" not in props:
-        raise UserError(f"{p} has no 'oat_edge.manifest' metadata (not an oat_edge bundle)")
-    return json.loads(props["oat_edge.manifest"])
+    # Always the validating loader: inspect must accept exactly the bundles Policy() accepts.
+    from .manifest import load_manifest
+    return load_manifest(path)
 
 
 def cmd_inspect(a) -> int:
