@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,57 @@ def test_load_dataset_keeps_every_step_of_a_held_out_episode_out_of_training(tmp
 def test_val_fraction_outside_unit_interval_is_rejected():
     with pytest.raises(ValueError, match="val_fraction"):
         split_episodes(np.zeros(4, np.int64), 1.0, 0)
+
+
+# ------------------------------------------------------------------ training from a dataset
+
+V30 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                   "data", "fixtures", "lerobot_v30")  # written by lerobot itself
+TINY = ["--steps", "3", "--batch", "8", "--warmup", "1", "--log-every", "1", "--eval-every", "2",
+        "--no-progress", "--val-fraction", "0.34", "--threads", "1"]
+
+
+def test_a_lerobot_dataset_gives_the_same_samples_as_the_npz_demos(tmp_path):
+    from oat_edge.train.demos import save_lerobot
+    d = _demos(lengths=(6, 4, 7), tasks=(0, 1, 0))
+    save_demos(d, tmp_path / "d.npz")
+    save_lerobot(d, tmp_path / "lerobot")
+    cfg = DataConfig(horizon=4, n_obs_steps=2, val_fraction=0.34, seed=3)
+    a_train, a_val, a_info = load_dataset(tmp_path / "d.npz", cfg)
+    b_train, b_val, b_info = load_dataset(str(tmp_path / "lerobot"), cfg)
+    for a, b in ((a_train, b_train), (a_val, b_val)):
+        assert torch.equal(a.obs, b.obs) and torch.equal(a.actions, b.actions)
+        assert torch.equal(a.episode, b.episode) and torch.equal(a.task, b.task)
+    assert a_info["tasks"] == b_info["tasks"] and a_info["val_episodes"] == b_info["val_episodes"]
+    assert b_info["fps"] == 80.0
+
+
+def test_obs_keys_are_refused_with_npz_demos(tmp_path):
+    save_demos(_demos(), tmp_path / "d.npz")
+    with pytest.raises(ValueError, match="obs_keys/action_key: expected only with a dataset"):
+        load_dataset(tmp_path / "d.npz", DataConfig(horizon=4), obs_keys=["observation.state"])
+
+
+def test_training_from_a_lerobot_dataset_records_its_fps_layout_tasks_and_stats(tmp_path):
+    from oat_edge.data import open_dataset
+    from oat_edge.train import train_policy, train_tokenizer
+    from oat_edge.train.policy import TokenPolicy
+
+    train_tokenizer.main(["--dataset", V30, "--out", str(tmp_path / "tok"), "--width", "16",
+                          "--enc-depth", "1", "--dec-depth", "1", "--heads", "2", "--horizon",
+                          "4", *TINY])
+    train_policy.main(["--dataset", V30, "--tokenizer", str(tmp_path / "tok/tokenizer.pt"),
+                       "--out", str(tmp_path / "pol"), "--width", "16", "--layers", "1",
+                       "--heads", "2", *TINY])
+    ck = torch.load(tmp_path / "pol" / "policy.pt", weights_only=False)
+    assert ck["control_hz"] == 10.0
+    assert ck["tasks"] == ["pick up the cube", "open the drawer"]
+    assert ck["obs_layout"] == "observation.state [6] followed by a one-hot over `tasks`"
+    pol = TokenPolicy.from_checkpoint(ck)
+    ds = open_dataset(V30)
+    # the normalizers start from the dataset's declared min/max
+    np.testing.assert_allclose(pol.tokenizer.normalizer.low.numpy(), ds.stats["action"]["min"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(pol.obs_normalizer.high.numpy()[:6],
+                               ds.stats["observation.state"]["max"], rtol=1e-6)
+    assert pol.predict(np.zeros((2, 6 + 2), np.float32), max_tokens=2, seed=0).shape == (4, 3)
