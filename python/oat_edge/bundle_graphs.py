@@ -64,8 +64,8 @@ def check_graph(graph_name, session, d):
 
 def load_checked(bundle_dir, entry):
     """Manifest of the bundle whose entry file is bundle_dir/entry, after every check the C++ loader
-    makes, in its order (the entry file was checked by manifest.entry_path): manifest valid, files present, entry is the step graph,
-    each graph loads in ONNX Runtime and matches the contract."""
+    makes, in its order (manifest.entry_path checked the entry file): manifest valid, files present,
+    entry is the step graph, each graph loads in ONNX Runtime, matches the contract, and runs."""
     step = open_graph(bundle_dir, entry)
     try:
         props = step.get_modelmeta().custom_metadata_map
@@ -85,4 +85,48 @@ def load_checked(bundle_dir, entry):
             sessions[role] = open_graph(bundle_dir, name)
     for role, s in sessions.items():
         check_graph(role, s, d)
+    dry_run(sessions, d)
     return d
+
+
+def _run(session, graph, feeds):
+    try:
+        return session.run(None, feeds)
+    except Exception as e:  # ORT's own exception types
+        raise BundleError(f"ONNX Runtime failed while running the {graph} graph: {e}. The graphs may not match "
+                          "the manifest; re-export the bundle.") from None
+
+
+def dry_run(sessions, d):
+    """One greedy act on the observation that normalizes to 0, as Policy() warms itself up: a bundle
+    whose graphs load but cannot run, or produce a non-finite logit or action, is rejected here too."""
+    import numpy as np
+
+    n = dims(d)
+    L, H, K, Dh, S = n["L"], n["H"], n["K"], n["Dh"], n["S"]
+    step, out_names = sessions["step"], [o.name for o in sessions["step"].get_outputs()]
+    mem_k, mem_v = _run(sessions["prefill"], "prefill", {"obs": np.zeros((1, S, n["obs_dim"]), np.float32)})
+    past_k, past_v = (np.zeros((L, 1, H, K, Dh), np.float32) for _ in range(2))
+    cb = d["tokenizer"]["codebook_size"]
+    ids, token = [], d["policy"]["bos_id"]
+    for t in range(K):
+        outs = dict(zip(out_names, _run(step, "step", {
+            "token": np.array([token], np.int64), "step": np.array([t], np.int64),
+            "past_k": past_k, "past_v": past_v, "mem_k": mem_k, "mem_v": mem_v})))
+        logits = outs["logits"][0, :cb]
+        bad = np.flatnonzero(~np.isfinite(logits))
+        if bad.size:
+            raise BundleError(f"the step graph produced a non-finite logit (id {bad[0]}); the bundle's weights or "
+                              "inputs are broken: re-export it and check the parity report")
+        past_k[:, :, :, t:t + 1], past_v[:, :, :, t:t + 1] = outs["new_k"], outs["new_v"]
+        token = int(np.argmax(logits))
+        ids.append(token)
+    levels = np.asarray(d["tokenizer"]["fsq_levels"], np.int64)
+    basis = np.concatenate([[1], np.cumprod(levels[:-1])])
+    half = levels // 2
+    codes = (((np.asarray(ids)[:, None] // basis) % levels - half) / half).astype(np.float32)[None]
+    (actions,) = _run(sessions["decoder"], "decoder", {"codes": codes, "num_tokens": np.array([K], np.int64)})
+    bad = np.flatnonzero(~np.isfinite(actions.ravel()))
+    if bad.size:
+        raise BundleError(f"the decoder graph produced a non-finite action (flat index {bad[0]}); the bundle is "
+                          "broken: re-export it and check the parity report")

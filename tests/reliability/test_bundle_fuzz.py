@@ -251,6 +251,29 @@ GRAPH_CASES = [
 ]
 
 
+def _poison(path):
+    """Fill the graph's largest float weight with NaN (a diverged training run, exported)."""
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    init = max((i for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.raw_data),
+               key=lambda i: len(i.raw_data))
+    init.raw_data = np.full(numpy_helper.to_array(init).shape, np.nan, np.float32).tobytes()
+    onnx.save(m, str(path))
+
+
+def test_graphs_that_load_but_compute_nan_are_rejected_by_both_loaders(tiny_bundle, tmp_path, child_env):
+    cases = []
+    for graph in ("model.onnx", "policy_prefill.onnx", "decoder.onnx"):
+        d = _copy(tiny_bundle, tmp_path / graph)
+        _poison(d / graph)
+        cases.append((graph, d))
+    results = _run_cases(cases, tmp_path, child_env)
+    for name, r in results.items():
+        assert r["stage"] == "load" and r["exc"] == "BundleError", (name, r)
+        assert "non-finite" in r["msg"] and r["inspect_msg"] == r["msg"], (name, r)
+
+
 def _shared_table():
     spec = importlib.util.spec_from_file_location(
         "manifest_table", os.path.join(os.path.dirname(__file__), os.pardir, "export", "test_manifest.py"))
