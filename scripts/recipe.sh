@@ -5,7 +5,9 @@
 # It is what produced the bundle shipped in models/ and the figures in docs/.
 #   scripts/recipe.sh [RUN_DIR]      knobs (environment): TASKS, EPISODES, TOK_STEPS, POL_STEPS,
 #                                    POL_LAYERS, PRESET (cpu|paper), VARIANTS ("fp16 int8"; empty:
-#                                    none), EVAL_EPISODES (0: no eval), DEVICE (cpu|cuda)
+#                                    none), EVAL_EPISODES (0: no eval), DEVICE (cpu|cuda),
+#                                    DATA (lerobot: demos as a LeRobot v3.0 dataset, read back as a
+#                                    user's own; npz: the compact demos file)
 # Model and training sizes not set here are the defaults of the config dataclasses (--preset).
 # Each stage records the exact command and the sha256 of its inputs in RUN_DIR/<stage>.stage.json
 # and is reused only when both are unchanged; otherwise it is redone, and the log says which.
@@ -23,6 +25,17 @@ PRESET=${PRESET:-cpu}
 VARIANTS=${VARIANTS-fp16 int8}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 DEVICE=${DEVICE:-cpu}
+DATA=${DATA:-lerobot}
+if [[ $DATA == lerobot ]]; then
+  DEMOS=$RUN/demos_lerobot
+  DEMOS_OUT=$DEMOS/meta/info.json  # what the stages hash: metadata + the one data file
+  DEMOS_IN=("$DEMOS_OUT" "$DEMOS/data/chunk-000/file-000.parquet")
+  FORMAT=(--format lerobot --overwrite)
+  SRC=(--dataset "$DEMOS")
+else
+  DEMOS=$RUN/demos.npz DEMOS_OUT=$RUN/demos.npz DEMOS_IN=("$RUN/demos.npz") FORMAT=()
+  SRC=(--demos "$DEMOS")
+fi
 mkdir -p "$RUN"
 t0=$SECONDS
 
@@ -71,14 +84,14 @@ stage() {  # stage N/M NAME OUTPUT INPUT... -- COMMAND...
 }
 
 # shellcheck disable=SC2086  # TASKS and VARIANTS are word lists
-stage 1/5 demos "$RUN/demos.npz" -- \
-  $OAT demos --tasks $TASKS --episodes "$EPISODES" --out "$RUN/demos.npz" --workers 2 --seed 1 \
-  --no-progress
-stage 2/5 tokenizer "$RUN/tokenizer/tokenizer.pt" "$RUN/demos.npz" -- \
-  $OAT train-tokenizer --demos "$RUN/demos.npz" --out "$RUN/tokenizer" --variant oat \
+stage 1/5 demos "$DEMOS_OUT" -- \
+  $OAT demos --tasks $TASKS --episodes "$EPISODES" --out "$DEMOS" "${FORMAT[@]}" --workers 2 \
+  --seed 1 --no-progress
+stage 2/5 tokenizer "$RUN/tokenizer/tokenizer.pt" "${DEMOS_IN[@]}" -- \
+  $OAT train-tokenizer "${SRC[@]}" --out "$RUN/tokenizer" --variant oat \
   --preset "$PRESET" ${TOK_STEPS:+--steps "$TOK_STEPS"} --device "$DEVICE" --no-progress --force
-stage 3/5 policy "$RUN/policy/policy.pt" "$RUN/demos.npz" "$RUN/tokenizer/tokenizer.pt" -- \
-  $OAT train-policy --demos "$RUN/demos.npz" --tokenizer "$RUN/tokenizer/tokenizer.pt" \
+stage 3/5 policy "$RUN/policy/policy.pt" "${DEMOS_IN[@]}" "$RUN/tokenizer/tokenizer.pt" -- \
+  $OAT train-policy "${SRC[@]}" --tokenizer "$RUN/tokenizer/tokenizer.pt" \
   --out "$RUN/policy" --preset "$PRESET" ${POL_STEPS:+--steps "$POL_STEPS"} \
   ${POL_LAYERS:+--layers "$POL_LAYERS"} --device "$DEVICE" --no-progress --force
 # shellcheck disable=SC2086

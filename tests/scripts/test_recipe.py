@@ -10,6 +10,7 @@ pytest.importorskip("torch")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {"TASKS": "reach-v3", "EPISODES": "2", "TOK_STEPS": "3", "POL_STEPS": "3", "VARIANTS": "",
+        "DATA": "npz",
         "EVAL_EPISODES": "0"}
 
 
@@ -29,8 +30,10 @@ def test_rerun_reuses_unchanged_stages_and_redoes_changed_ones(tmp_path):
     for name in ("demos", "tokenizer", "policy", "export"):
         assert f" {name}\n" in first and f"{name} took " in first  # ran, and timed
     rec = json.loads((run / "policy.stage.json").read_text())
+    demos = f"{run}/demos_lerobot"  # the recipe's demos are a LeRobot dataset by default
     assert "--steps" in rec["command"] and set(rec["inputs"]) == {
-        f"{run}/demos.npz", f"{run}/tokenizer/tokenizer.pt"}
+        f"{demos}/meta/info.json", f"{demos}/data/chunk-000/file-000.parquet",
+        f"{run}/tokenizer/tokenizer.pt"}
     assert "\x1b" not in first and "it/s" not in first  # no progress bars in a log
 
     again = _recipe(run)
@@ -51,7 +54,8 @@ def test_a_stage_output_without_a_record_is_redone_not_trusted(tmp_path):
     run.mkdir()
     (run / "demos.npz").write_bytes(b"left over from another run")
     out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "recipe.sh"), str(run)],
-                         env=dict(os.environ, **TINY, EPISODES="0"), capture_output=True,
+                         env={**os.environ, **TINY, "EPISODES": "0", "DATA": "npz"},
+                         capture_output=True,
                          text=True, timeout=300)
     assert "== 1/5 demos: redo, " in out.stdout and "has no record" in out.stdout
     assert out.returncode != 0  # EPISODES=0 is refused by the demos command itself
