@@ -83,9 +83,9 @@ def load_checked(bundle_dir, entry):
     for role, name in graph_files(d).items():
         if role != "step":
             sessions[role] = open_graph(bundle_dir, name)
-    for role, s in sessions.items():
-        check_graph(role, s, d)
-    dry_run(sessions, d)
+    shapes = {role: check_graph(role, s, d) for role, s in sessions.items()}
+    batch = shapes["step"]["past_k"][1]  # > 0 when exported with a fixed batch, which it then requires
+    dry_run(sessions, d, max(batch, 1))
     return d
 
 
@@ -97,35 +97,35 @@ def _run(session, graph, feeds):
                           "the manifest; re-export the bundle.") from None
 
 
-def dry_run(sessions, d):
+def dry_run(sessions, d, batch=1):
     """One greedy act on the observation that normalizes to 0, as Policy() warms itself up: a bundle
     whose graphs load but cannot run, or produce a non-finite logit or action, is rejected here too."""
     import numpy as np
 
     n = dims(d)
-    L, H, K, Dh, S = n["L"], n["H"], n["K"], n["Dh"], n["S"]
+    B, L, H, K, Dh, S = batch, n["L"], n["H"], n["K"], n["Dh"], n["S"]
     step, out_names = sessions["step"], [o.name for o in sessions["step"].get_outputs()]
-    mem_k, mem_v = _run(sessions["prefill"], "prefill", {"obs": np.zeros((1, S, n["obs_dim"]), np.float32)})
-    past_k, past_v = (np.zeros((L, 1, H, K, Dh), np.float32) for _ in range(2))
+    mem_k, mem_v = _run(sessions["prefill"], "prefill", {"obs": np.zeros((B, S, n["obs_dim"]), np.float32)})
+    past_k, past_v = (np.zeros((L, B, H, K, Dh), np.float32) for _ in range(2))
     cb = d["tokenizer"]["codebook_size"]
-    ids, token = [], d["policy"]["bos_id"]
+    ids, token = np.zeros((B, K), np.int64), np.full(B, d["policy"]["bos_id"], np.int64)
     for t in range(K):
         outs = dict(zip(out_names, _run(step, "step", {
-            "token": np.array([token], np.int64), "step": np.array([t], np.int64),
+            "token": token, "step": np.array([t], np.int64),
             "past_k": past_k, "past_v": past_v, "mem_k": mem_k, "mem_v": mem_v})))
-        logits = outs["logits"][0, :cb]
-        bad = np.flatnonzero(~np.isfinite(logits))
-        if bad.size:
+        logits = outs["logits"][:, :cb]
+        finite = np.isfinite(logits)
+        if not finite.all():
+            bad = np.flatnonzero(~finite.all(axis=0))
             raise BundleError(f"the step graph produced a non-finite logit (id {bad[0]}); the bundle's weights or "
                               "inputs are broken: re-export it and check the parity report")
         past_k[:, :, :, t:t + 1], past_v[:, :, :, t:t + 1] = outs["new_k"], outs["new_v"]
-        token = int(np.argmax(logits))
-        ids.append(token)
+        token = ids[:, t] = np.argmax(logits, axis=1)
     levels = np.asarray(d["tokenizer"]["fsq_levels"], np.int64)
     basis = np.concatenate([[1], np.cumprod(levels[:-1])])
     half = levels // 2
-    codes = (((np.asarray(ids)[:, None] // basis) % levels - half) / half).astype(np.float32)[None]
-    (actions,) = _run(sessions["decoder"], "decoder", {"codes": codes, "num_tokens": np.array([K], np.int64)})
+    codes = (((ids[..., None] // basis) % levels - half) / half).astype(np.float32)
+    (actions,) = _run(sessions["decoder"], "decoder", {"codes": codes, "num_tokens": np.full(B, K, np.int64)})
     bad = np.flatnonzero(~np.isfinite(actions.ravel()))
     if bad.size:
         raise BundleError(f"the decoder graph produced a non-finite action (flat index {bad[0]}); the bundle is "
