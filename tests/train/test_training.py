@@ -71,7 +71,7 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3])
 
 
-def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(tmp_path):
+def test_resume_continues_from_the_saved_step_drops_a_torn_log_line_and_matches_an_uninterrupted_run(tmp_path):
     data = torch.tanh(torch.randn(32, 8, 4))
 
     def loss_fn(m, idx):
@@ -87,6 +87,8 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(t
     part = _tiny_tok()
     D.fit(part, loss_fn, 32, cfg(6), str(tmp_path / "b"), D.Dist())
     assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=False)["step"] == 6
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:  # a crash while writing step 7's line
+        f.write('{"step": 7, "loss": 0.1')
     resumed = _tiny_tok(seed=123)  # different init: everything must come from the checkpoint
     ema = D.fit(resumed, loss_fn, 32, cfg(8), str(tmp_path / "b"), D.Dist(), resume=True)
     steps = [json.loads(l)["step"] for l in open(tmp_path / "b" / "metrics.jsonl")]

@@ -72,6 +72,14 @@ def add_run_flags(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def _step_of(line: str):
+    """The step of one metrics.jsonl line; None for a blank or torn line."""
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return None
+
+
 def check_out(args) -> None:
     """--out must be writable, and a finished or partial run there is only replaced with
     --force (or continued with --resume)."""
@@ -233,9 +241,10 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
         else:
             torch.manual_seed(cfg.seed + d.rank + 7919 * start)
         if d.main and os.path.exists(metrics_path):
-            # drop log lines written after the checkpoint (a crash between saves)
+            # drop log lines written after the checkpoint (a crash between saves), and a last
+            # line cut short by the crash
             with open(metrics_path) as f:
-                keep = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= start]
+                keep = [l for l in f if _step_of(l) is not None and _step_of(l) <= start]
             write_text(metrics_path, "".join(keep))
     elif d.main and os.path.exists(metrics_path):
         os.remove(metrics_path)
