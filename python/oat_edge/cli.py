@@ -78,6 +78,8 @@ def cmd_inspect(a) -> int:
     print(f"precision   {m.get('precision')}   sampling {m.get('sampling')}")
     print(f"tasks       {', '.join(m.get('tasks') or []) or '-'}")
     print(f"obs layout  {m.get('obs_layout') or '-'}")
+    if "control_hz" in m:  # recorded from a dataset's fps
+        print(f"control     {m['control_hz']:g} Hz (the rate the training data was recorded at)")
     norm = m.get("normalization", {})
     if "action_low" in norm:
         print(f"actions     low {norm['action_low']}  high {norm['action_high']}")
