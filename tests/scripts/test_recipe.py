@@ -10,7 +10,6 @@ pytest.importorskip("torch")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = {"TASKS": "reach-v3", "EPISODES": "2", "TOK_STEPS": "3", "POL_STEPS": "3", "VARIANTS": "",
-        "DATA": "npz",
         "EVAL_EPISODES": "0"}
 
 
