@@ -67,6 +67,16 @@ asan: $(TINY_BUNDLE)/model.onnx
 test-aarch64: $(TINY_BUNDLE)/model.onnx
 	JOBS=$(JOBS) scripts/aarch64/test.sh $(TINY_BUNDLE) models/oat-metaworld-mt3
 
+.PHONY: test-aarch64-py runtime-wheel
+## test-aarch64-py: the wheel cross-built for aarch64, then act() and the bad-input and doctor tests
+## under QEMU with Debian's arm64 python3.11 (scripts/aarch64/python.sh)
+test-aarch64-py: $(TINY_BUNDLE)/model.onnx
+	scripts/aarch64/python.sh $(TINY_BUNDLE) models/oat-metaworld-mt3
+
+## runtime-wheel: the robot's install (numpy + onnxruntime, no torch) in build/runtime-venv, measured
+runtime-wheel:
+	scripts/runtime_wheel.sh models/oat-metaworld-mt3
+
 .PHONY: asan-py soak
 ## asan-py: oat_edge.Policy from Python under ASan/UBSan (sanitized _core in build/asan-py), see scripts/asan_smoke.sh
 asan-py: $(TINY_BUNDLE)/model.onnx
