@@ -95,7 +95,7 @@ void check_graph_file(const std::string& dir, const std::string& name, const std
     }
     if (err == ENOENT)
       throw BundleError(where + " not found: copy the whole bundle directory (model.onnx and its sibling graphs) together");
-    throw BundleError(where + " cannot be examined: " + std::strerror(err));
+    throw BundleError(open_error_message(where, err));
   }
   if (S_ISDIR(st.st_mode)) throw BundleError(where + " is a directory, expected an ONNX file");
   if (!S_ISREG(st.st_mode))

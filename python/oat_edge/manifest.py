@@ -328,18 +328,22 @@ def check_graph_file(bundle_dir, name, role):
         raise BundleError(f"{where} not found: copy the whole bundle directory (model.onnx and its sibling "
                           "graphs) together") from None
     except OSError as e:
-        raise BundleError(f"{where} cannot be examined: {e.strerror}") from None
+        raise BundleError(_open_error(where, e)) from None
     if stat.S_ISDIR(st.st_mode):
         raise BundleError(f"{where} is a directory, expected an ONNX file")
     if not stat.S_ISREG(st.st_mode):
         raise BundleError(f"{where} is not a regular file (a FIFO, socket or device), expected an ONNX file")
     try:
         os.close(os.open(path, os.O_RDONLY))
-    except PermissionError:
-        raise BundleError(f"{where}: permission denied; make it readable by this user "
-                          f"(chmod a+r, or run as its owner)") from None
     except OSError as e:
-        raise BundleError(f"{where} cannot be opened: {e.strerror}") from None
+        raise BundleError(_open_error(where, e)) from None
+
+
+def _open_error(where, e):
+    """What a failed stat/open of a bundle file means, in the C++ loader's words."""
+    if isinstance(e, PermissionError):
+        return f"{where}: permission denied; make it readable by this user (chmod a+r, or run as its owner)"
+    return f"{where} cannot be opened: {e.strerror}"
 
 
 def to_json(d):

@@ -145,6 +145,20 @@ def test_unreadable_graph_file_says_permission_denied(tmp_path, monkeypatch):
         mf.validate(good(), tmp_path)
 
 
+def test_unsearchable_bundle_directory_says_permission_denied(tmp_path, monkeypatch):
+    _bundle_files(tmp_path)
+    real_stat = os.stat
+
+    def deny(path, *a, **kw):
+        if str(path).endswith("encoder.onnx"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_stat(path, *a, **kw)
+
+    monkeypatch.setattr(mf.os, "stat", deny)
+    with pytest.raises(BundleError, match="encoder.onnx' in .*: permission denied"):
+        mf.validate(good(), tmp_path)
+
+
 def test_entry_path_that_is_a_directory_without_model_says_so(tmp_path):
     with pytest.raises(BundleError, match="has no model.onnx"):
         mf.entry_path(tmp_path)
