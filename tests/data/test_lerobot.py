@@ -78,3 +78,22 @@ def test_frames_are_decoded_once_and_cached(frame_cache, v30_copy):
     b = open_dataset(v30_copy).frames(CAMERA, progress=False)
     assert os.path.getmtime(cached[0]) == mtime
     np.testing.assert_array_equal(a, b)
+
+
+def test_v30_episodes_spread_over_several_data_files(v30_copy, expected):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    data = v30_copy / "data/chunk-000/file-000.parquet"
+    t = pq.read_table(data)
+    pq.write_table(t.slice(0, 16), data)                     # episodes 0 and 1
+    os.makedirs(v30_copy / "data/chunk-001")
+    pq.write_table(t.slice(16), v30_copy / "data/chunk-001/file-003.parquet")  # episode 2
+    ep_path = v30_copy / "meta/episodes/chunk-000/file-000.parquet"
+    e = pq.read_table(ep_path)
+    for col, v in (("data/chunk_index", [0, 0, 1]), ("data/file_index", [0, 0, 3])):
+        e = e.set_column(e.column_names.index(col), col, pa.array(v, pa.int64()))
+    pq.write_table(e, ep_path)
+    ds = open_dataset(v30_copy)
+    np.testing.assert_array_equal(ds.column("action"), expected["action"])
+    np.testing.assert_array_equal(ds.frames(CAMERA, progress=False), expected["frames"])
+    assert ds.source_of_row(20).endswith("chunk-001/file-003.parquet")
