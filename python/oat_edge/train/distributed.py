@@ -196,6 +196,90 @@ def _scalars(info: dict) -> dict:
     return out
 
 
+def _restore(ckpt_path, model, ema, opt, cfg: TrainConfig, d: Dist) -> int:
+    """Load a --resume checkpoint into model, EMA and optimizer; returns its step."""
+    if not os.path.exists(ckpt_path):
+        raise FileNotFoundError(f"--resume: expected a checkpoint at {ckpt_path}, found none")
+    ck = load_checkpoint(ckpt_path, d.device, what="--resume checkpoint")
+    model.load_state_dict(ck["model"])
+    ema.load_state_dict(ck["ema"])
+    opt.load_state_dict(ck["optimizer"])
+    start = int(ck["step"])
+    if d.main and "torch_rng" in ck:
+        torch.set_rng_state(ck["torch_rng"].cpu())
+    else:
+        torch.manual_seed(cfg.seed + d.rank + 7919 * start)
+    return start
+
+
+def _trim_metrics(metrics_path: str, start: int) -> None:
+    """Drop log lines written after the checkpoint (a crash between saves), and a last line cut
+    short by the crash."""
+    if os.path.exists(metrics_path):
+        with open(metrics_path) as f:
+            keep = [l for l in f if _step_of(l) is not None and _step_of(l) <= start]
+        write_text(metrics_path, "".join(keep))
+
+
+class _Recorder:
+    """Rank 0's view of training: metrics.jsonl lines, evaluation, the progress bar."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str, start: int, eval_fn):
+        self.cfg, self.start, self.eval_fn, self.t0 = cfg, start, eval_fn, time.time()
+        self.log = open(os.path.join(out_dir, "metrics.jsonl"), "a")
+        self.bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+            self.bar = tqdm(total=cfg.steps, initial=start,
+                            desc=os.path.basename(out_dir.rstrip("/")), dynamic_ncols=True,
+                            mininterval=1.0,
+                            disable=None)  # None: no bar when stderr is a log file
+
+    def record(self, done, loss_val, lr, gn, info, model, ema) -> None:
+        c, rec = self.cfg, None
+        if done % c.log_every == 0 or done == c.steps or done == self.start + 1:
+            rec = {"step": done, "loss": loss_val, "lr": lr, "grad_norm": float(gn),
+                   "time": round(time.time() - self.t0, 3), **_scalars(info)}
+        if self.eval_fn is not None and (done % c.eval_every == 0 or done == c.steps):
+            rec = rec or {"step": done, "loss": loss_val, "lr": lr,
+                          "time": round(time.time() - self.t0, 3)}
+            model.eval()
+            with torch.no_grad():
+                rec.update({f"val_{k}": v for k, v in self.eval_fn(ema.model).items()})
+            model.train()
+        if rec is not None:
+            self.log.write(json.dumps(rec) + "\n")
+            self.log.flush()
+        if self.bar is not None:
+            self.bar.update(1)
+            if rec is not None:
+                self.bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
+                                      if k in ("loss", "lr", "val_mse", "val_loss")})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.log.close()
+
+
+def _train_step(model, loss_fn, opt, params, idx, cfg: TrainConfig, d: Dist, step: int):
+    """One optimizer step; returns (mean loss over ranks, grad norm, the loss's info)."""
+    loss, info = loss_fn(model, idx)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss: expected a finite value, given {float(loss)} "
+                                 f"at step {step}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    allreduce_grads(params, d)
+    gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+    opt.step()
+    if d.world > 1:
+        lt = loss.detach().clone()
+        dist.all_reduce(lt)
+        return float(lt) / d.world, gn, info
+    return float(loss.detach()), gn, info
+
+
 def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *,
         param_groups=None, eval_fn=None, resume: bool = False, meta: dict | None = None):
     """Train `model` with loss_fn(model, idx) -> (loss, info), idx = this rank's batch of
@@ -204,6 +288,7 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
     param_groups: optional list of {"params": [...], "lr_scale": float}.
     eval_fn(ema_model) -> dict of metrics, called on rank 0 every eval_every steps and at the end.
     Writes out_dir/ckpt.pt (model, EMA, optimizer, step, RNG) and out_dir/metrics.jsonl.
+    Ctrl-C saves a checkpoint of the steps taken, so that --resume continues from there.
     """
     if n_train < 1:
         raise ValueError("n_train: expected >= 1 training sample, given 0 (empty dataset)")
@@ -225,47 +310,23 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
     opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95),
                             weight_decay=cfg.weight_decay)
     ema = EMA(model, EMAConfig())
-    start = 0
     torch.manual_seed(cfg.seed + d.rank)
-
-    if resume:
-        if not os.path.exists(ckpt_path):
-            raise FileNotFoundError(f"--resume: expected a checkpoint at {ckpt_path}, found none")
-        ck = load_checkpoint(ckpt_path, d.device, what="--resume checkpoint")
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["optimizer"])
-        start = int(ck["step"])
-        if d.main and "torch_rng" in ck:
-            torch.set_rng_state(ck["torch_rng"].cpu())
-        else:
-            torch.manual_seed(cfg.seed + d.rank + 7919 * start)
-        if d.main and os.path.exists(metrics_path):
-            # drop log lines written after the checkpoint (a crash between saves), and a last
-            # line cut short by the crash
-            with open(metrics_path) as f:
-                keep = [l for l in f if _step_of(l) is not None and _step_of(l) <= start]
-            write_text(metrics_path, "".join(keep))
+    start = _restore(ckpt_path, model, ema, opt, cfg, d) if resume else 0
+    if d.main and resume:
+        _trim_metrics(metrics_path, start)
     elif d.main and os.path.exists(metrics_path):
         os.remove(metrics_path)
 
     def save(step):
-        if not d.main:
-            return
-        ck = {"model": model.state_dict(), "ema": ema.state_dict(),
-              "optimizer": opt.state_dict(), "step": step, "torch_rng": torch.get_rng_state(),
-              "train_config": asdict(cfg), "meta": meta or {}}
-        save_checkpoint(ck, ckpt_path)
+        if d.main:
+            save_checkpoint({"model": model.state_dict(), "ema": ema.state_dict(),
+                             "optimizer": opt.state_dict(), "step": step,
+                             "torch_rng": torch.get_rng_state(), "train_config": asdict(cfg),
+                             "meta": meta or {}}, ckpt_path)
 
-    bar = None
-    if d.main and cfg.progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc=os.path.basename(out_dir.rstrip("/")),
-                   dynamic_ncols=True, mininterval=1.0,
-                   disable=None)  # None: no bar when stderr is a log file, not a terminal
-    log = open(metrics_path, "a") if d.main else None
+    rec = _Recorder(cfg, out_dir, start, eval_fn) if d.main else None
     per_rank = cfg.batch // d.world
-    t0, last = time.time(), None
+    t0, last, done = time.time(), None, start
     model.train()
     try:
         for step in range(start, cfg.steps):
@@ -273,58 +334,22 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
             for g in opt.param_groups:
                 g["lr"] = lr * g["lr_scale"]
             idx = _batch_index(n_train, per_rank, cfg.seed, d.rank, step, d.device)
-            loss, info = loss_fn(model, idx)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss: expected a finite value, given {float(loss)} "
-                                         f"at step {step}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            allreduce_grads(params, d)
-            gn = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
+            last, gn, info = _train_step(model, loss_fn, opt, params, idx, cfg, d, step)
             ema.update(model)
             done = step + 1
-            if d.world > 1:
-                lt = loss.detach().clone()
-                dist.all_reduce(lt)
-                loss_val = float(lt) / d.world
-            else:
-                loss_val = float(loss.detach())
-            last = loss_val
-            if d.main:
-                rec = None
-                if done % cfg.log_every == 0 or done == cfg.steps or done == start + 1:
-                    rec = {"step": done, "loss": loss_val, "lr": lr, "grad_norm": float(gn),
-                           "time": round(time.time() - t0, 3), **_scalars(info)}
-                if eval_fn is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
-                    rec = rec or {"step": done, "loss": loss_val, "lr": lr,
-                                  "time": round(time.time() - t0, 3)}
-                    model.eval()
-                    with torch.no_grad():
-                        rec.update({f"val_{k}": v for k, v in eval_fn(ema.model).items()})
-                    model.train()
-                if rec is not None:
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                if bar is not None:
-                    bar.update(1)
-                    if rec is not None:
-                        bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
-                                         if k in ("loss", "lr", "val_mse", "val_loss")})
+            if rec is not None:
+                rec.record(done, last, lr, gn, info, model, ema)
             if done % cfg.ckpt_every == 0 or done == cfg.steps:
                 save(done)
     except KeyboardInterrupt:
-        # Ctrl-C: keep the steps already taken, so that --resume continues from here
-        if d.main and last is not None:
+        if d.main and done > start:
             save(done)
             print(f"\n{out_dir}: interrupted at step {done}; saved {ckpt_path} "
                   f"(continue with --resume)", flush=True)
         raise
     finally:
-        if bar is not None:
-            bar.close()
-        if log is not None:
-            log.close()
+        if rec is not None:
+            rec.close()
     if d.world > 1:
         check_in_sync(model, d)
     if d.main and cfg.steps > start:
