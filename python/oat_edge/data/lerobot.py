@@ -56,6 +56,23 @@ def _read_parquet(path, columns=None):
         raise DatasetError(f"{path}: column {exc} missing") from None
 
 
+def _read_columns(path, columns, why):
+    """Only `columns` of a parquet file; a missing one is named with `why` it is needed."""
+    pa, pq = _pq()
+    if not os.path.isfile(path):
+        raise DatasetError(f"{path}: file missing; the dataset's metadata points to it - "
+                           f"re-copy the dataset")
+    try:
+        names = pq.ParquetFile(path).schema_arrow.names
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DatasetError(f"{path}: column {missing[0]!r} missing; {why}")
+        return pq.read_table(path, columns=list(columns))
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DatasetError(f"{path}: corrupt or truncated parquet file ({exc}); re-copy or "
+                           f"re-export it") from None
+
+
 def _read_json(path):
     if not os.path.isfile(path):
         raise DatasetError(f"{path}: file missing; a LeRobot dataset directory has "
@@ -123,15 +140,9 @@ class LeRobotDataset(EpisodeDataset):
 
     def _tables(self, columns):
         """Read `columns` of every data file, stacked in the dataset's row order."""
-        parts = []
-        for path, rows in self.data_files:
-            t = _read_parquet(path)
-            missing = [c for c in columns if c not in t.column_names]
-            if missing:
-                raise DatasetError(f"{path}: column {missing[0]!r} missing; info.json declares "
-                                   f"it as a feature - the data file does not match its metadata")
-            parts.append((path, t.select(columns), rows))
-        return parts
+        return [(path, _read_columns(path, columns, "info.json declares it as a feature - the "
+                                      "data file does not match its metadata"), rows)
+                for path, rows in self.data_files]
 
     def _read_column(self, f: Feature) -> np.ndarray:
         out = []
@@ -243,33 +254,23 @@ def _open_v3(root, info, features):
                            f"dataset_to_index > dataset_from_index, given {lo[e]}..{hi[e]}")
 
     # data files in the order their episodes come; map global `index` -> position in each file
-    data_files, file_of_row = [], []
-    files = {}
+    data_files, file_of_row, files = [], [], {}
     for e in range(len(lo)):
         path = os.path.join(root, info["data_path"].format(
             chunk_index=int(eps["data/chunk_index"][e]), file_index=int(eps["data/file_index"][e])))
         if path not in files:
-            t = _read_parquet(path, None)
-            for c in ("index", "episode_index", "frame_index"):
-                if c not in t.column_names:
-                    raise DatasetError(f"{path}: column {c!r} missing (every LeRobot data file "
-                                       f"has index, episode_index, frame_index)")
-            files[path] = (t.column("index").to_numpy(), t.column("episode_index").to_numpy(),
-                           t.column("frame_index").to_numpy())
-    for e in range(len(lo)):
-        path = os.path.join(root, info["data_path"].format(
-            chunk_index=int(eps["data/chunk_index"][e]), file_index=int(eps["data/file_index"][e])))
+            t = _read_columns(path, BOOKKEEPING[1:4], "every LeRobot data file has index, "
+                              "episode_index and frame_index")
+            files[path] = [t.column(c).to_numpy() for c in ("index", "episode_index",
+                                                           "frame_index")]
         index, ep_col, fr_col = files[path]
-        pos = np.searchsorted(index, np.arange(lo[e], hi[e])) if _sorted(index) else None
-        if pos is None:
-            sorter = np.argsort(index, kind="stable")
-            pos = sorter[np.searchsorted(index, np.arange(lo[e], hi[e]), sorter=sorter)
-                         .clip(0, len(index) - 1)]
-        pos = pos.clip(0, max(len(index) - 1, 0))
-        ep_id = int(eps["episode_index"][e])
-        got = index[pos] if len(index) else np.array([])
-        if len(got) != hi[e] - lo[e] or np.any(got != np.arange(lo[e], hi[e])):
-            k = int(np.flatnonzero(got != np.arange(lo[e], hi[e]))[0]) if len(got) else 0
+        ep_id, want = int(eps["episode_index"][e]), np.arange(lo[e], hi[e])
+        sorter = np.argsort(index, kind="stable")
+        pos = sorter[np.searchsorted(index, want, sorter=sorter).clip(0, max(len(index) - 1, 0))] \
+            if len(index) else np.zeros(0, np.int64)
+        got = index[pos] if len(index) else np.full(len(want), -1)
+        if len(got) != len(want) or np.any(got != want):
+            k = int(np.flatnonzero(got != want)[0]) if len(got) == len(want) else 0
             raise DatasetError(f"{where(path, ep_id, k)}: row with index {lo[e] + k} missing; "
                                f"meta/episodes says the episode spans index {lo[e]}..{hi[e]} - "
                                f"the data file is truncated or does not belong to this metadata")
@@ -277,17 +278,15 @@ def _open_v3(root, info, features):
         if len(wrong):
             raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: episode_index "
                                f"{ep_col[pos][wrong[0]]} in the data, {ep_id} in meta/episodes")
-        wrong = np.flatnonzero(fr_col[pos] != np.arange(hi[e] - lo[e]))
+        wrong = np.flatnonzero(fr_col[pos] != np.arange(len(want)))
         if len(wrong):
             raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: frame_index "
                                f"{fr_col[pos][wrong[0]]}, expected {int(wrong[0])} (frames out "
                                f"of order or missing)")
-        key = (path,)
         if not data_files or data_files[-1][0] != path:
             data_files.append([path, []])
         data_files[-1][1].append(pos)
-        file_of_row.append(np.full(hi[e] - lo[e], len(data_files) - 1))
-        del key
+        file_of_row.append(np.full(len(want), len(data_files) - 1))
     data_files = [(p, np.concatenate(r)) for p, r in data_files]
     lengths = hi - lo
     ends = np.cumsum(lengths).astype(np.int64)
@@ -313,10 +312,6 @@ def _open_v3(root, info, features):
                         _file_of_row=np.concatenate(file_of_row), _video_spans=spans)
     ds.episode_task = _episode_tasks(ds, tasks_path)
     return ds
-
-
-def _sorted(a):
-    return len(a) < 2 or bool(np.all(a[1:] >= a[:-1]))
 
 
 def _episode_tasks(ds, tasks_path):
@@ -354,19 +349,16 @@ def _open_v21(root, info, features):
         e = int(r["episode_index"])
         path = os.path.join(root, info["data_path"].format(episode_chunk=e // chunks,
                                                            episode_index=e))
-        t = _read_parquet(path, None)
+        t = _read_columns(path, ["frame_index"], "every LeRobot data file has frame_index")
         if t.num_rows != lengths[i]:
             raise DatasetError(f"{where(path, e)}: expected {lengths[i]} frames (episodes.jsonl), "
                                f"given {t.num_rows}")
-        if "frame_index" in t.column_names:
-            fr = t.column("frame_index").to_numpy()
-            order = np.argsort(fr, kind="stable")
-            wrong = np.flatnonzero(fr[order] != np.arange(len(fr)))
-            if len(wrong):
-                raise DatasetError(f"{where(path, e, int(wrong[0]))}: frame_index "
-                                   f"{fr[order][wrong[0]]}, expected {int(wrong[0])}")
-        else:
-            order = np.arange(t.num_rows)
+        fr = t.column("frame_index").to_numpy()
+        order = np.argsort(fr, kind="stable")
+        wrong = np.flatnonzero(fr[order] != np.arange(len(fr)))
+        if len(wrong):
+            raise DatasetError(f"{where(path, e, int(wrong[0]))}: frame_index "
+                               f"{fr[order][wrong[0]]}, expected {int(wrong[0])}")
         data_files.append((path, order))
         file_of_row.append(np.full(lengths[i], i))
     stats = None
