@@ -97,3 +97,15 @@ def test_v30_episodes_spread_over_several_data_files(v30_copy, expected):
     np.testing.assert_array_equal(ds.column("action"), expected["action"])
     np.testing.assert_array_equal(ds.frames(CAMERA, progress=False), expected["frames"])
     assert ds.source_of_row(20).endswith("chunk-001/file-003.parquet")
+
+
+def test_reading_a_dataset_never_imports_torch(child_env):
+    import subprocess
+    import sys
+    code = ("import sys; from oat_edge.data import open_dataset; "
+            f"ds = open_dataset({V30!r}); ds.column('action'); "
+            f"ds.frames({CAMERA!r}, progress=False); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
