@@ -13,7 +13,6 @@ does not depend on the values) exported to a temporary bundle.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile

@@ -21,7 +21,6 @@ actions).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
