@@ -157,9 +157,9 @@ def _decode(path, timestamps, fps, shape, what, progress, episode_of):
                disable=not progress, leave=False)
 
     def fail(i, reason):
-        ep = None if episode_of is None else episode_of[0][i]
-        fr = i if episode_of is None else episode_of[1][i]
-        raise DatasetError(f"{path} ({what}): episode {ep}, frame {fr}: {reason}; the video "
+        at = (f"frame {i}" if episode_of is None
+              else f"episode {episode_of[0][i]}, frame {episode_of[1][i]}")
+        raise DatasetError(f"{path} ({what}): {at}: {reason}; the video "
                            f"is shorter than the data or its timestamps do not match - "
                            f"re-encode the episode's video or fix meta/episodes")
 
