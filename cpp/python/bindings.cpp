@@ -314,14 +314,7 @@ oat_edge::RuntimeOptions runtime_options(const py::kwargs& kw) {
   return o;
 }
 
-}  // namespace
-
-PYBIND11_MODULE(_core, m) {
-  m.doc() = "oat_edge C++ runtime: the private backend of oat_edge.Policy (use that)";
-  m.attr("__version__") = OAT_EDGE_VERSION_STRING;
-  error_classes();  // fail at import, not at the first error, if oat_edge.errors is missing
-  py::register_local_exception_translator(translate);
-
+void def_policy(py::module_& m) {
   using H = const py::object&;
   py::class_<PyPolicy>(m, "Policy")
       .def(py::init([](const std::string& path, const py::kwargs& kw) {
@@ -360,7 +353,9 @@ PYBIND11_MODULE(_core, m) {
       .def("tokenize", &PyPolicy::tokenize, py::arg("actions"), "actions float32 [B, H_a, D_a] -> ids int64 [B, K]")
       .def_property_readonly("info", [](const PyPolicy& p) { return info_dict(p.info()); })
       .def_property_readonly("step_runs", &PyPolicy::step_runs);
+}
 
+void def_functions(py::module_& m) {
   m.def(
       "prepare_realtime_memory",
       [](const py::object& lock_memory) {
@@ -397,4 +392,15 @@ PYBIND11_MODULE(_core, m) {
         return codes;
       },
       py::arg("levels"), py::arg("ids"), "FSQ ids int64 [N] -> codes float32 [N, len(levels)]");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "oat_edge C++ runtime: the private backend of oat_edge.Policy (use that)";
+  m.attr("__version__") = OAT_EDGE_VERSION_STRING;
+  error_classes();  // fail at import, not at the first error, if oat_edge.errors is missing
+  py::register_local_exception_translator(translate);
+  def_policy(m);
+  def_functions(m);
 }
