@@ -22,6 +22,9 @@ FORWARD = {
                         "train"),
     "train-tokenizer": ("oat_edge.train.train_tokenizer", "main",
                         "train an action tokenizer (OAT / OATX / Bin)", "train"),
+    "tokenizer-report": ("oat_edge.measure.tokenizer_report", "main",
+                         "a tokenizer's held-out reconstruction error per prefix length k "
+                         "(rate-distortion)", "train"),
     "train-policy": ("oat_edge.train.train_policy", "main",
                      "train the autoregressive token policy", "train"),
     "export": ("oat_export.__main__", "main", "export a trained policy as an oat_edge bundle",

@@ -1,6 +1,6 @@
 """Tokenizer report: held-out reconstruction MSE vs prefix length k.
 
-    python -m oat_edge.measure.tokenizer_report --demos runs/demos.npz \
+    oat-edge tokenizer-report --demos runs/demos.npz \
         --tokenizers runs/tok_oat runs/tok_oatx runs/tok_nocausal runs/tok_bin \
         --out docs/tokenizer_report
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from oat_edge.atomic import atomic_path, check_output_dir, write_json, write_text
-from oat_edge.train.dataset import DataConfig, load_dataset
+from oat_edge.train.dataset import DataConfig, add_source_flags, load_dataset, source_of
 from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.train_tokenizer import load_tokenizer, recon_mse_by_k
 
@@ -36,7 +36,9 @@ def _resolve(path):
     return pt, cfg
 
 
-def evaluate(demos, tokenizer_paths, names=None, val_fraction=0.1, seed=0, max_samples=None):
+def evaluate(demos, tokenizer_paths, names=None, val_fraction=DataConfig.val_fraction,
+             seed=DataConfig.seed, max_samples=None, obs_keys=None, action_key=None):
+    """demos: a demos .npz or a dataset (see train.dataset.load_dataset)."""
     tokenizer_paths = list(tokenizer_paths)
     if not tokenizer_paths:
         raise ValueError("tokenizers: expected at least one tokenizer path, given []")
@@ -58,7 +60,7 @@ def evaluate(demos, tokenizer_paths, names=None, val_fraction=0.1, seed=0, max_s
         raise ValueError(f"val_episodes: expected every tokenizer trained on the same split, "
                          f"given different splits for {sorted(recorded)}")
     train, val, info = load_dataset(demos, DataConfig(horizon=horizon, val_fraction=val_fraction,
-                                                      seed=seed))
+                                                      seed=seed), obs_keys, action_key)
     if recorded:
         val_eps = next(iter(recorded.values()))
         if sorted(val_eps) != sorted(info["val_episodes"]):
@@ -164,7 +166,7 @@ def plot(results, path):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="held-out reconstruction MSE vs prefix length")
-    p.add_argument("--demos", required=True)
+    add_source_flags(p)
     p.add_argument("--tokenizers", nargs="+", required=True,
                    help="run directories (holding tokenizer.pt) or tokenizer .pt files")
     p.add_argument("--names", nargs="+", default=None)
@@ -178,7 +180,8 @@ def main(argv=None):
     check_output_dir(args.out, force=args.force)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    res = evaluate(args.demos, args.tokenizers, args.names, args.val_fraction, args.seed)
+    res = evaluate(source_of(args), args.tokenizers, args.names, args.val_fraction, args.seed,
+                   obs_keys=args.obs_keys, action_key=args.action_key)
     write_json(os.path.join(args.out, "results.json"), res, indent=1)
     write_markdown(res, os.path.join(args.out, "report.md"))
     plot(res, os.path.join(args.out, "recon_mse.png"))
