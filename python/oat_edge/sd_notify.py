@@ -22,8 +22,9 @@ def _address(raw: str) -> str | bytes:
 class ServiceNotifier:
     """Sends sd_notify messages to `socket_path`; `watchdog_s` > 0 enables the pings."""
 
-    def __init__(self, socket_path: str | None, watchdog_s: float = 0.0):
+    def __init__(self, socket_path: str | None, watchdog_s: float = 0.0, clock=time.monotonic):
         self.enabled = bool(socket_path)
+        self.clock = clock
         self.watchdog_s = watchdog_s if self.enabled else 0.0
         self._sock = None
         self._addr = _address(socket_path) if socket_path else None
@@ -31,14 +32,14 @@ class ServiceNotifier:
         self._next_ping = 0.0
 
     @classmethod
-    def from_env(cls, env=None) -> ServiceNotifier:
+    def from_env(cls, env=None, clock=time.monotonic) -> ServiceNotifier:
         env = os.environ if env is None else env
         path = env.get("NOTIFY_SOCKET") or None
         usec, pid = env.get("WATCHDOG_USEC", ""), env.get("WATCHDOG_PID", "")
         watchdog = int(usec) / 1e6 if usec.isdigit() else 0.0
         if pid and pid != str(os.getpid()):  # the watchdog is meant for another process
             watchdog = 0.0
-        return cls(path, watchdog)
+        return cls(path, watchdog, clock)
 
     def send(self, message: str) -> bool:
         """One datagram; False when not under systemd or the socket is gone (never raises)."""
@@ -57,7 +58,7 @@ class ServiceNotifier:
         """Per control cycle: READY=1 on the first, then WATCHDOG=1 every half watchdog period."""
         if not self.enabled:
             return
-        now = time.monotonic()
+        now = self.clock()
         if not self._ready:
             self._ready = self.send("READY=1\nSTATUS=control loop running")
         if self.watchdog_s > 0 and now >= self._next_ping:

@@ -3,44 +3,23 @@ abstract-namespace addresses, no-op outside systemd, and a vanished socket never
 
 import os
 import socket
-import time
-
-import pytest
 
 from oat_edge.sd_notify import ServiceNotifier
 
 
-@pytest.fixture
-def listener(tmp_path):
-    path = str(tmp_path / "notify.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path)
-    s.settimeout(2)
-    yield path, s
-    s.close()
-
-
-def drain(s):
-    out = []
-    s.setblocking(False)
-    try:
-        while True:
-            out.append(s.recv(4096).decode())
-    except BlockingIOError:
-        return out
-
-
-def test_ready_once_then_watchdog_pings_at_half_the_period(listener):
-    path, s = listener
-    n = ServiceNotifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
+def test_ready_once_then_watchdog_pings_at_half_the_period(notify_socket):
+    now = [100.0]
+    n = ServiceNotifier.from_env({"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "200000"},
+                                 clock=lambda: now[0])
     assert n.watchdog_s == 0.2
     n.cycle()
     for _ in range(3):
-        n.cycle()  # inside the first half period: no more pings
-    assert drain(s) == ["READY=1\nSTATUS=control loop running", "WATCHDOG=1"]
-    time.sleep(0.11)
+        now[0] += 0.03
+        n.cycle()  # inside the first half period (0.1 s): no more pings
+    assert notify_socket.received() == ["READY=1\nSTATUS=control loop running", "WATCHDOG=1"]
+    now[0] += 0.02
     n.cycle()
-    assert drain(s) == ["WATCHDOG=1"]
+    assert notify_socket.received() == ["WATCHDOG=1"]
     n.close()
 
 
@@ -62,9 +41,8 @@ def test_no_op_outside_systemd():
     n.cycle()  # nothing to send, nothing raised
 
 
-def test_watchdog_meant_for_another_process_is_ignored(listener):
-    path, _ = listener
-    n = ServiceNotifier.from_env({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
+def test_watchdog_meant_for_another_process_is_ignored(notify_socket):
+    n = ServiceNotifier.from_env({"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"})
     assert n.enabled and n.watchdog_s == 0.0
 
 

@@ -3,7 +3,6 @@ and `oat-edge run` under a systemd-like NOTIFY_SOCKET reports ready and pings th
 
 import configparser
 import os
-import socket
 
 import pytest
 
@@ -28,25 +27,12 @@ def test_unit_grants_real_time_limits_restart_and_watchdog():
     assert unit()["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_run_sends_ready_and_watchdog_pings_from_the_loop(tmp_path, monkeypatch, capsys):
+def test_run_sends_ready_and_watchdog_pings_from_the_loop(notify_socket, monkeypatch, capsys):
     pytest.importorskip("metaworld")
     from oat_edge import cli
-    path = str(tmp_path / "notify.sock")
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    s.bind(path)
-    s.settimeout(5)
-    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.path)
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 50 ms of cycling
-    try:
-        rc = cli.main(["run", BUNDLE, "--cycles", "40", "--hz", "200", "--quiet", "--no-telemetry"])
-        got = []
-        s.setblocking(False)
-        try:
-            while True:
-                got.append(s.recv(4096).decode())
-        except BlockingIOError:
-            pass
-    finally:
-        s.close()
+    rc = cli.main(["run", BUNDLE, "--cycles", "40", "--hz", "200", "--quiet", "--no-telemetry"])
+    got = notify_socket.received()
     assert rc == 0, capsys.readouterr().err
     assert got[0].startswith("READY=1") and got.count("WATCHDOG=1") >= 2
