@@ -33,9 +33,10 @@ int main(int argc, char** argv) {
     opt.temperature = 0;  // greedy: no RNG, the comparison is of arithmetic only
     std::vector<int64_t> ids(size_t(info.num_tokens));
     std::vector<float> actions(size_t(info.horizon) * size_t(info.action_dim));
+    const int64_t steps = info.n_obs_steps, dim = info.obs_dim;
     for (int i = 0; i < n; ++i) {
-      const int k = policy.generate(obs.data() + size_t(i) * obs_len, 1, ids.data(), opt);
-      policy.detokenize(ids.data(), 1, k, actions.data());
+      const int k = policy.generate(oat_edge::TensorView(obs.data() + size_t(i) * obs_len, {1, steps, dim}), ids, opt);
+      policy.detokenize(oat_edge::TensorView(ids.data(), {1, k}), actions);
       std::printf("ids");
       for (int t = 0; t < k; ++t) std::printf(" %lld", static_cast<long long>(ids[size_t(t)]));
       std::printf(" actions");
