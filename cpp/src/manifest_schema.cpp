@@ -196,6 +196,17 @@ void check_f32_list(const json& d, const std::string& path, const json& v, const
   const bool nonzero = rule.value("nonzero", false);
   std::vector<float> vals;
   for (size_t i = 0; i < v.size(); ++i) vals.push_back(check_f32(path + "[" + std::to_string(i) + "]", v[i], nonzero));
+  if (rule.contains("unnormalized_by")) {  // x = (x_norm - offset) / scale must stay finite for x_norm in [-1, 1]
+    const std::string other = rule["unnormalized_by"];
+    const json& scales = *manifest_field(d, other);
+    for (size_t i = 0; i < vals.size(); ++i) {
+      const float sc = to_f32(scales[i].get<double>());
+      if (!std::isfinite((-1.0f - vals[i]) / sc) || !std::isfinite((1.0f - vals[i]) / sc))
+        manifest_fail("field '" + path + "[" + std::to_string(i) + "]' expected (x - offset) / " + other + "[" +
+                      std::to_string(i) + "] finite in float32 for x in [-1, 1], got offset " + show(v[i]) +
+                      " with scale " + show(scales[i]));
+    }
+  }
   if (rule.contains("not_above")) {
     const std::string other = rule["not_above"];
     const json& hi = *manifest_field(d, other);

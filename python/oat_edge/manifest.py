@@ -265,6 +265,14 @@ def _check_rule(d, rule):
         if len(v) != n:
             _fail(f"field '{path}' expected length {n} (= {rule['length']}), got {len(v)}")
         vals = [_check_f32(f"{path}[{i}]", x, rule.get("nonzero", False)) for i, x in enumerate(v)]
+        if "unnormalized_by" in rule:  # x = (x_norm - offset) / scale must stay finite for x_norm in [-1, 1]
+            other = rule["unnormalized_by"]
+            scales = np.asarray(_lookup(d, other)[0], np.float64).astype(np.float32)
+            with np.errstate(over="ignore"):
+                ends = (np.float32([-1, 1])[:, None] - np.asarray(vals, np.float32)) / scales
+            for i in np.flatnonzero(~np.isfinite(ends).all(axis=0)):
+                _fail(f"field '{path}[{i}]' expected (x - offset) / {other}[{i}] finite in float32 for x in [-1, 1], "
+                      f"got offset {_show(v[i])} with scale {_show(_lookup(d, other)[0][i])}")
         if "not_above" in rule:
             other = rule["not_above"]
             for i, (a, b) in enumerate(zip(vals, _lookup(d, other)[0])):
