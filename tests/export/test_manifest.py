@@ -130,32 +130,20 @@ def test_graph_file_that_is_not_a_regular_file_says_what_it_is(tmp_path, graph, 
         mf.validate(good(), tmp_path)
 
 
-def test_unreadable_graph_file_says_permission_denied(tmp_path, monkeypatch):
+@pytest.mark.parametrize("call,graph", [("open", "decoder.onnx"),  # a file other users cannot read
+                                        ("stat", "encoder.onnx")])  # a directory they cannot search
+def test_permission_denied_is_said_as_such(tmp_path, monkeypatch, call, graph):
     # Tests run as root, who reads anything: fake the EACCES the kernel gives other users.
     _bundle_files(tmp_path)
-    real_open = os.open
+    real = getattr(os, call)
 
     def deny(path, *a, **kw):
-        if str(path).endswith("decoder.onnx"):
+        if str(path).endswith(graph):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_open(path, *a, **kw)
+        return real(path, *a, **kw)
 
-    monkeypatch.setattr(mf.os, "open", deny)
-    with pytest.raises(BundleError, match="decoder.onnx' in .*: permission denied"):
-        mf.validate(good(), tmp_path)
-
-
-def test_unsearchable_bundle_directory_says_permission_denied(tmp_path, monkeypatch):
-    _bundle_files(tmp_path)
-    real_stat = os.stat
-
-    def deny(path, *a, **kw):
-        if str(path).endswith("encoder.onnx"):
-            raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_stat(path, *a, **kw)
-
-    monkeypatch.setattr(mf.os, "stat", deny)
-    with pytest.raises(BundleError, match="encoder.onnx' in .*: permission denied"):
+    monkeypatch.setattr(mf.os, call, deny)
+    with pytest.raises(BundleError, match=f"{graph}' in .*: permission denied"):
         mf.validate(good(), tmp_path)
 
 
