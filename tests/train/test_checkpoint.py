@@ -66,3 +66,18 @@ def test_shipped_checkpoint_loads_weights_only_with_the_same_weights():
     assert state.keys() == ref.keys()
     for k in state:
         assert torch.equal(state[k], ref[k]), k
+
+
+def test_commands_refuse_a_checkpoint_with_code_in_one_line(tmp_path, capsys):
+    from oat_edge import cli
+    _RunsCode.marker = str(tmp_path / "pwned")
+    evil = tmp_path / "evil.pt"
+    torch.save({"tokenizer": _RunsCode()}, evil)
+    for argv in (["export", "--checkpoint", str(evil), "--out", str(tmp_path / "b")],
+                 ["bench", "--checkpoint", str(evil), "--iters", "1"],
+                 ["train-policy", "--demos", str(tmp_path / "d.npz"), "--tokenizer", str(evil),
+                  "--out", str(tmp_path / "p")]):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "refused" in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "b").exists()
