@@ -41,7 +41,7 @@ def test_paper_preset_sets_the_reference_sizes_and_flags_still_win():
     assert (a.width, a.enc_depth, a.dec_depth, a.keep_k, a.lr, a.batch) == (
         256, 2, 4, "pow2", 5e-5, 256)
     b = policy_args(POL + ["--preset", "paper", "--batch", "32"])
-    assert (b.width, b.n_action_steps, b.lr, b.batch) == (256, 16, 5e-5, 32)
+    assert (b.width, b.n_action_steps, b.lr, b.batch, b.obs_lr_scale) == (256, 16, 5e-5, 32, 0.2)
 
 
 def test_unknown_preset_is_rejected():

@@ -20,7 +20,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                           dropout=0.1, keep_k="pow2"),
         "TokenizerTrainConfig": dict(lr=5e-5, batch=256),
         "PolicyConfig": dict(width=256, n_action_steps=16),
-        "PolicyTrainConfig": dict(lr=5e-5, batch=256),
+        "PolicyTrainConfig": dict(lr=5e-5, batch=256, obs_lr_scale=0.2),  # obs encoder at 1e-5
     },
 }
 
