@@ -61,6 +61,25 @@ def test_history_is_oldest_first_and_frames_follow_the_arm(env):
     assert obs["observation.state"][1, 2] > first["observation.state"][1, 2]  # the hand went up
 
 
+def test_steps_without_frames_are_skipped_until_an_observation_needs_them(env):
+    env.reset(seed=1)
+    for _ in range(3):
+        assert env.step(np.array([0.5, 0.0, 0.0, 0.0]), render=False) is None
+    with pytest.raises(RuntimeError, match="render=False"):
+        env.observation()
+    # 1 of the 2 history frames: still not enough
+    assert env.step(np.array([0.5, 0.0, 0.0, 0.0])) is None
+    with pytest.raises(RuntimeError, match="last 2 steps"):
+        env.observation()
+    obs = env.step(np.array([0.5, 0.0, 0.0, 0.0]))
+    assert obs["observation.images.corner"].shape == (2, 48, 64, 3)
+    # The skipped steps still moved the arm: same frame as a run that rendered every step.
+    env.reset(seed=1)
+    for _ in range(5):
+        full = env.step(np.array([0.5, 0.0, 0.0, 0.0]))
+    np.testing.assert_array_equal(full["observation.images.corner"], obs["observation.images.corner"])
+
+
 def test_same_seed_renders_the_same_frames_and_other_seeds_differ(env):
     a = env.reset(3)["observation.images.topview"].copy()
     b = env.reset(4)["observation.images.topview"].copy()

@@ -180,10 +180,10 @@ class PixelMetaWorldEnv:
     def done(self) -> bool:
         return self.state_env.done
 
-    def _push_frames(self) -> None:
+    def _push_frames(self, render: bool = True) -> None:
         for c in self.cameras:
             hist = self._frames.setdefault(c, [])
-            hist.append(self.renderer.render(c))
+            hist.append(self.renderer.render(c) if render else None)
             del hist[:-self.n_obs_steps]
 
     def reset(self, seed: int) -> dict:
@@ -194,9 +194,15 @@ class PixelMetaWorldEnv:
             hist[:0] = [hist[0]] * (self.n_obs_steps - 1)
         return self.observation()
 
-    def step(self, action) -> dict:
+    def step(self, action, render: bool = True):
+        """Step the simulator and return the observation. render=False draws no frames
+        (rendering is most of a step's cost, and a policy that replans every few steps reads only
+        the n_obs_steps frames before each replan); the return value is None until the last
+        n_obs_steps steps were all rendered."""
         self.state_env.step(action)
-        self._push_frames()
+        self._push_frames(render)
+        if not render or any(f is None for hist in self._frames.values() for f in hist):
+            return None
         return self.observation()
 
     def observation(self) -> dict:
@@ -204,6 +210,10 @@ class PixelMetaWorldEnv:
         state = np.concatenate([hist[:, :ROBOT_STATE_DIM], hist[:, STATE_DIM:]], axis=1)
         obs = {STATE_KEY: np.ascontiguousarray(state, dtype=np.float32)}
         for c in self.cameras:
+            if any(f is None for f in self._frames[c]):
+                raise RuntimeError(f"the observation needs frames of the last {self.n_obs_steps} "
+                                   "steps, and one of them was stepped with render=False; render "
+                                   "the n_obs_steps steps before each observation you read")
             obs[image_key(c)] = np.stack(self._frames[c])
         return obs
 
