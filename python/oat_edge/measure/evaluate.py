@@ -151,7 +151,10 @@ def _progress(total: int, show: bool):
 def _run_serial(jobs, bar) -> tuple[list, bool]:
     done = []
     for j in jobs:
-        r = _shard(j)
+        try:
+            r = _shard(j)
+        except KeyboardInterrupt:  # between episodes (loading, warm-up): keep earlier shards
+            return done, True
         done.append(r)
         bar and bar.update(1)
         if r["interrupted"]:
