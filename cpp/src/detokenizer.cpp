@@ -28,9 +28,9 @@ void Detokenizer::bind(int B) {
   if (bound_.count(B)) return;
   const int64_t K = m_.num_tokens, cd = fsq_.code_dim();
   auto b = std::make_unique<Bound>();
-  b->codes = tensor(codes_.data(), size_t(B) * K * cd, {B, K, cd});
-  b->num_tokens = tensor(num_tokens_.data(), size_t(B), {B});
-  b->actions = tensor(actions_.data(), size_t(B) * m_.horizon * m_.action_dim, {B, m_.horizon, m_.action_dim});
+  b->codes = cpu_tensor(cpu_mem_, codes_.data(), size_t(B) * K * cd, {B, K, cd});
+  b->num_tokens = cpu_tensor(cpu_mem_, num_tokens_.data(), size_t(B), {B});
+  b->actions = cpu_tensor(cpu_mem_, actions_.data(), size_t(B) * m_.horizon * m_.action_dim, {B, m_.horizon, m_.action_dim});
   bound_[B] = std::move(b);
 }
 

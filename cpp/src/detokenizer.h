@@ -11,6 +11,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include "bundle.h"
+#include "cpu_tensor.h"
 #include "fsq.h"
 #include "normalizer.h"
 #include "run_meter.h"
@@ -37,10 +38,6 @@ class Detokenizer {
   struct Bound {
     Ort::Value codes{nullptr}, num_tokens{nullptr}, actions{nullptr};
   };
-  template <typename T>
-  Ort::Value tensor(T* data, size_t count, std::vector<int64_t> shape) {
-    return Ort::Value::CreateTensor<T>(cpu_mem_, data, count, shape.data(), shape.size());
-  }
 
   Bundle& bundle_;
   const Manifest& m_;

@@ -41,16 +41,16 @@ void Generator::bind(int B) {
   if (bound_.count(B)) return;
   const int64_t L = m_.n_layers, H = m_.n_heads, K = m_.num_tokens, Dh = m_.head_dim, S = m_.n_obs_steps;
   auto b = std::make_unique<Bound>();
-  b->obs = tensor(obs_n_.data(), size_t(B) * S * m_.obs_dim, {B, S, m_.obs_dim});
-  b->mem_k = tensor(kv_.mem_k(), kv_.mem_count(B), {L, B, H, S, Dh});
-  b->mem_v = tensor(kv_.mem_v(), kv_.mem_count(B), {L, B, H, S, Dh});
-  b->token = tensor(token_.data(), size_t(B), {B});
-  b->step = tensor(step_idx_.data(), 1, {1});
-  b->past_k = tensor(kv_.past_k(), kv_.past_count(B), {L, B, H, K, Dh});
-  b->past_v = tensor(kv_.past_v(), kv_.past_count(B), {L, B, H, K, Dh});
-  b->logits = tensor(logits_.data(), size_t(B) * m_.vocab_size, {B, m_.vocab_size});
-  b->new_k = tensor(kv_.new_k(), kv_.new_count(B), {L, B, H, 1, Dh});
-  b->new_v = tensor(kv_.new_v(), kv_.new_count(B), {L, B, H, 1, Dh});
+  b->obs = cpu_tensor(cpu_mem_, obs_n_.data(), size_t(B) * S * m_.obs_dim, {B, S, m_.obs_dim});
+  b->mem_k = cpu_tensor(cpu_mem_, kv_.mem_k(), kv_.mem_count(B), {L, B, H, S, Dh});
+  b->mem_v = cpu_tensor(cpu_mem_, kv_.mem_v(), kv_.mem_count(B), {L, B, H, S, Dh});
+  b->token = cpu_tensor(cpu_mem_, token_.data(), size_t(B), {B});
+  b->step = cpu_tensor(cpu_mem_, step_idx_.data(), 1, {1});
+  b->past_k = cpu_tensor(cpu_mem_, kv_.past_k(), kv_.past_count(B), {L, B, H, K, Dh});
+  b->past_v = cpu_tensor(cpu_mem_, kv_.past_v(), kv_.past_count(B), {L, B, H, K, Dh});
+  b->logits = cpu_tensor(cpu_mem_, logits_.data(), size_t(B) * m_.vocab_size, {B, m_.vocab_size});
+  b->new_k = cpu_tensor(cpu_mem_, kv_.new_k(), kv_.new_count(B), {L, B, H, 1, Dh});
+  b->new_v = cpu_tensor(cpu_mem_, kv_.new_v(), kv_.new_count(B), {L, B, H, 1, Dh});
   b->binding = std::make_unique<Ort::IoBinding>(*bundle_.step.session);
   bind_step_inputs(*b);
   const auto& o = m_.io_step.outputs;  // logits, new_k, new_v: written straight into our buffers

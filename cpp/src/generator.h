@@ -14,6 +14,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include "bundle.h"
+#include "cpu_tensor.h"
 #include "input_checks.h"
 #include "kv_cache.h"
 #include "normalizer.h"
@@ -53,10 +54,6 @@ class Generator {
   int run_unguarded(const float* obs, int batch, const ResolvedAct& r, double decode_ms_estimate, ActStats& st);
   void prefill(Bound& b, ActStats& st);
   void bind_step_inputs(Bound& b);
-  template <typename T>
-  Ort::Value tensor(T* data, size_t count, std::vector<int64_t> shape) {
-    return Ort::Value::CreateTensor<T>(cpu_mem_, data, count, shape.data(), shape.size());
-  }
 
   Bundle& bundle_;
   const Manifest& m_;
