@@ -69,3 +69,8 @@ def test_a_bad_video_fails_before_training_even_when_cameras_are_not_used(v30_co
         select_features(v30_copy, progress=False)
     # the tokenizer's actions-only path never opens the video
     assert select_features(v30_copy, actions_only=True).actions.shape == (27, 3)
+
+
+def test_a_robomimic_filter_key_selects_the_training_demos():
+    arr = select_features(ROBOMIMIC, filter_key="valid")
+    assert arr.info["dataset"]["episodes"] == 1 and arr.actions.shape == (6, 7)

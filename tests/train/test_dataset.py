@@ -105,7 +105,7 @@ def test_a_lerobot_dataset_gives_the_same_samples_as_the_npz_demos(tmp_path):
 
 def test_obs_keys_are_refused_with_npz_demos(tmp_path):
     save_demos(_demos(), tmp_path / "d.npz")
-    with pytest.raises(ValueError, match="obs_keys/action_key: expected only with a dataset"):
+    with pytest.raises(ValueError, match="obs_keys/action_key/filter_key: expected only with"):
         load_dataset(tmp_path / "d.npz", DataConfig(horizon=4), obs_keys=["observation.state"])
 
 

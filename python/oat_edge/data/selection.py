@@ -27,11 +27,12 @@ class TrainingArrays:
 
 
 def select_features(source, obs_keys=None, action_key=None, actions_only=False,
-                    min_episode_frames: int = 2, progress=None) -> TrainingArrays:
+                    min_episode_frames: int = 2, progress=None,
+                    filter_key=None) -> TrainingArrays:
     """source: a dataset path or an opened dataset. obs_keys default to every state feature
     (cameras declared by the dataset are validated, not used); action_key to the dataset's."""
     from oat_edge.data.open import open_dataset
-    ds = source if hasattr(source, "column") else open_dataset(source)
+    ds = source if hasattr(source, "column") else open_dataset(source, filter_key=filter_key)
     action_key = action_key or ds.action_key
     ds.feature(action_key)
     explicit = obs_keys is not None

@@ -103,21 +103,21 @@ def split_episodes(episode_task, val_fraction: float, seed: int):
 
 
 def load_dataset(source, cfg: DataConfig = DataConfig(), obs_keys=None, action_key=None,
-                 actions_only: bool = False):
+                 actions_only: bool = False, filter_key=None):
     """source: a demos .npz path, a Demos, a dataset path (LeRobot directory, robomimic .hdf5) or
     an opened oat_edge.data dataset -> (train Chunks, val Chunks, info dict)."""
     if isinstance(source, Demos) or (isinstance(source, (str, os.PathLike))
                                      and str(source).endswith(".npz")):
         demos = source if isinstance(source, Demos) else load_demos(source)
-        if obs_keys or action_key:
-            raise ValueError("obs_keys/action_key: expected only with a dataset (LeRobot "
-                             "directory or robomimic .hdf5), given a .npz demos file")
+        if obs_keys or action_key or filter_key:
+            raise ValueError("obs_keys/action_key/filter_key: expected only with a dataset "
+                             "(LeRobot directory or robomimic .hdf5), given a .npz demos file")
         chunks = build_chunks(demos, cfg.horizon, cfg.n_obs_steps)
         info = {"tasks": list(demos.task_names), "obs_layout": OBS_LAYOUT}
         return _split(chunks, demos.episode_task, cfg, info, demos.num_episodes)
     from oat_edge.data.selection import select_features
     arr = select_features(source, obs_keys, action_key, actions_only,
-                          min_episode_frames=cfg.min_episode_frames)
+                          min_episode_frames=cfg.min_episode_frames, filter_key=filter_key)
     chunks = _chunks(arr.state, arr.actions, arr.episode_ends, arr.episode_task,
                      len(arr.tasks), cfg.horizon, cfg.n_obs_steps)
     return _split(chunks, arr.episode_task, cfg, arr.info, len(arr.episode_ends))
@@ -149,6 +149,8 @@ def add_source_flags(p):
     p.add_argument("--action-key", default=None,
                    help="the action feature (default: 'action' for LeRobot, 'actions' for "
                         "robomimic)")
+    p.add_argument("--filter-key", default=None,
+                   help="robomimic / LIBERO: train on the demos listed in mask/<filter-key>")
     p.add_argument("--min-episode-frames", type=int, default=DataConfig.min_episode_frames,
                    help="skip (and count) dataset episodes with fewer frames")
 

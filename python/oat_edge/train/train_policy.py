@@ -99,7 +99,8 @@ def main(argv=None):
     data_cfg = DataConfig(horizon=tok.horizon, n_obs_steps=args.n_obs_steps,
                           val_fraction=args.val_fraction, seed=args.seed,
                           min_episode_frames=args.min_episode_frames)
-    train, val, info = load_dataset(source_of(args), data_cfg, args.obs_keys, args.action_key)
+    train, val, info = load_dataset(source_of(args), data_cfg, args.obs_keys, args.action_key,
+                                    filter_key=args.filter_key)
     if info["action_dim"] != tok.action_dim:
         raise ValueError(f"{source_of(args)}: action_dim: expected {tok.action_dim} (tokenizer), "
                          f"given {info['action_dim']}")

@@ -133,7 +133,8 @@ def main(argv=None):
     data_cfg = DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps,
                           val_fraction=args.val_fraction, seed=args.seed,
                           min_episode_frames=args.min_episode_frames)
-    train, val, info = load_dataset(source_of(args), data_cfg, args.obs_keys, args.action_key, actions_only=True)
+    train, val, info = load_dataset(source_of(args), data_cfg, args.obs_keys, args.action_key,
+                                    filter_key=args.filter_key, actions_only=True)
     torch.manual_seed(args.seed)  # same init on every rank (and broadcast anyway)
     ff = args.ff or 4 * args.width
     tok = build_tokenizer(args.variant, info["action_dim"], args.horizon, args.width,
