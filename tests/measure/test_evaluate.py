@@ -113,6 +113,8 @@ def test_ctrl_c_saves_the_finished_episodes_and_marks_the_results(tmp_path):
     md = (tmp_path / "out" / "results.md").read_text()
     assert "Interrupted" in md and "| – |" in md
     assert not (tmp_path / "out" / "success_vs_k.png").exists()  # no plots of a partial run
+    import signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C still works
 
 
 def test_existing_results_are_not_overwritten_without_force(tmp_path):

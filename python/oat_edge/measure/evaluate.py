@@ -14,6 +14,7 @@ seconds; the episodes that had finished are saved (results marked "interrupted",
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import signal
 import time
@@ -80,13 +81,15 @@ def _until_interrupted(run_one, seeds) -> tuple[list, bool]:
     """run_one(seed) for each seed; on Ctrl-C keep the finished ones and ignore further
     Ctrl-C, so that they can still be handed back."""
     out = []
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # this worker was interrupted before
+    if (multiprocessing.parent_process() is not None
+            and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # interrupted before
         return out, True
     try:
         for s in seeds:
             out.append(run_one(s))
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if multiprocessing.parent_process() is not None:  # a worker: hand back, then leave
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         return out, True
     return out, False
 
