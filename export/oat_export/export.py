@@ -142,6 +142,7 @@ def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, p
     targets.update({p: f"{out_dir}_{p}" for p in variants if p != precision})
     for dst in targets.values():
         check_output_dir(dst, force=True, flag="--out")  # a bundle is meant to be re-exported
+        _check_replaceable(dst)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     report = {"out_dir": out_dir, "precision": precision, "opset": opset}
@@ -181,6 +182,24 @@ def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, p
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
+
+
+# What a bundle directory may hold besides its graphs: the export report, TensorRT engines.
+BUNDLE_EXTRAS = ("export_report.json", "trt_cache")
+
+
+def _check_replaceable(dst) -> None:
+    """The new bundle replaces `dst` as a whole: refuse when `dst` holds anything that is not
+    part of a bundle (someone's other files would go with it)."""
+    if not os.path.isdir(dst):
+        return
+    known = {*mf.FILES.values(), mf.ENTRY_FILE, *BUNDLE_EXTRAS}
+    foreign = sorted(set(os.listdir(dst)) - known)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise OutputError(f"--out: {dst} holds files that are not part of a bundle ({shown}); "
+                          f"the export replaces the whole directory: choose a new or empty "
+                          f"directory, or an existing bundle")
 
 
 def _install(staged, dst):

@@ -127,3 +127,12 @@ def test_export_on_a_full_disk_is_one_line_and_keeps_the_old_bundle(old_bundle, 
         export_bundle(_tiny_token_policy(seed=4), out, check_parity=False)
     assert "\n" not in str(e.value)
     assert _snapshot(out) == before
+
+
+def test_export_refuses_to_replace_a_directory_holding_other_files(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"not part of a bundle \(notes.txt\)"):
+        export_bundle(_tiny_token_policy(), tmp_path / "runs", check_parity=False)
+    assert (tmp_path / "runs" / "notes.txt").read_text() == "mine"
+    assert os.listdir(tmp_path) == ["runs"]
