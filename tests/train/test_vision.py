@@ -12,10 +12,10 @@ def _frames(n=3, t=2, h=20, w=24, seed=0):
 
 
 def test_resnet18_preset_has_exactly_resnet18s_backbone_weights():
-    enc = ImageEncoder(VisionConfig.resnet18(), 224, 224)
+    enc = ImageEncoder(VisionConfig.resnet18(), 64, 64)
     backbone = sum(p.numel() for m in (enc.stem, enc.blocks) for p in m.parameters())
     assert backbone == 11_176_512  # torchvision resnet18 without its fc layer
-    assert enc.feature_map == (512, 7, 7)
+    assert enc.feature_map == (512, 2, 2)  # stride 32, as ResNet-18's 224 -> 7
     assert len(enc.blocks) == 8
 
 
@@ -28,9 +28,9 @@ def test_width_and_depth_are_the_only_difference_between_tiny_and_resnet18():
 
 
 def test_no_batch_statistics_a_frame_encodes_the_same_alone_or_in_a_batch():
-    enc = ImageEncoder(VisionConfig(width=8), 32, 32)
+    enc = ImageEncoder(VisionConfig(width=8), 24, 24)
     assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in enc.modules())
-    x = torch.randn(5, 3, 32, 32)
+    x = torch.randn(4, 3, 24, 24)
     for mode in (True, False):
         enc.train(mode)
         with torch.no_grad():
