@@ -315,6 +315,8 @@ json parse_manifest_json(const std::string& text) {
   if (text.size() > max_bytes)
     manifest_fail("manifest JSON is " + std::to_string(text.size()) + " bytes, more than the " +
                   std::to_string(max_bytes) + " allowed");
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0)  // nlohmann skips it, Python's json refuses it: refuse it everywhere
+    manifest_fail("not valid JSON (it starts with a byte order mark)");
   LimitsSax sax(limits["max_depth"].get<size_t>());
   if (!json::sax_parse(text, &sax)) manifest_fail(sax.error);
   return json::parse(text);

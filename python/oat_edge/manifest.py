@@ -124,6 +124,8 @@ def parse(text):
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_JSON_BYTES:
         _fail(f"manifest JSON is {size} bytes, more than the {MAX_JSON_BYTES} allowed")
+    if text.startswith("\ufeff"):  # some JSON parsers skip it, others refuse it: refuse it everywhere
+        _fail("not valid JSON (it starts with a byte order mark)")
     if _depth(text) > MAX_DEPTH:
         _fail(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
