@@ -164,7 +164,7 @@ def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path):
     assert "world size 2, ranks in sync" in r.stdout
 
 
-def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys):
+def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys, monkeypatch):
     from oat_edge import cli
     demos = _write_demos(tmp_path / "demos.npz")
     (tmp_path / "tok").mkdir()
@@ -175,5 +175,14 @@ def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "--force" in err and "Traceback" not in err
     assert (tmp_path / "tok" / "tokenizer.pt").read_bytes() == b"an earlier run"
+    from oat_edge.train import train_tokenizer
+
+    def failing_fit(*a, **k):
+        raise FloatingPointError("loss: expected a finite value")
+    with monkeypatch.context() as m:  # a forced run that fails leaves no old result behind
+        m.setattr(train_tokenizer.D, "fit", failing_fit)
+        with pytest.raises(FloatingPointError):
+            train_tokenizer.main(argv[1:] + ["--force"])
+    assert not (tmp_path / "tok" / "tokenizer.pt").exists()
     assert cli.main(argv + ["--force", "--threads", "1"]) == 0
     assert (tmp_path / "tok" / "tokenizer.pt").read_bytes() != b"an earlier run"

@@ -72,6 +72,13 @@ def add_run_flags(p) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def discard_stale_result(path: str, d: Dist, resume: bool) -> None:
+    """A run started afresh (--force) removes the result of the run it replaces first, so that
+    an interrupted or failed run never leaves an old result that looks like its own."""
+    if d.main and not resume and os.path.exists(path):
+        os.remove(path)
+
+
 def _step_of(line: str):
     """The step of one metrics.jsonl line; None for a blank or torn line."""
     try:

@@ -144,6 +144,7 @@ def main(argv=None):
                          if k not in ("train_episodes", "val_episodes")},
                 "val_episodes": info["val_episodes"]}
     os.makedirs(args.out, exist_ok=True)
+    D.discard_stale_result(os.path.join(args.out, "policy.pt"), d, args.resume)
     ema = D.fit(policy, loss_fn, len(x_train), cfg, args.out, d,
                 param_groups=param_groups(policy, args.obs_lr_scale), eval_fn=eval_fn,
                 resume=args.resume, meta=run_info)

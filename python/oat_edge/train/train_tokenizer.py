@@ -181,6 +181,7 @@ def main(argv=None):
 
     run_info["params"] = n_params
     run_info["train_config"] = asdict(cfg)
+    D.discard_stale_result(os.path.join(args.out, "tokenizer.pt"), d, args.resume)
     ema = D.fit(tok, loss_fn, len(train), cfg, args.out, d, eval_fn=eval_fn,
                 resume=args.resume, meta=run_info)
     if d.main:
