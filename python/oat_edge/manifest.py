@@ -133,6 +133,10 @@ def parse(text):
                        parse_float=_json_float, parse_int=_json_int)
     except (json.JSONDecodeError, RecursionError) as e:
         _fail(f"not valid JSON ({e})")
+    try:  # a lone UTF-16 surrogate escape ("\ud800") decodes in Python but is not text
+        json.dumps(d, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        _fail("not valid JSON (a \\u escape of a lone UTF-16 surrogate)")
     return validate(d)
 
 
