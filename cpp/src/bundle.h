@@ -22,8 +22,9 @@ struct BundleLocation {
 // From a bundle directory or a path to its entry file. Throws BundleError if neither exists.
 BundleLocation locate_bundle(const std::string& path);
 
-// Input/output names of one graph in the manifest's order, as the const char* arrays ORT's Run()
-// wants; the pointers point into the strings held here.
+// Input/output names of one graph in the contract's order (token, step, ...; whatever order the
+// manifest or the graph lists them in), as the const char* arrays ORT's Run() wants; the pointers
+// point into the strings held here.
 struct GraphNames {
   std::vector<std::string> in, out;
   std::vector<const char*> in_c, out_c;
