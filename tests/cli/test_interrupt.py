@@ -98,6 +98,7 @@ def test_ctrl_c_stops_eval_and_its_workers_and_saves_finished_episodes(tmp_path,
          "--workers", "2", "--no-expert", "--out", str(out)], ready, child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert "interrupted" in err
+    assert "eval shards" not in err  # no progress bar when stderr is not a terminal
     res = json.loads((out / "results.json").read_text())
     assert res["interrupted"] is True
     done = [c["episodes_done"] for t in res["per_task"].values() for c in t.values()]
@@ -124,6 +125,7 @@ def test_ctrl_c_stops_training_and_saves_a_resumable_checkpoint(tmp_path, child_
         child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert "interrupted at step" in out and "--resume" in out
+    assert "it/s" not in err and "\r" not in err  # no progress bar when stderr is not a terminal
     import torch
     ck = torch.load(run / "ckpt.pt", weights_only=True)
     assert 0 < ck["step"] < 100000
