@@ -97,113 +97,132 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
+// The observation batch: from --obs (an .npy of batch*n_obs_steps*obs_dim floats) or random.
+std::vector<float> load_obs(const Args& a, const oat_edge::PolicyInfo& info) {
+  if (a.obs_file.empty()) return random_obs(info, a.batch, a.seed);
+  auto arr = oat_edge_tools::read_npy(a.obs_file);
+  const size_t want = size_t(a.batch) * info.n_obs_steps * info.obs_dim;
+  if (arr.data.size() != want)
+    throw oat_edge::InputError(a.obs_file + " holds " + std::to_string(arr.data.size()) +
+                               " values, expected batch*n_obs_steps*obs_dim = " + std::to_string(want));
+  return std::move(arr.data);
+}
+
+struct Timing {
+  double alloc_mean = -1, ort_mean = 0;  // heap allocations per act (-1: not counted)
+};
+
+// a.iters timed act() calls at prefix length k (after 10 untimed ones); prints one table row.
+Timing time_k(oat_edge::Policy& policy, const oat_edge::TensorView& obs, std::vector<float>& out,
+              oat_edge::ActOptions opt, const Args& a, int k) {
+  oat_edge::ActStats st;
+  opt.max_tokens = k;
+  for (int w = 0; w < 10; ++w) policy.act(obs, out, opt, &st);  // warm-up
+  std::vector<double> total, pre, step, dec, over_frac;
+  int64_t allocs = 0, allocs_ort = 0;
+  const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
+  for (int i = 0; i < a.iters; ++i) {
+    opt.seed = a.seed + uint64_t(i);
+    policy.act(obs, out, opt, &st);
+    total.push_back(st.total_ms);
+    pre.push_back(st.prefill_ms);
+    step.push_back(st.step_ms / std::max(1, st.tokens_used));
+    dec.push_back(st.decode_ms);
+    over_frac.push_back(st.overhead_ms / st.total_ms);
+    allocs += st.allocs_total;
+    allocs_ort += st.allocs_in_ort;
+  }
+  const oat_edge::ThreadFaults f1 = oat_edge::thread_faults();
+  Timing t;
+  if (st.allocs_total >= 0) t = {double(allocs) / a.iters, double(allocs_ort) / a.iters};
+  const double faults = double(f1.minor + f1.major - f0.minor - f0.major) / a.iters;
+  const double sleeps = double(f1.voluntary_switches - f0.voluntary_switches) / a.iters;
+  char abuf[32] = "n/a", obuf[32] = "n/a";
+  if (t.alloc_mean >= 0) {
+    std::snprintf(abuf, sizeof abuf, "%.1f", t.alloc_mean);
+    std::snprintf(obuf, sizeof obuf, "%.1f", t.ort_mean);
+  }
+  std::printf("%3d %10.3f %10.3f %10.3f %10.3f %10.3f %8.1f%% %11.2f %11.2f %12s %12s\n", k,
+              percentile(total, 0.5), percentile(total, 0.99), percentile(pre, 0.5), percentile(step, 0.5),
+              percentile(dec, 0.5), 100.0 * percentile(over_frac, 0.5), faults, sleeps, abuf, obuf);
+  return t;
+}
+
+void print_chunk(const oat_edge::PolicyInfo& info, const std::vector<float>& out, int k) {
+  std::printf("\nchunk (k=%d, first %d of %d steps, row 0):\n", k, info.n_action_steps, info.horizon);
+  for (int t = 0; t < info.n_action_steps; ++t) {
+    std::printf("  %2d:", t);
+    for (int d = 0; d < info.action_dim; ++d) std::printf(" % .4f", out[size_t(t) * info.action_dim + d]);
+    std::printf("\n");
+  }
+}
+
+void print_footer(const std::vector<int>& ks, const std::vector<Timing>& rows) {
+  if (rows.empty() || rows.front().alloc_mean < 0) {
+    std::printf("\n(allocation counts: run with LD_PRELOAD=<build>/cpp/tools/liboat_edge_malloc_counter.so)\n");
+  } else if (ks.size() >= 2) {
+    const double dk = double(ks.back() - ks.front());
+    const auto ours = [](const Timing& t) { return t.alloc_mean - t.ort_mean; };
+    std::printf("\nheap allocations per extra generated token (k=%d..%d): ours %.2f, inside ORT Run() %.2f\n",
+                ks.front(), ks.back(), (ours(rows.back()) - ours(rows.front())) / dk,
+                (rows.back().ort_mean - rows.front().ort_mean) / dk);
+  }
+  std::printf("overhead = median over calls of (act() time - ORT Run() time) / act() time "
+              "(normalize, sampling, KV copy, FSQ, unnormalize, timers)\n"
+              "faults/act, sleeps/act = page faults and voluntary context switches of the calling thread "
+              "(getrusage RUSAGE_THREAD), mean over the timed calls: 0 means no allocation reached the kernel\n");
+}
+
+int run(const Args& a) {
+  if (a.rt_memory) std::printf("rt memory: %s\n", oat_edge::prepare_realtime_memory(true).message.c_str());
+  oat_edge::RuntimeOptions ro;
+  ro.ort_library = a.ort;
+  ro.device = a.device;
+  ro.intra_op_threads = a.threads;
+  ro.max_batch = a.batch;
+  ro.batch_limit = std::max(a.batch, ro.batch_limit);
+  ro.optimized_model_dir = a.opt_cache;
+  oat_edge::Policy policy(a.bundle, ro);
+  const auto& info = policy.info();
+  std::printf("bundle %s  ORT %s (%s)  provider %s  threads %d  batch %d\n", info.bundle_dir.c_str(),
+              info.ort_version.c_str(), info.ort_library.c_str(), info.provider.c_str(), a.threads, a.batch);
+  std::printf("K=%d H_a=%d D_a=%d obs=[%d,%d] layers=%d heads=%d head_dim=%d precision=%s\n", info.num_tokens,
+              info.horizon, info.action_dim, info.n_obs_steps, info.obs_dim, info.n_layers, info.n_heads,
+              info.head_dim, info.precision.c_str());
+  const std::vector<float> obs = load_obs(a, info);
+  std::vector<int> ks;
+  if (a.tokens > 0) ks.push_back(a.tokens);
+  else
+    for (int k = 1; k <= info.num_tokens; k *= 2) ks.push_back(k);
+
+  oat_edge::ActOptions opt;
+  opt.seed = a.seed;
+  if (a.greedy) opt.temperature = 0;
+  std::vector<float> out(size_t(a.batch) * info.horizon * info.action_dim);
+  const oat_edge::TensorView obs_view(obs.data(), {a.batch, info.n_obs_steps, info.obs_dim});
+  opt.max_tokens = ks.back();  // one chunk at the largest k, first n_action_steps rows of row 0
+  policy.act(obs_view, out, opt);
+  print_chunk(info, out, ks.back());
+
+  std::printf("\n%3s %10s %10s %10s %10s %10s %9s %11s %11s %12s %12s\n", "k", "median_ms", "p99_ms", "prefill",
+              "step/tok", "decode", "overhead", "faults/act", "sleeps/act", "allocs/act", "(in ORT)");
+  std::vector<Timing> rows;
+  for (int k : ks) rows.push_back(time_k(policy, obs_view, out, opt, a, k));
+  print_footer(ks, rows);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  Args a = parse(argc, argv);
+  const Args a = parse(argc, argv);
   try {
-    if (a.rt_memory) std::printf("rt memory: %s\n", oat_edge::prepare_realtime_memory(true).message.c_str());
-    oat_edge::RuntimeOptions ro;
-    ro.ort_library = a.ort;
-    ro.device = a.device;
-    ro.intra_op_threads = a.threads;
-    ro.max_batch = a.batch;
-    ro.optimized_model_dir = a.opt_cache;
-    oat_edge::Policy policy(a.bundle, ro);
-    const auto& info = policy.info();
-    std::printf("bundle %s  ORT %s (%s)  provider %s  threads %d  batch %d\n", info.bundle_dir.c_str(),
-                info.ort_version.c_str(), info.ort_library.c_str(), info.provider.c_str(), a.threads, a.batch);
-    std::printf("K=%d H_a=%d D_a=%d obs=[%d,%d] layers=%d heads=%d head_dim=%d precision=%s\n", info.num_tokens,
-                info.horizon, info.action_dim, info.n_obs_steps, info.obs_dim, info.n_layers, info.n_heads,
-                info.head_dim, info.precision.c_str());
-
-    std::vector<float> obs;
-    if (!a.obs_file.empty()) {
-      auto arr = oat_edge_tools::read_npy(a.obs_file);
-      size_t want = size_t(a.batch) * info.n_obs_steps * info.obs_dim;
-      if (arr.data.size() != want) {
-        std::fprintf(stderr, "error: %s holds %zu values, expected batch*n_obs_steps*obs_dim = %zu\n",
-                     a.obs_file.c_str(), arr.data.size(), want);
-        return 2;
-      }
-      obs = std::move(arr.data);
-    } else {
-      obs = random_obs(info, a.batch, a.seed);
-    }
-
-    std::vector<int> ks;
-    if (a.tokens > 0) ks.push_back(a.tokens);
-    else
-      for (int k = 1; k <= info.num_tokens; k *= 2) ks.push_back(k);
-
-    oat_edge::ActOptions opt;
-    opt.seed = a.seed;
-    if (a.greedy) opt.temperature = 0;
-    std::vector<float> out(size_t(a.batch) * info.horizon * info.action_dim);
-    const oat_edge::TensorView obs_view(obs.data(), {a.batch, info.n_obs_steps, info.obs_dim});
-
-    // One chunk at the largest k, first n_action_steps rows of row 0.
-    opt.max_tokens = ks.back();
-    oat_edge::ActStats st;
-    policy.act(obs_view, out, opt, &st);
-    std::printf("\nchunk (k=%d, first %d of %d steps, row 0):\n", ks.back(), info.n_action_steps, info.horizon);
-    for (int t = 0; t < info.n_action_steps; ++t) {
-      std::printf("  %2d:", t);
-      for (int d = 0; d < info.action_dim; ++d) std::printf(" % .4f", out[size_t(t) * info.action_dim + d]);
-      std::printf("\n");
-    }
-
-    std::printf("\n%3s %10s %10s %10s %10s %10s %9s %11s %11s %12s %12s\n", "k", "median_ms", "p99_ms", "prefill",
-                "step/tok", "decode", "overhead", "faults/act", "sleeps/act", "allocs/act", "(in ORT)");
-    std::vector<double> allocs_per_act, ours_per_act, ort_per_act;
-    for (int k : ks) {
-      opt.max_tokens = k;
-      for (int w = 0; w < 10; ++w) policy.act(obs_view, out, opt, &st);  // warm-up
-      std::vector<double> total, pre, step, dec, over_frac;
-      int64_t allocs = 0, allocs_ort = 0;
-      const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
-      for (int i = 0; i < a.iters; ++i) {
-        opt.seed = a.seed + uint64_t(i);
-        policy.act(obs_view, out, opt, &st);
-        total.push_back(st.total_ms);
-        pre.push_back(st.prefill_ms);
-        step.push_back(st.step_ms / std::max(1, st.tokens_used));
-        dec.push_back(st.decode_ms);
-        over_frac.push_back(st.overhead_ms / st.total_ms);
-        allocs += st.allocs_total;
-        allocs_ort += st.allocs_in_ort;
-      }
-      const oat_edge::ThreadFaults f1 = oat_edge::thread_faults();
-      double alloc_mean = double(allocs) / a.iters, ort_mean = double(allocs_ort) / a.iters;
-      double faults = double(f1.minor + f1.major - f0.minor - f0.major) / a.iters;
-      double sleeps = double(f1.voluntary_switches - f0.voluntary_switches) / a.iters;
-      allocs_per_act.push_back(st.allocs_total < 0 ? -1 : alloc_mean);
-      ours_per_act.push_back(alloc_mean - ort_mean);
-      ort_per_act.push_back(ort_mean);
-      char abuf[32] = "n/a", obuf[32] = "n/a";
-      if (st.allocs_total >= 0) {
-        std::snprintf(abuf, sizeof abuf, "%.1f", alloc_mean);
-        std::snprintf(obuf, sizeof obuf, "%.1f", ort_mean);
-      }
-      std::printf("%3d %10.3f %10.3f %10.3f %10.3f %10.3f %8.1f%% %11.2f %11.2f %12s %12s\n", k,
-                  percentile(total, 0.5), percentile(total, 0.99), percentile(pre, 0.5), percentile(step, 0.5),
-                  percentile(dec, 0.5), 100.0 * percentile(over_frac, 0.5), faults, sleeps, abuf, obuf);
-    }
-    if (allocs_per_act.empty() || allocs_per_act.front() < 0) {
-      std::printf("\n(allocation counts: run with LD_PRELOAD=<build>/cpp/tools/liboat_edge_malloc_counter.so)\n");
-    } else if (ks.size() >= 2) {
-      const double dk = double(ks.back() - ks.front());
-      std::printf("\nheap allocations per extra generated token (k=%d..%d): ours %.2f, inside ORT Run() %.2f\n",
-                  ks.front(), ks.back(), (ours_per_act.back() - ours_per_act.front()) / dk,
-                  (ort_per_act.back() - ort_per_act.front()) / dk);
-    }
-    std::printf("overhead = median over calls of (act() time - ORT Run() time) / act() time "
-                "(normalize, sampling, KV copy, FSQ, unnormalize, timers)\n"
-                "faults/act, sleeps/act = page faults and voluntary context switches of the calling thread "
-                "(getrusage RUSAGE_THREAD), mean over the timed calls: 0 means no allocation reached the kernel\n");
+    return run(a);
+  } catch (const oat_edge::InputError& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
   } catch (const oat_edge::Error& e) {
     std::fprintf(stderr, "oat_edge error: %s\n", e.what());
     return 1;
   }
-  return 0;
 }
