@@ -88,3 +88,28 @@ def child_env():
 def tiny_config():
     """The dimensions of `tiny_bundle` (a copy: tests may not edit it)."""
     return dict(TINY)
+
+
+def _write_synthetic_demos(path, n_eps=6, lengths=(10, 16), seed=0):
+    import numpy as np
+
+    from oat_edge.train.demos import Demos, save_demos
+    rng = np.random.default_rng(seed)
+    ns = rng.integers(lengths[0], lengths[1], size=n_eps)
+    obs, act = [], []
+    for n in ns:
+        t = np.linspace(0, 1, n)[:, None]
+        act.append(np.tanh(np.sin(6 * t + rng.normal(size=4))).astype(np.float32))
+        obs.append((rng.normal(size=(1, 39)) + t).astype(np.float32))
+    save_demos(Demos(np.concatenate(obs), np.concatenate(act), np.cumsum(ns).astype(np.int64),
+                     np.arange(n_eps, dtype=np.int64) % 2, ["reach-v3", "push-v3"],
+                     {"seed": seed}), path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def write_demos():
+    """write_demos(path, n_eps=6, lengths=(10, 16), seed=0) -> path: smooth synthetic episodes
+    of two Meta-World-shaped tasks in a demos .npz, so that no simulator is needed."""
+    pytest.importorskip("torch")
+    return _write_synthetic_demos

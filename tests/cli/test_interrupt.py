@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -106,17 +105,8 @@ def test_ctrl_c_stops_eval_and_its_workers_and_saves_finished_episodes(tmp_path,
     assert "Interrupted" in (out / "results.md").read_text()
 
 
-def test_ctrl_c_stops_training_and_saves_a_resumable_checkpoint(tmp_path, child_env):
-    pytest.importorskip("torch")
-    from oat_edge.train.demos import Demos, save_demos
-    rng = np.random.default_rng(0)
-    n = 40
-    t = np.linspace(0, 1, n)[:, None]
-    obs = np.concatenate([(rng.normal(size=(1, 39)) + t) for _ in range(6)]).astype(np.float32)
-    act = np.concatenate([np.tanh(np.sin(6 * t + rng.normal(size=4))) for _ in range(6)])
-    save_demos(Demos(obs, act.astype(np.float32), np.arange(1, 7, dtype=np.int64) * n,
-                     np.arange(6, dtype=np.int64) % 2, ["reach-v3", "push-v3"], {}),
-               tmp_path / "d.npz")
+def test_ctrl_c_stops_training_and_saves_a_resumable_checkpoint(tmp_path, child_env, write_demos):
+    write_demos(tmp_path / "d.npz", lengths=(40, 41))
     run = tmp_path / "tok"
     rc, out, err, stopped = _interrupt(
         ["train-tokenizer", "--demos", str(tmp_path / "d.npz"), "--out", str(run), "--steps",

@@ -4,27 +4,13 @@ import json
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
 from oat_edge import cli  # noqa: E402
-from oat_edge.train.demos import Demos, save_demos  # noqa: E402
 
 
-def _demos(path, n_eps=8):
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(40, 50, size=n_eps)
-    obs, act = [], []
-    for n in lengths:
-        t = np.linspace(0, 1, n)[:, None]
-        act.append(np.tanh(np.sin(6 * t + rng.normal(size=4))).astype(np.float32))
-        obs.append((rng.normal(size=(1, 39)) + t).astype(np.float32))
-    save_demos(Demos(np.concatenate(obs), np.concatenate(act), np.cumsum(lengths).astype(np.int64),
-                     np.arange(n_eps, dtype=np.int64) % 2, ["reach-v3", "push-v3"], {}), path)
-    return str(path)
-
-
-def test_report_of_a_trained_tokenizer_and_refusal_to_overwrite(tmp_path, capsys):
-    demos = _demos(tmp_path / "d.npz")
+def test_report_of_a_trained_tokenizer_and_refusal_to_overwrite(tmp_path, capsys, write_demos):
+    demos = write_demos(tmp_path / "d.npz", n_eps=8, lengths=(40, 50))
     for variant in ("oat", "bin"):
         assert cli.main(["train-tokenizer", "--demos", demos, "--out", str(tmp_path / variant),
                          "--variant", variant, "--steps", "3", "--threads", "1",

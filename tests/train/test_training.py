@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from oat_edge.train import distributed as D
-from oat_edge.train.demos import Demos, save_demos
 from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.tokenizer import OATConfig, OATTokenizer
 
@@ -17,21 +16,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TINY_TOK = ["--width", "16", "--enc-depth", "1", "--dec-depth", "1", "--heads", "2",
             "--horizon", "8", "--batch", "8", "--warmup", "1", "--log-every", "1",
             "--eval-every", "2", "--no-progress", "--threads", "1"]
-
-
-def _write_demos(path, n_eps=6, seed=0):
-    """Smooth synthetic episodes (two tasks) so no simulator is needed."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(10, 16, size=n_eps)
-    obs, act = [], []
-    for n in lengths:
-        t = np.linspace(0, 1, n)[:, None]
-        act.append(np.tanh(np.sin(6 * t + rng.normal(size=4))).astype(np.float32))
-        obs.append((rng.normal(size=(1, 39)) + t).astype(np.float32))
-    d = Demos(np.concatenate(obs), np.concatenate(act), np.cumsum(lengths).astype(np.int64),
-              np.arange(n_eps, dtype=np.int64) % 2, ["reach-v3", "push-v3"], {"seed": seed})
-    save_demos(d, path)
-    return path
 
 
 def _tiny_tok(seed=0, **kw):
@@ -111,11 +95,11 @@ def test_empty_training_set_is_an_error(tmp_path):
               D.Dist())
 
 
-def test_tokenizer_then_policy_cli_produce_a_loadable_token_policy(tmp_path):
+def test_tokenizer_then_policy_cli_produce_a_loadable_token_policy(tmp_path, write_demos):
     from oat_edge.train import train_policy, train_tokenizer
     from oat_edge.train.policy import TokenPolicy
 
-    demos = _write_demos(tmp_path / "demos.npz")
+    demos = write_demos(tmp_path / "demos.npz")
     train_tokenizer.main(["--demos", str(demos), "--out", str(tmp_path / "tok"),
                           "--steps", "4", *TINY_TOK])
     tok = train_tokenizer.load_tokenizer(str(tmp_path / "tok" / "tokenizer.pt"))
@@ -134,10 +118,10 @@ def test_tokenizer_then_policy_cli_produce_a_loadable_token_policy(tmp_path):
     assert rec[-1]["step"] == 4 and "val_loss" in rec[-1] and "lr" in rec[-1]
 
 
-def test_bin_variant_needs_no_training_and_trains_a_128_token_policy(tmp_path):
+def test_bin_variant_needs_no_training_and_trains_a_128_token_policy(tmp_path, write_demos):
     from oat_edge.train import train_policy, train_tokenizer
 
-    demos = _write_demos(tmp_path / "demos.npz")
+    demos = write_demos(tmp_path / "demos.npz")
     train_tokenizer.main(["--demos", str(demos), "--out", str(tmp_path / "bin"),
                           "--variant", "bin", "--horizon", "8", "--no-progress"])
     tok = train_tokenizer.load_tokenizer(str(tmp_path / "bin" / "tokenizer.pt"))
@@ -150,8 +134,8 @@ def test_bin_variant_needs_no_training_and_trains_a_128_token_policy(tmp_path):
 
 @pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
                     reason="torchrun not installed next to this python")
-def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path):
-    demos = _write_demos(tmp_path / "demos.npz")
+def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path, write_demos):
+    demos = write_demos(tmp_path / "demos.npz")
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), OMP_NUM_THREADS="1")
     cmd = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2",
            "--master_port", "29561", "-m", "oat_edge.train.train_tokenizer",
@@ -164,9 +148,10 @@ def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path):
     assert "world size 2, ranks in sync" in r.stdout
 
 
-def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys, monkeypatch):
+def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys, monkeypatch,
+                                                               write_demos):
     from oat_edge import cli
-    demos = _write_demos(tmp_path / "demos.npz")
+    demos = write_demos(tmp_path / "demos.npz")
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "tokenizer.pt").write_bytes(b"an earlier run")
     argv = ["train-tokenizer", "--demos", str(demos), "--out", str(tmp_path / "tok"),
