@@ -119,6 +119,8 @@ def test_bad_camera_and_size_are_clear_errors():
         PixelMetaWorldEnv("reach-v3", image_size=(1000, 64))
     with pytest.raises(ValueError, match="image_size"):
         PixelMetaWorldEnv("reach-v3", image_size=64)
+    with pytest.raises(ValueError, match="width: expected an int"):
+        PixelMetaWorldEnv("reach-v3", image_size=(64, 64.5))
     with pytest.raises(ValueError, match="distinct"):
         PixelMetaWorldEnv("reach-v3", cameras=("corner", "corner"))
 

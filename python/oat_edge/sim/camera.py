@@ -18,6 +18,7 @@ sphere) and the objects are visible, so both must come from the camera.
 from __future__ import annotations
 
 import atexit
+import numbers
 import os
 
 import numpy as np
@@ -27,6 +28,10 @@ from oat_edge.sim.metaworld_env import MAX_STEPS, STATE_DIM, MetaWorldEnv
 STATE_KEY = "observation.state"
 IMAGE_PREFIX = "observation.images."
 ROBOT_STATE_DIM = 4  # end-effector xyz + gripper opening: Meta-World state[0:4]
+# Two views triangulate the goal and the object in 3-D, and 64x64 keeps the goal marker at 2-5
+# pixels (docs/CAMERAS.md has the measurements behind both choices).
+DEFAULT_CAMERAS = ("corner", "topview")
+DEFAULT_SIZE = (64, 64)
 # The offscreen buffer of Meta-World's models (vis.global offwidth/offheight).
 MAX_WIDTH, MAX_HEIGHT = 640, 480
 
@@ -69,8 +74,9 @@ class CameraRenderer:
         if unknown:
             raise ValueError(f"cameras: {unknown} not in this model; it has {names}")
         for what, v, hi in (("height", height, MAX_HEIGHT), ("width", width, MAX_WIDTH)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 8 <= v <= hi:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or not 8 <= v <= hi:
                 raise ValueError(f"{what}: expected an int in 8..{hi} pixels, got {v!r}")
+        height, width = int(height), int(width)
         self._mj, self.model, self.data = mujoco, model, data
         self.cameras, self.height, self.width = cameras, height, width
         self._mjr = None
@@ -137,10 +143,10 @@ class PixelMetaWorldEnv:
     """Meta-World seen through cameras: reset/step return the named observation dict (history
     oldest first, padded after reset by repeating the first observation)."""
 
-    def __init__(self, task: str, tasks=(), cameras=("corner",), image_size=(64, 64),
+    def __init__(self, task: str, tasks=(), cameras=DEFAULT_CAMERAS, image_size=DEFAULT_SIZE,
                  n_obs_steps: int = 2, max_steps: int = MAX_STEPS):
         try:
-            height, width = (int(v) for v in image_size)
+            height, width = image_size
         except (TypeError, ValueError):
             raise ValueError(f"image_size: expected (height, width), got {image_size!r}") from None
         self.state_env = MetaWorldEnv(task, tasks=tasks, n_obs_steps=n_obs_steps,
