@@ -1,4 +1,4 @@
-// dlopen-based ONNX Runtime loading (docs/DESIGN.md, SPEC §2): one build serves CPU/GPU wheels and
+// dlopen-based ONNX Runtime loading (docs/DESIGN.md): one build serves CPU/GPU wheels and
 // Jetson builds; a missing or too-old library becomes a RuntimeLoadError instead of a loader crash.
 #include "ort_loader.h"
 

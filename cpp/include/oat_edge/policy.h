@@ -154,24 +154,35 @@ struct Normalization {
 };
 
 struct PolicyInfo {
-  // Tokenizer: K tokens per chunk from an FSQ codebook; a chunk is horizon x action_dim.
-  int num_tokens = 0, codebook_size = 0, horizon = 0, action_dim = 0;
-  std::vector<int> fsq_levels;      // codebook_size = product of the levels
+  // Tokenizer.
+  int num_tokens = 0;               // K: tokens per action chunk (the longest prefix)
+  int codebook_size = 0;            // ids are 0..codebook_size-1 (= product of fsq_levels)
+  int horizon = 0;                  // H_a: time steps per action chunk
+  int action_dim = 0;               // D_a: values per action
+  std::vector<int> fsq_levels;      // FSQ levels per code dimension (docs/DESIGN.md §3)
   std::string tokenizer_kind;       // "oat", ...
-  // Policy: observation history and transformer shape.
-  int n_obs_steps = 0, obs_dim = 0, n_action_steps = 0;
-  int vocab_size = 0, bos_id = 0, n_layers = 0, n_heads = 0, head_dim = 0;
+  // Policy.
+  int n_obs_steps = 0;              // observations per call (history, oldest first)
+  int obs_dim = 0;                  // values per observation
+  int n_action_steps = 0;           // chunk steps to execute before replanning (recorded at training)
+  int vocab_size = 0;               // codebook_size + 1 (the BOS token)
+  int bos_id = 0;                   // = codebook_size
+  int n_layers = 0, n_heads = 0, head_dim = 0;  // transformer shape (KV cache size)
   std::vector<InputInfo> inputs;    // what act() reads, in order
-  Normalization normalization;
+  Normalization normalization;      // raw <-> normalized units, action bounds
   std::vector<std::string> tasks;   // task names the observation's one-hot refers to (may be empty)
   std::string obs_layout;           // free text: what the observation vector holds
   double default_temperature = 1.0; // used when ActOptions::temperature is unset
   int default_top_k = 0;            // used when ActOptions::top_k is unset
   bool has_encoder = false;         // tokenize() available
+  std::string precision;            // "fp32", "fp16", "int8": the weights' precision
   // Runtime.
-  std::string provider;             // execution provider actually used
-  std::string ort_version, ort_library, bundle_dir, precision;
-  int max_batch = 1, batch_limit = 1;  // as resolved (a fixed-batch bundle pins both)
+  std::string provider;             // execution provider actually used, e.g. "CPUExecutionProvider"
+  std::string ort_version;          // of the ONNX Runtime library loaded, e.g. "1.32.0"
+  std::string ort_library;          // its file
+  std::string bundle_dir;           // absolute bundle directory
+  int max_batch = 1;                // RuntimeOptions::max_batch as resolved (a fixed-batch bundle pins it)
+  int batch_limit = 1;              // RuntimeOptions::batch_limit as resolved
   std::string manifest_json;        // the bundle's manifest, verbatim (for display and archiving)
 };
 
