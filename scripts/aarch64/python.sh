@@ -74,7 +74,7 @@ ort = i["ort_library"] if isinstance(i, dict) else i.ort_library
 assert np.all(np.isfinite(chunk)), chunk
 assert "torch" not in sys.modules
 print(f"{platform.machine()}: oat_edge {oat_edge.__version__}, ORT {ort}; act -> {chunk.shape}, "
-      f"first row {np.round(chunk[0], 4).tolist()}")
+      f"first row {' '.join(f'{x:.4f}' for x in chunk[0])}")
 PYEOF
 
 step "runtime bad-input tests and oat-edge doctor's tests on aarch64 (tiny bundle)"
