@@ -45,9 +45,8 @@ def best_of(code, n=5):
 
 bare = best_of("pass")
 imp = best_of("import oat_edge")
-act_code = ("import numpy as np, oat_edge, sys; p = oat_edge.Policy(sys.argv[1] if len(sys.argv) > 1 else %r); "
-            "i = p.info; n, d = (i['n_obs_steps'], i['obs_dim']) if isinstance(i, dict) else (i.n_obs_steps, i.obs_dim); "
-            "p.act(np.zeros((n, d), np.float32)); "
+act_code = ("import numpy as np, oat_edge, sys; p = oat_edge.Policy(%r); "
+            "p.act(np.zeros((p.info.n_obs_steps, p.info.obs_dim), np.float32)); "
             "bad = [m for m in ('torch', 'onnx', 'onnxscript') if m in sys.modules]; "
             "sys.exit(f'imported {bad}' if bad else 0)") % bundle
 first_act = best_of(act_code, n=3)

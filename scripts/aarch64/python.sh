@@ -68,9 +68,8 @@ import numpy as np
 import oat_edge
 p = oat_edge.Policy(sys.argv[1])
 i = p.info
-n_obs, obs_dim = (i["n_obs_steps"], i["obs_dim"]) if isinstance(i, dict) else (i.n_obs_steps, i.obs_dim)
-chunk = p.act(np.zeros((n_obs, obs_dim), np.float32), max_tokens=4, temperature=0)
-ort = i["ort_library"] if isinstance(i, dict) else i.ort_library
+chunk = p.act(np.zeros((i.n_obs_steps, i.obs_dim), np.float32), max_tokens=4, temperature=0)
+ort = i.ort_library
 assert np.all(np.isfinite(chunk)), chunk
 assert "torch" not in sys.modules
 print(f"{platform.machine()}: oat_edge {oat_edge.__version__}, ORT {ort}; act -> {chunk.shape}, "

@@ -14,9 +14,7 @@ import numpy as np
 import oat_edge
 from oat_edge.cli import main
 p = oat_edge.Policy(sys.argv[1])
-i = p.info
-n, d = (i["n_obs_steps"], i["obs_dim"]) if isinstance(i, dict) else (i.n_obs_steps, i.obs_dim)
-chunk = p.act(np.zeros((n, d), np.float32), max_tokens=2)
+chunk = p.act(np.zeros((p.info.n_obs_steps, p.info.obs_dim), np.float32), max_tokens=2)
 rc = main(["doctor", sys.argv[1], "--iters", "3", "--hz", "1", "--json"])
 print(json.dumps({"shape": list(chunk.shape), "doctor_rc": rc,
                   "loaded": sorted({m.split(".")[0] for m in sys.modules} & set(sys.argv[2:]))}))
