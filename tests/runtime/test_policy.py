@@ -181,7 +181,7 @@ def test_tiny_latency_budget_stops_at_min_tokens(policy, tiny_config):
 def test_gil_is_released_while_act_runs(tiny_bundle, tiny_config):
     # A second thread that needs the GIL every millisecond must make progress *during* one act()
     # call. With the GIL held it would be frozen for the whole call (0 ticks inside it).
-    p = Policy(tiny_bundle, max_batch=64)
+    p = Policy(tiny_bundle, max_batch=64, batch_limit=32768)
     batch = 64
     while True:  # grow the batch until one call lasts >= 40 ms, whatever the machine
         big = _obs(tiny_config, batch=batch, seed=1)
