@@ -106,18 +106,21 @@ struct Robot {
   }
 };
 
+// The calling thread under SCHED_FIFO at `priority`, when the process may (prints what happened).
+void set_rt_priority(int priority) {
+  sched_param sp{};
+  sp.sched_priority = priority;
+  int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  std::printf("rt priority: %s\n", err ? ("not available (" + std::string(std::strerror(err)) + ")").c_str()
+                                       : ("SCHED_FIFO " + std::to_string(priority)).c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Args a = parse(argc, argv);
   if (a.rt_memory) std::printf("rt memory: %s\n", oat_edge::prepare_realtime_memory(true).message.c_str());
-  if (a.rt_priority > 0) {
-    sched_param sp{};
-    sp.sched_priority = a.rt_priority;
-    int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-    std::printf("rt priority: %s\n", err ? ("not available (" + std::string(std::strerror(err)) + ")").c_str()
-                                         : ("SCHED_FIFO " + std::to_string(a.rt_priority)).c_str());
-  }
+  if (a.rt_priority > 0) set_rt_priority(a.rt_priority);
   try {
     oat_edge::RuntimeOptions ro;
     ro.ort_library = a.ort;
@@ -127,6 +130,7 @@ int main(int argc, char** argv) {
     oat_edge::ActOptions opt;
     if (a.max_tokens > 0) opt.max_tokens = a.max_tokens;  // unset: all K tokens
     opt.seed = 0;
+    policy.check(opt);  // an impossible option stops here, before the robot moves
 
     Robot robot{std::vector<float>(size_t(in.obs_dim), 0.f)};
     std::vector<float> obs(size_t(in.n_obs_steps) * in.obs_dim, 0.f);  // history, oldest first
