@@ -6,6 +6,7 @@
 #   scripts/recipe.sh [RUN_DIR]      knobs (environment): TASKS, EPISODES, TOK_STEPS, POL_STEPS,
 #                                    POL_LAYERS, PRESET (cpu|paper), VARIANTS ("fp16 int8"; empty:
 #                                    none), EVAL_EPISODES (0: no eval), DEVICE (cpu|cuda),
+#                                    THREADS (torch threads per training; default: all cores),
 #                                    DATA (lerobot: demos as a LeRobot v3.0 dataset, read back as a
 #                                    user's own; npz: the compact demos file)
 # Model and training sizes not set here are the defaults of the config dataclasses (--preset).
@@ -25,6 +26,7 @@ PRESET=${PRESET:-cpu}
 VARIANTS=${VARIANTS-fp16 int8}
 EVAL_EPISODES=${EVAL_EPISODES:-50}
 DEVICE=${DEVICE:-cpu}
+THREADS=${THREADS:-}
 DATA=${DATA:-lerobot}
 if [[ $DATA == lerobot ]]; then
   DEMOS=$RUN/demos_lerobot
@@ -89,11 +91,13 @@ stage 1/5 demos "$DEMOS_OUT" -- \
   --seed 1 --no-progress
 stage 2/5 tokenizer "$RUN/tokenizer/tokenizer.pt" "${DEMOS_IN[@]}" -- \
   $OAT train-tokenizer "${SRC[@]}" --out "$RUN/tokenizer" --variant oat \
-  --preset "$PRESET" ${TOK_STEPS:+--steps "$TOK_STEPS"} --device "$DEVICE" --no-progress --force
+  --preset "$PRESET" ${TOK_STEPS:+--steps "$TOK_STEPS"} --device "$DEVICE" \
+  ${THREADS:+--threads "$THREADS"} --no-progress --force
 stage 3/5 policy "$RUN/policy/policy.pt" "${DEMOS_IN[@]}" "$RUN/tokenizer/tokenizer.pt" -- \
   $OAT train-policy "${SRC[@]}" --tokenizer "$RUN/tokenizer/tokenizer.pt" \
   --out "$RUN/policy" --preset "$PRESET" ${POL_STEPS:+--steps "$POL_STEPS"} \
-  ${POL_LAYERS:+--layers "$POL_LAYERS"} --device "$DEVICE" --no-progress --force
+  ${POL_LAYERS:+--layers "$POL_LAYERS"} --device "$DEVICE" ${THREADS:+--threads "$THREADS"} \
+  --no-progress --force
 # shellcheck disable=SC2086
 stage 4/5 export "$RUN/bundle/model.onnx" "$RUN/policy/policy.pt" -- \
   $OAT export --checkpoint "$RUN/policy/policy.pt" --out "$RUN/bundle" \
