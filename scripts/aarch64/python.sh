@@ -7,17 +7,9 @@
 #      runtime's bad-input tests (tests/runtime/test_bad_inputs.py) and the doctor's tests
 #      (tests/doctor: the ctypes ORT probe against the aarch64 library) on the tiny bundle.
 # Usage: scripts/aarch64/python.sh [TINY_BUNDLE [SHIPPED_BUNDLE]]. Emulated timings are not aarch64's.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-repo="$(pwd)"
-tiny="$(realpath "${1:-build/tiny_bundle}")"
-shipped="$(realpath "${2:-models/oat-metaworld-mt3}")"
-PY="${PY:-$repo/.venv/bin/python}"
-export PATH="$repo/.venv/bin:$PATH"
-deps="$repo/.deps/aarch64"
+label="aarch64 python"
+source "$(dirname "$0")/common.sh"
 sysroot="$deps/sysroot"
-start=$SECONDS
-step() { printf '\n[aarch64 python %4ds] %s\n' $((SECONDS - start)) "$*"; }
 
 step "dependencies: arm64 python3.11 root, numpy + onnxruntime aarch64 wheels"
 scripts/aarch64/fetch_deps.sh --python "$deps"

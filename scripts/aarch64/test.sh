@@ -4,21 +4,9 @@
 # and on the shipped bundle, then greedy tokens and actions compared with an x86-64 build of the
 # same tree (preset "release"). Usage: scripts/aarch64/test.sh [TINY_BUNDLE [SHIPPED_BUNDLE]]
 # Emulated timings say nothing about aarch64 speed: nothing here reports one.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-repo="$(pwd)"
-tiny="$(realpath "${1:-build/tiny_bundle}")"
-shipped="$(realpath "${2:-models/oat-metaworld-mt3}")"
+label=test-aarch64
+source "$(dirname "$0")/common.sh"
 JOBS="${JOBS:-2}"
-PY="${PY:-$repo/.venv/bin/python}"
-export PATH="$repo/.venv/bin:$PATH"  # cmake, ctest, ninja from the venv when the system lacks them
-deps="$repo/.deps/aarch64"
-start=$SECONDS
-step() { printf '\n[test-aarch64 %4ds] %s\n' $((SECONDS - start)) "$*"; }
-
-for b in "$tiny" "$shipped"; do
-  [[ -f "$b/model.onnx" ]] || { echo "test-aarch64: no bundle at $b (make build/tiny_bundle/model.onnx builds the tiny one)" >&2; exit 2; }
-done
 
 # A private copy: `make test-cpp` in the same tree may re-export build/tiny_bundle mid-run.
 rm -rf build/aarch64/tiny_bundle && mkdir -p build/aarch64 && cp -r "$tiny" build/aarch64/tiny_bundle
