@@ -31,7 +31,7 @@ class ExpertBackedPolicy:
 
 
 def test_evaluate_reports_success_per_k_expert_and_writes_artifacts(tmp_path):
-    res = evaluate("fake-bundle", episodes=2, ks=(1, 8), workers=1, out_dir=tmp_path,
+    res = evaluate("fake-bundle", episodes=1, ks=(1, 8), workers=1, out_dir=tmp_path,
                    policy_factory=ExpertBackedPolicy, progress=False)
     cell = res["per_task"]["reach-v3"]
     assert cell["8"]["success_rate"] == 1.0 and cell["1"]["success_rate"] == 0.0
