@@ -93,14 +93,19 @@ def cmd_inspect(a) -> int:
 # ------------------------------------------------------------------------------- eval
 
 def cmd_eval(a) -> int:
-    from .measure.evaluate import evaluate
-    res = evaluate(a.bundle, tasks=a.tasks, episodes=a.episodes, ks=a.ks,
-                   latency_budget_ms=a.latency_budget_ms, hz=a.hz, workers=a.workers,
-                   seed=a.seed, out_dir=a.out, expert=not a.no_expert,
-                   background=not a.sync, threads=a.threads,
-                   progress=False if a.quiet or a.no_progress else "auto",
-                   n_action_steps=a.n_action_steps, force=a.force)
-    from .measure.evaluate import markdown_table
+    from .atomic import OutputError
+    from .measure.evaluate import evaluate, markdown_table
+    try:
+        res = evaluate(a.bundle, tasks=a.tasks, episodes=a.episodes, ks=a.ks,
+                       latency_budget_ms=a.latency_budget_ms, hz=a.hz, workers=a.workers,
+                       seed=a.seed, out_dir=a.out, expert=not a.no_expert,
+                       background=not a.sync, threads=a.threads,
+                       progress=False if a.quiet or a.no_progress else "auto",
+                       n_action_steps=a.n_action_steps, force=a.force)
+    except OutputError as exc:
+        if hasattr(exc, "results"):  # measured, but not saved (a full disk): show it at least
+            print(markdown_table(exc.results))
+        raise
     print(markdown_table(res))
     if res["interrupted"]:
         print(f"oat-edge: interrupted: the finished episodes are in "

@@ -128,3 +128,23 @@ def test_existing_results_are_not_overwritten_without_force(tmp_path):
     with pytest.raises(OutputError, match="is a file"):
         evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path / "file",
                  policy_factory=ExpertBackedPolicy, progress=False, force=True)
+
+
+def test_full_disk_at_the_end_still_prints_the_results_and_fails_in_one_line(tmp_path, capsys,
+                                                                            monkeypatch):
+    import errno
+
+    from oat_edge import atomic, cli
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic, "_write_all", full)
+    monkeypatch.setattr("oat_edge.Policy", ExpertBackedPolicy)
+    rc = cli.main(["eval", "fake-bundle", "--episodes", "1", "--ks", "8", "--workers", "1",
+                   "--no-expert", "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert rc == 2 and "| reach-v3 | 100% |" in out  # what was measured is not lost
+    assert "no space left on device" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "results.json").exists()
+    assert not [f for f in (tmp_path / "out").iterdir() if f.name.startswith(".")]

@@ -25,7 +25,7 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from ..atomic import atomic_path, check_output_dir, write_json, write_text
+from ..atomic import OutputError, atomic_path, check_output_dir, write_json, write_text
 from ..control import ControlLoop, info_bounds, percentiles
 
 # After Ctrl-C, how long running shards get to hand back the episodes they finished.
@@ -265,7 +265,11 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
         bar and bar.close()
     results = _collect(done, tasks, ks, expert, common, info, codebook, time.perf_counter() - t0)
     results["interrupted"] = interrupted
-    _write(results, out_dir, plots and not interrupted)
+    try:
+        _write(results, out_dir, plots and not interrupted)
+    except OutputError as exc:  # e.g. a full disk: the caller can still show what was measured
+        exc.results = results
+        raise
     return results
 
 
