@@ -9,6 +9,8 @@
 4. one training step (forward + backward + AdamW) of observation encoder + AR policy at batch 64
    on 64x64 frames: 1 camera, 2 cameras, 2 cameras sharing one encoder, and ResNet-18;
 5. the exported two-camera prefill graph: node count, ONNX Runtime vs PyTorch eager latency;
+6. a probe: held-out error of goal and object positions regressed from 64x64 frames (+ the hand's
+   position) by the default encoder, with both cameras and with each alone;
 and writes a PNG of every camera's 64x64 frame per task (shown at 2x) to --out.
 Prints markdown tables. The machine is shared, so the load average is printed with each table.
 """
@@ -27,7 +29,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # for mujoco.Renderer (the default-se
 
 TASKS = ["reach-v3", "push-v3", "pick-place-v3"]
 CAMERAS = ["corner", "corner2", "corner3", "topview", "behindGripper", "gripperPOV"]
-PARTS = ["frames", "render", "goal", "demo", "train", "prefill"]
+PARTS = ["frames", "render", "goal", "demo", "train", "prefill", "probe"]
 
 
 def _load():
@@ -248,6 +250,83 @@ def prefill_latency(n):
           f"PyTorch eager {med(pt_ts):.2f} ms")
 
 
+def _probe_data(cameras, layouts, seed=0):
+    """Frames of random layouts with the arm moved at random, and where goal and object are."""
+    from oat_edge.sim.camera import PixelMetaWorldEnv
+
+    rng = np.random.default_rng(seed)
+    frames = {c: [] for c in cameras}
+    state, target = [], []
+    for task in TASKS:
+        with PixelMetaWorldEnv(task, cameras=cameras, image_size=(64, 64), n_obs_steps=1) as env:
+            for i in range(layouts):
+                obs = env.reset(seed * 100_000 + i)
+                moves = int(rng.integers(0, 30))
+                for k in range(moves):  # only the last frame is used
+                    obs = env.step(rng.uniform(-1, 1, 4), render=k == moves - 1) or obs
+                for c in cameras:
+                    frames[c].append(obs[f"observation.images.{c}"])
+                state.append(obs["observation.state"][:, :4])
+                goal = env.state_env._mw._target_pos
+                target.append(np.concatenate([goal, env.raw_obs[4:7]]).astype(np.float32))
+    return ({c: np.stack(v) for c, v in frames.items()}, np.stack(state).astype(np.float32),
+            np.stack(target))
+
+
+def pixel_probe(layouts, steps, threads):
+    """Can the default encoder find goal and object in 3-D from 64x64 frames? Regress both from
+    pixels (+ the hand's own position) on random layouts, report held-out error."""
+    import torch
+
+    from oat_edge.train.observation import (CameraInput, ObservationEncoder, ObservationSpec,
+                                            StateInput)
+
+    torch.set_num_threads(threads)
+    frames, state, target = _probe_data(["corner", "topview"], layouts)
+    n = len(target)
+    perm = np.random.default_rng(1).permutation(n)
+    test, train = perm[: n // 5], perm[n // 5:]
+    # A floor of 1 cm: the object's height barely varies, and dividing by its tiny spread would
+    # let that one coordinate's noise dominate the loss.
+    mu, sd = target[train].mean(0), np.maximum(target[train].std(0), 0.01)
+    print(f"\n### Goal and object position from pixels: {len(train)} training / {len(test)} held-out "
+          f"layouts, {steps} steps at batch 64, {threads} thread(s) ({_load()})\n")
+    base = 100 * np.abs(target[train].mean(0) - target[test]).mean(0)
+    print("| cameras | goal error, cm (mean abs x / y / z) | object error, cm (x / y / z) |")
+    print("|---|---|---|")
+    print(f"| none (predict the training mean) | {base[0]:.1f} / {base[1]:.1f} / {base[2]:.1f} | "
+          f"{base[3]:.1f} / {base[4]:.1f} / {base[5]:.1f} |")
+    for cams in (["corner", "topview"], ["corner"], ["topview"]):
+        torch.manual_seed(0)
+        spec = ObservationSpec(1, StateInput(4), tuple(CameraInput(c, 64, 64) for c in cams))
+        enc = ObservationEncoder(spec)
+        head = torch.nn.Linear(enc.feature_dim, 6)
+        opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=1e-3, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, total_steps=steps)
+        tgt = torch.from_numpy((target - mu) / sd)
+        g = torch.Generator().manual_seed(0)
+
+        def batch(idx):
+            obs = {"observation.state": torch.from_numpy(state[idx])}
+            for c in cams:
+                obs[f"observation.images.{c}"] = torch.from_numpy(frames[c][idx])
+            return obs
+        enc.train()
+        for _ in range(steps):
+            idx = train[torch.randint(0, len(train), (64,), generator=g).numpy()]
+            loss = torch.nn.functional.smooth_l1_loss(head(enc(batch(idx), g)[:, -1]), tgt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        enc.eval()
+        with torch.no_grad():
+            pred = head(enc(batch(test))[:, -1]).numpy() * sd + mu
+        err = 100 * np.abs(pred - target[test]).mean(0)
+        print(f"| {' + '.join(cams)} | {err[0]:.1f} / {err[1]:.1f} / {err[2]:.1f} | "
+              f"{err[3]:.1f} / {err[4]:.1f} / {err[5]:.1f} |", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="docs/cameras", help="where the frame PNGs go")
@@ -271,6 +350,8 @@ def main(argv=None):
         train_step_costs(64, 64, 3 if a.quick else 10, a.threads, a.device)
     if "prefill" in a.only:
         prefill_latency(30 if a.quick else 300)
+    if "probe" in a.only:
+        pixel_probe(40 if a.quick else 500, 30 if a.quick else 800, a.threads)
 
 
 if __name__ == "__main__":
