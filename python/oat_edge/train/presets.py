@@ -45,13 +45,15 @@ def add_preset_flag(parser) -> None:
 
 
 def apply_preset(args, flags: dict) -> None:
-    """flags: argparse dest -> (config class, field). Fill each flag left at None."""
-    for dest, (cls, field) in flags.items():
+    """flags: argparse dest -> (config class, field, ...). Fill each flag left at None."""
+    for dest, (cls, field, *_) in flags.items():
         if getattr(args, dest) is None:
             setattr(args, dest, value(args.preset, cls, field))
 
 
-def default_help(cls, field: str, extra: str = "") -> str:
-    """'(default: cpu 96, paper 256)' for a flag's help text."""
-    vals = ", ".join(f"{p} {value(p, cls, field)}" for p in PRESETS)
-    return f"{extra}(default: {vals})" if not extra else f"{extra} (default: {vals})"
+def default_help(cls, field: str, what: str) -> str:
+    """'what (default: cpu 96, paper 256)', or 'what (default 32)' where the presets agree."""
+    vals = {p: value(p, cls, field) for p in PRESETS}
+    if len(set(map(repr, vals.values()))) == 1:
+        return f"{what} (default {next(iter(vals.values()))})"
+    return f"{what} (default: " + ", ".join(f"{p} {v}" for p, v in vals.items()) + ")"

@@ -40,15 +40,24 @@ class PolicyTrainConfig(D.TrainConfig):
     obs_lr_scale: float = 1.0  # learning-rate factor of the observation encoder
 
 
-# argparse dest -> the config field its default comes from
-PRESET_FLAGS = {"steps": (PolicyTrainConfig, "steps"), "batch": (PolicyTrainConfig, "batch"),
-                "lr": (PolicyTrainConfig, "lr"), "warmup": (PolicyTrainConfig, "warmup"),
-                "obs_lr_scale": (PolicyTrainConfig, "obs_lr_scale"),
-                "width": (PolicyConfig, "width"), "layers": (PolicyConfig, "n_layers"),
-                "heads": (PolicyConfig, "n_heads"), "dropout": (PolicyConfig, "dropout"),
-                "n_action_steps": (PolicyConfig, "n_action_steps")}
+# argparse dest -> (the config field its default comes from, what it sets)
+PRESET_FLAGS = {
+    "steps": (PolicyTrainConfig, "steps", "optimizer steps"),
+    "batch": (PolicyTrainConfig, "batch", "global batch (split across ranks)"),
+    "lr": (PolicyTrainConfig, "lr", "peak learning rate"),
+    "warmup": (PolicyTrainConfig, "warmup", "linear warm-up steps"),
+    "obs_lr_scale": (PolicyTrainConfig, "obs_lr_scale",
+                     "learning-rate factor of the observation encoder"),
+    "width": (PolicyConfig, "width", "model width"),
+    "layers": (PolicyConfig, "n_layers", "transformer layers"),
+    "heads": (PolicyConfig, "n_heads", "attention heads"),
+    "dropout": (PolicyConfig, "dropout", "dropout"),
+    "n_action_steps": (PolicyConfig, "n_action_steps",
+                       "receding horizon recorded in the bundle: steps of each chunk executed "
+                       "before replanning"),
+}
 # The cpu preset under the flag names, for trainers that train the same way.
-RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field) in PRESET_FLAGS.items()}
+RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field, _) in PRESET_FLAGS.items()}
 
 
 @torch.no_grad()
@@ -77,9 +86,9 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True)
     add_preset_flag(p)
     floats = ("lr", "obs_lr_scale", "dropout")
-    for dest, (cls, field) in PRESET_FLAGS.items():
+    for dest, (cls, field, what) in PRESET_FLAGS.items():
         p.add_argument("--" + dest.replace("_", "-"), type=float if dest in floats else int,
-                       default=None, help=default_help(cls, field))
+                       default=None, help=default_help(cls, field, what))
     p.add_argument("--schedule", default=PolicyTrainConfig.schedule,
                    choices=("cosine", "constant"))
     p.add_argument("--weight-decay", type=float, default=PolicyTrainConfig.weight_decay)

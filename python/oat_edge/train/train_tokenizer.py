@@ -41,15 +41,23 @@ class TokenizerTrainConfig(D.TrainConfig):
     warmup: int = 100
 
 
-# argparse dest -> the config field its default comes from
-PRESET_FLAGS = {"steps": (TokenizerTrainConfig, "steps"), "batch": (TokenizerTrainConfig, "batch"),
-                "lr": (TokenizerTrainConfig, "lr"), "warmup": (TokenizerTrainConfig, "warmup"),
-                "width": (OATConfig, "enc_width"), "enc_depth": (OATConfig, "enc_depth"),
-                "dec_depth": (OATConfig, "dec_depth"), "heads": (OATConfig, "enc_heads"),
-                "dropout": (OATConfig, "dropout"), "keep_k": (OATConfig, "keep_k"),
-                "num_tokens": (OATConfig, "num_tokens"), "horizon": (OATConfig, "horizon")}
+# argparse dest -> (the config field its default comes from, what it sets)
+PRESET_FLAGS = {
+    "steps": (TokenizerTrainConfig, "steps", "optimizer steps"),
+    "batch": (TokenizerTrainConfig, "batch", "global batch (split across ranks)"),
+    "lr": (TokenizerTrainConfig, "lr", "peak learning rate"),
+    "warmup": (TokenizerTrainConfig, "warmup", "linear warm-up steps"),
+    "width": (OATConfig, "enc_width", "encoder and decoder width"),
+    "enc_depth": (OATConfig, "enc_depth", "encoder layers"),
+    "dec_depth": (OATConfig, "dec_depth", "decoder layers"),
+    "heads": (OATConfig, "enc_heads", "attention heads"),
+    "dropout": (OATConfig, "dropout", "dropout"),
+    "keep_k": (OATConfig, "keep_k", "nested-dropout prefix-length distribution"),
+    "num_tokens": (OATConfig, "num_tokens", "tokens per chunk K"),
+    "horizon": (OATConfig, "horizon", "actions per chunk H_a"),
+}
 # The cpu preset under the flag names, for trainers that build the same tokenizer.
-RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field) in PRESET_FLAGS.items()}
+RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field, _) in PRESET_FLAGS.items()}
 
 
 def build_tokenizer(variant: str, action_dim: int, horizon: int, width: int, enc_depth: int,
@@ -110,10 +118,10 @@ def parse_args(argv=None):
     p.add_argument("--variant", default="oat", choices=VARIANTS)
     add_preset_flag(p)
     types = {"lr": float, "dropout": float, "keep_k": str}
-    for dest, (cls, field) in PRESET_FLAGS.items():
+    for dest, (cls, field, what) in PRESET_FLAGS.items():
         p.add_argument("--" + dest.replace("_", "-"), type=types.get(dest, int), default=None,
                        choices=KEEP_K if dest == "keep_k" else None,
-                       help=default_help(cls, field))
+                       help=default_help(cls, field, what))
     p.add_argument("--schedule", default=TokenizerTrainConfig.schedule,
                    choices=("cosine", "constant"))
     p.add_argument("--ff", type=int, default=None, help="decoder MLP width (default 4*width)")
