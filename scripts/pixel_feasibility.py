@@ -75,6 +75,26 @@ def render_costs(sizes, n):
     print(f"| corner, MuJoCo defaults (shadows, 4x MSAA) | {_median_ms(default_render, n):.1f} | |")
     r.close()
     env.close()
+    step_costs(n)
+
+
+def step_costs(n):
+    """A simulator step with and without the two default cameras' frames (the arm moving)."""
+    from oat_edge.sim.camera import PixelMetaWorldEnv
+
+    with PixelMetaWorldEnv("push-v3") as env:
+        env.reset(0)
+        action = np.array([0.1, 0.0, 0.0, 0.0])
+
+        def step(render):
+            if env.done:
+                env.reset(0)
+            env.step(action, render=render)
+        with_frames = _median_ms(lambda: step(True), n)
+        without = _median_ms(lambda: step(False), n)
+    threads = os.environ.get("LP_NUM_THREADS", "llvmpipe default")
+    print(f"\nsimulator step + corner + topview at 64x64: {with_frames:.1f} ms; step alone "
+          f"{without:.2f} ms (LP_NUM_THREADS: {threads})")
 
 
 def goal_visibility(cameras, size, seeds):
