@@ -160,24 +160,35 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, _, help_, extra) in FORWARD.items():
         sub.add_parser(name, help=f"{help_} (needs the {extra} install; flags: "
                                   f"oat-edge {name} --help)", add_help=False)
+    for add in (_add_inspect_parser, _add_doctor_parser, _add_eval_parser, _add_run_parser):
+        add(sub)
+    return p
 
+
+def _add_loop_flags(q):
+    """The flags eval and run share: rate, budget, threads, seed, threading, output."""
+    q.add_argument("--hz", type=_positive_float, default=50.0, help="control rate (default 50)")
+    q.add_argument("--latency-budget-ms", type=_positive_float, default=None,
+                   help="anytime inference: stop decoding tokens when this budget is spent")
+    q.add_argument("--threads", type=_positive_int, default=1,
+                   help="inference threads per policy (default 1)")
+    q.add_argument("--seed", type=int, default=0, help="episode layout + sampling seed")
+    q.add_argument("--sync", action="store_true",
+                   help="infer inline in the cycle instead of in a background worker")
+    q.add_argument("--quiet", action="store_true", help="no progress / live output")
+
+
+def _add_inspect_parser(sub):
+    """`oat-edge inspect BUNDLE`: print a manifest."""
     q = sub.add_parser("inspect", help="print a bundle's manifest",
                        description="Print the manifest of a bundle (directory or model.onnx).")
     q.add_argument("bundle", help="bundle directory or its model.onnx")
     q.add_argument("--json", action="store_true", help="print the raw manifest JSON")
     q.set_defaults(fn=cmd_inspect)
 
-    def loop_flags(q):
-        q.add_argument("--hz", type=_positive_float, default=50.0, help="control rate (default 50)")
-        q.add_argument("--latency-budget-ms", type=_positive_float, default=None,
-                       help="anytime inference: stop decoding tokens when this budget is spent")
-        q.add_argument("--threads", type=_positive_int, default=1,
-                       help="inference threads per policy (default 1)")
-        q.add_argument("--seed", type=int, default=0, help="episode layout + sampling seed")
-        q.add_argument("--sync", action="store_true",
-                       help="infer inline in the cycle instead of in a background worker")
-        q.add_argument("--quiet", action="store_true", help="no progress / live output")
 
+def _add_doctor_parser(sub):
+    """`oat-edge doctor [BUNDLE]`: is this computer ready."""
     q = sub.add_parser("doctor", help="check this computer is ready to run a bundle in real time",
                        description="One line per check (pass / warn / fail, with the fix): ONNX "
                        "Runtime library, execution providers, real-time privileges, CPU governor and "
@@ -201,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--threads", type=_positive_int, default=1, help="inference threads (default 1)")
     q.set_defaults(fn=cmd_doctor)
 
+
+def _add_eval_parser(sub):
+    """`oat-edge eval BUNDLE`: closed-loop success vs k."""
     q = sub.add_parser("eval", help="closed-loop Meta-World success vs number of tokens",
                        description="Evaluate a bundle in Meta-World for each prefix length k: "
                        "success rate, expert success on the same seeds, act latency, overruns. "
@@ -223,9 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--n-action-steps", type=_positive_int, default=None,
                    help="receding horizon: execute this many steps of each chunk, then replan "
                         "(default: the bundle's n_action_steps)")
-    loop_flags(q)
+    _add_loop_flags(q)
     q.set_defaults(fn=cmd_eval)
 
+
+def _add_run_parser(sub):
+    """`oat-edge run BUNDLE`: the fixed-rate loop against the simulator."""
     q = sub.add_parser("run", help="run a bundle at a fixed rate against the Meta-World sim",
                        description="Real-time control loop (real clock) driving the Meta-World "
                        "simulator with live stats once per second; episodes restart on success "
@@ -259,9 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="before loading: keep malloc's pages in the process (no trim, no mmap) and "
                    "lock all memory when permitted (ulimit -l unlimited or CAP_IPC_LOCK), so no "
                    "allocation inside inference reaches the kernel")
-    loop_flags(q)
+    _add_loop_flags(q)
     q.set_defaults(fn=cmd_run)
-    return p
 
 
 def main(argv=None) -> int:
