@@ -101,7 +101,7 @@ log "onnxruntime $(cat "$dest/.ort.stamp"): $(ls "$dest"/ort/libonnxruntime.so*)
 # ---- 4. (--python) an arm64 Debian root with python3.11 and the runtime's wheels
 if [[ "$want_python" == 1 && ! -f "$dest/.sysroot.stamp" ]]; then
   log "fetching bookworm arm64 python3.11 + libpython3.11-dev into $dest/sysroot"
-  rm -rf "$dest/sysroot"
+  rm -rf "$dest/sysroot" "$dest/.site.stamp"  # the site dir below lives inside it
   # python3.11 and the shared libraries its standard library modules load
   apt_fetch bookworm arm64 "$dest/sysroot" libc6 libgcc-s1 libstdc++6 zlib1g libexpat1 libffi8 libssl3 \
     libbz2-1.0 liblzma5 libuuid1 libsqlite3-0 libncursesw6 libtinfo6 libreadline8 libcrypt1 \
