@@ -223,14 +223,40 @@ def _task_names(path, table):
 
 def _open_v3(root, info, features):
     info_path = os.path.join(root, "meta", "info.json")
-    for k in ("data_path",):
-        if k not in info:
-            raise DatasetError(f"{info_path}: field {k!r} missing")
+    if "data_path" not in info:
+        raise DatasetError(f"{info_path}: field 'data_path' missing")
+    cameras = [k for k, f in features.items() if f.is_camera]
+    eps, ep_files = _episode_meta(root, cameras)
+    lo, hi = eps["dataset_from_index"].astype(np.int64), eps["dataset_to_index"].astype(np.int64)
+    check_not_empty(root, len(lo), int((hi - lo).sum()) if len(lo) else 0)
+    for e in np.flatnonzero(hi <= lo):
+        raise DatasetError(f"{where(ep_files[0], eps['episode_index'][e])}: expected "
+                           f"dataset_to_index > dataset_from_index, given {lo[e]}..{hi[e]}")
+    data_files, file_of_row = _locate_rows(root, info, eps, lo, hi)
+    ends = np.cumsum(hi - lo).astype(np.int64)
+
+    tasks_path = os.path.join(root, "meta", "tasks.parquet")
+    tasks = _task_names(tasks_path, _read_parquet(tasks_path))
+    stats_path = os.path.join(root, "meta", "stats.json")
+    stats = _read_json(stats_path) if os.path.isfile(stats_path) else None
+    spans = {k: _video_spans(root, info, eps, k) for k in cameras}
+    ds = LeRobotDataset(path=root, format="lerobot v3.0", fps=float(info["fps"]),
+                        features=features, episode_ends=ends,
+                        episode_ids=eps["episode_index"].astype(np.int64),
+                        episode_task=np.zeros(len(ends), np.int64), tasks=tasks, stats=stats,
+                        meta_keys=BOOKKEEPING, info=info, data_files=data_files,
+                        _file_of_row=file_of_row, _video_spans=spans)
+    ds.episode_task = _episode_tasks(ds, tasks_path)
+    return ds
+
+
+def _episode_meta(root, cameras):
+    """meta/episodes/*.parquet, the columns we use, as arrays sorted by episode_index; and the
+    files read (for messages)."""
     ep_files = sorted(glob.glob(os.path.join(root, "meta", "episodes", "chunk-*", "file-*.parquet")))
     if not ep_files:
         raise DatasetError(f"{root}/meta/episodes: no chunk-*/file-*.parquet; expected the "
                            f"per-episode metadata of a v3.0 dataset")
-    cameras = [k for k, f in features.items() if f.is_camera]
     need = ["episode_index", "dataset_from_index", "dataset_to_index", "data/chunk_index",
             "data/file_index"]
     for k in cameras:
@@ -246,14 +272,12 @@ def _open_v3(root, info, features):
             eps[c].append(t.column(c).to_numpy())
     eps = {c: np.concatenate(v) for c, v in eps.items()}
     order = np.argsort(eps["episode_index"], kind="stable")
-    eps = {c: v[order] for c, v in eps.items()}
-    lo, hi = eps["dataset_from_index"].astype(np.int64), eps["dataset_to_index"].astype(np.int64)
-    check_not_empty(root, len(lo), int((hi - lo).sum()) if len(lo) else 0)
-    for e in np.flatnonzero(hi <= lo):
-        raise DatasetError(f"{where(ep_files[0], eps['episode_index'][e])}: expected "
-                           f"dataset_to_index > dataset_from_index, given {lo[e]}..{hi[e]}")
+    return {c: v[order] for c, v in eps.items()}, ep_files
 
-    # data files in the order their episodes come; map global `index` -> position in each file
+
+def _locate_rows(root, info, eps, lo, hi):
+    """The data files in the order their episodes come, each with the positions of its rows in
+    global `index` order, and for every row which of those files holds it."""
     data_files, file_of_row, files = [], [], {}
     for e in range(len(lo)):
         path = os.path.join(root, info["data_path"].format(
@@ -263,55 +287,49 @@ def _open_v3(root, info, features):
                               "episode_index and frame_index")
             files[path] = [t.column(c).to_numpy() for c in ("index", "episode_index",
                                                            "frame_index")]
-        index, ep_col, fr_col = files[path]
-        ep_id, want = int(eps["episode_index"][e]), np.arange(lo[e], hi[e])
-        sorter = np.argsort(index, kind="stable")
-        pos = sorter[np.searchsorted(index, want, sorter=sorter).clip(0, max(len(index) - 1, 0))] \
-            if len(index) else np.zeros(0, np.int64)
-        got = index[pos] if len(index) else np.full(len(want), -1)
-        if len(got) != len(want) or np.any(got != want):
-            k = int(np.flatnonzero(got != want)[0]) if len(got) == len(want) else 0
-            raise DatasetError(f"{where(path, ep_id, k)}: row with index {lo[e] + k} missing; "
-                               f"meta/episodes says the episode spans index {lo[e]}..{hi[e]} - "
-                               f"the data file is truncated or does not belong to this metadata")
-        wrong = np.flatnonzero(ep_col[pos] != ep_id)
-        if len(wrong):
-            raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: episode_index "
-                               f"{ep_col[pos][wrong[0]]} in the data, {ep_id} in meta/episodes")
-        wrong = np.flatnonzero(fr_col[pos] != np.arange(len(want)))
-        if len(wrong):
-            raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: frame_index "
-                               f"{fr_col[pos][wrong[0]]}, expected {int(wrong[0])} (frames out "
-                               f"of order or missing)")
+        pos = _episode_rows(path, files[path], int(eps["episode_index"][e]), lo[e], hi[e])
         if not data_files or data_files[-1][0] != path:
             data_files.append([path, []])
         data_files[-1][1].append(pos)
-        file_of_row.append(np.full(len(want), len(data_files) - 1))
-    data_files = [(p, np.concatenate(r)) for p, r in data_files]
-    lengths = hi - lo
-    ends = np.cumsum(lengths).astype(np.int64)
+        file_of_row.append(np.full(len(pos), len(data_files) - 1))
+    return [(p, np.concatenate(r)) for p, r in data_files], np.concatenate(file_of_row)
 
-    tasks_path = os.path.join(root, "meta", "tasks.parquet")
-    tasks = _task_names(tasks_path, _read_parquet(tasks_path))
-    stats_path = os.path.join(root, "meta", "stats.json")
-    stats = _read_json(stats_path) if os.path.isfile(stats_path) else None
 
-    spans = {}
-    for k in cameras:
-        if "video_path" not in info or not info["video_path"]:
-            raise DatasetError(f"{info_path}: camera {k!r} declared but no video_path template")
-        spans[k] = [(os.path.join(root, info["video_path"].format(
-            video_key=k, chunk_index=int(eps[f"videos/{k}/chunk_index"][e]),
-            file_index=int(eps[f"videos/{k}/file_index"][e]))),
-            float(eps[f"videos/{k}/from_timestamp"][e])) for e in range(len(lo))]
-    ds = LeRobotDataset(path=root, format="lerobot v3.0", fps=float(info["fps"]),
-                        features=features, episode_ends=ends,
-                        episode_ids=eps["episode_index"].astype(np.int64),
-                        episode_task=np.zeros(len(ends), np.int64), tasks=tasks, stats=stats,
-                        meta_keys=BOOKKEEPING, info=info, data_files=data_files,
-                        _file_of_row=np.concatenate(file_of_row), _video_spans=spans)
-    ds.episode_task = _episode_tasks(ds, tasks_path)
-    return ds
+def _episode_rows(path, columns, ep_id, lo, hi):
+    """Positions in one data file of the rows with global index lo..hi-1, checked to be episode
+    `ep_id`'s frames 0, 1, ... in order."""
+    index, ep_col, fr_col = columns
+    want = np.arange(lo, hi)
+    sorter = np.argsort(index, kind="stable")
+    pos = sorter[np.searchsorted(index, want, sorter=sorter).clip(0, max(len(index) - 1, 0))] \
+        if len(index) else np.zeros(0, np.int64)
+    got = index[pos] if len(index) else np.full(len(want), -1)
+    if len(got) != len(want) or np.any(got != want):
+        k = int(np.flatnonzero(got != want)[0]) if len(got) == len(want) else 0
+        raise DatasetError(f"{where(path, ep_id, k)}: row with index {lo + k} missing; "
+                           f"meta/episodes says the episode spans index {lo}..{hi} - "
+                           f"the data file is truncated or does not belong to this metadata")
+    wrong = np.flatnonzero(ep_col[pos] != ep_id)
+    if len(wrong):
+        raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: episode_index "
+                           f"{ep_col[pos][wrong[0]]} in the data, {ep_id} in meta/episodes")
+    wrong = np.flatnonzero(fr_col[pos] != np.arange(len(want)))
+    if len(wrong):
+        raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: frame_index "
+                           f"{fr_col[pos][wrong[0]]}, expected {int(wrong[0])} (frames out "
+                           f"of order or missing)")
+    return pos
+
+
+def _video_spans(root, info, eps, key):
+    """Camera `key`: per episode, its video file and the timestamp where the episode starts."""
+    if "video_path" not in info or not info["video_path"]:
+        raise DatasetError(f"{os.path.join(root, 'meta', 'info.json')}: camera {key!r} declared "
+                           f"but no video_path template")
+    return [(os.path.join(root, info["video_path"].format(
+        video_key=key, chunk_index=int(eps[f"videos/{key}/chunk_index"][e]),
+        file_index=int(eps[f"videos/{key}/file_index"][e]))),
+        float(eps[f"videos/{key}/from_timestamp"][e])) for e in range(len(eps["episode_index"]))]
 
 
 def _episode_tasks(ds, tasks_path):
