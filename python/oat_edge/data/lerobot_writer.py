@@ -124,10 +124,35 @@ def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type,
     lengths = np.array([len(ep[numeric[0] if numeric else cameras[0]]) for ep in episodes])
     ends = np.cumsum(lengths)
     starts = ends - lengths
-    total = int(ends[-1])
     task_index = np.array([tasks.index(str(ep["task"])) for ep in episodes], np.int64)
+    cols, features, stats = _write_frames(pa, pq, root, fps, episodes, numeric, names, lengths,
+                                          task_index)
+    spans = {k: _write_video(root, fps, episodes, k, codec, features, stats, starts, ends)
+             for k in cameras}
+    _write_episodes(pa, pq, root, cols, numeric + list(BOOK_KEYS), tasks, task_index, starts,
+                    ends, spans)
 
-    # ---- frames table (one file)
+    _write_table(pq, _tasks_table(pa, tasks), os.path.join(root, "meta", "tasks.parquet"))
+    _write_json(os.path.join(root, "meta", "stats.json"), stats)
+    info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
+            "total_episodes": n_eps, "total_frames": int(ends[-1]), "total_tasks": len(tasks),
+            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_MB,
+            "video_files_size_in_mb": VIDEO_FILES_SIZE_MB,
+            "fps": int(fps) if float(fps).is_integer() else float(fps),
+            "splits": {"train": f"0:{n_eps}"}, "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH if cameras else None, "features": features}
+    _write_json(os.path.join(root, "meta", "info.json"), info)
+    return info
+
+
+# the bookkeeping columns every frame carries, in the order they are written
+BOOK_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def _write_frames(pa, pq, root, fps, episodes, numeric, names, lengths, task_index):
+    """The frames table (one file): the numeric features, then the bookkeeping columns. Returns
+    the columns and each one's feature entry and statistics."""
+    total = int(lengths.sum())
     cols, features, stats = {}, {}, {}
     for k in numeric:
         x = np.concatenate([np.asarray(ep[k]) for ep in episodes])
@@ -140,30 +165,34 @@ def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type,
                                               range(int(np.prod(shape)))])}
         stats[k] = feature_stats(x.reshape(total, -1))
     frame_index = np.concatenate([np.arange(n) for n in lengths]).astype(np.int64)
-    timestamp = (frame_index / fps).astype(np.float32)
-    book = {"timestamp": timestamp, "frame_index": frame_index,
-            "episode_index": np.repeat(np.arange(n_eps), lengths).astype(np.int64),
-            "index": np.arange(total, dtype=np.int64),
-            "task_index": np.repeat(task_index, lengths)}
+    book = dict(zip(BOOK_KEYS, (
+        (frame_index / fps).astype(np.float32), frame_index,
+        np.repeat(np.arange(len(episodes)), lengths).astype(np.int64),
+        np.arange(total, dtype=np.int64), np.repeat(task_index, lengths))))
     for k, v in book.items():
         cols[k] = pa.array(v)
         features[k] = {"dtype": str(v.dtype), "shape": [1], "names": None}
         stats[k] = feature_stats(v.reshape(-1, 1))
     _write_table(pq, pa.table(cols), os.path.join(root, DATA_PATH.format(chunk_index=0,
                                                                          file_index=0)))
+    return cols, features, stats
 
-    # ---- one video per camera, episodes back to back
-    spans = {}
-    for k in cameras:
-        frames = np.concatenate([np.asarray(ep[k]) for ep in episodes])
-        vinfo = encode_video(frames, os.path.join(root, VIDEO_PATH.format(
-            video_key=k, chunk_index=0, file_index=0)), fps, codec)
-        features[k] = {"dtype": "video", "shape": list(frames.shape[1:]),
-                       "names": ["height", "width", "channels"], "info": vinfo}
-        stats[k] = image_stats(frames)
-        spans[k] = (starts / fps, ends / fps)
 
-    # ---- episodes metadata
+def _write_video(root, fps, episodes, key, codec, features, stats, starts, ends):
+    """Camera `key` as one video, episodes back to back; adds its feature entry and statistics
+    and returns each episode's (from, to) timestamps."""
+    frames = np.concatenate([np.asarray(ep[key]) for ep in episodes])
+    vinfo = encode_video(frames, os.path.join(root, VIDEO_PATH.format(
+        video_key=key, chunk_index=0, file_index=0)), fps, codec)
+    features[key] = {"dtype": "video", "shape": list(frames.shape[1:]),
+                     "names": ["height", "width", "channels"], "info": vinfo}
+    stats[key] = image_stats(frames)
+    return starts / fps, ends / fps
+
+
+def _write_episodes(pa, pq, root, cols, stat_keys, tasks, task_index, starts, ends, spans):
+    """meta/episodes: where each episode's rows and video frames are, and its own statistics."""
+    n_eps, lengths = len(starts), ends - starts
     ecols = {"episode_index": np.arange(n_eps, dtype=np.int64),
              "tasks": pa.array([[tasks[t]] for t in task_index], pa.list_(pa.string())),
              "length": lengths.astype(np.int64),
@@ -171,12 +200,12 @@ def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type,
              "data/file_index": np.zeros(n_eps, np.int64),
              "dataset_from_index": starts.astype(np.int64),
              "dataset_to_index": ends.astype(np.int64)}
-    for k in cameras:
+    for k, (t0, t1) in spans.items():
         ecols[f"videos/{k}/chunk_index"] = np.zeros(n_eps, np.int64)
         ecols[f"videos/{k}/file_index"] = np.zeros(n_eps, np.int64)
-        ecols[f"videos/{k}/from_timestamp"] = spans[k][0].astype(np.float64)
-        ecols[f"videos/{k}/to_timestamp"] = spans[k][1].astype(np.float64)
-    for k in numeric + list(book):
+        ecols[f"videos/{k}/from_timestamp"] = t0.astype(np.float64)
+        ecols[f"videos/{k}/to_timestamp"] = t1.astype(np.float64)
+    for k in stat_keys:
         for s in ("min", "max", "mean", "std", "count"):
             per = []
             for e in range(n_eps):
@@ -191,19 +220,6 @@ def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type,
     _write_table(pq, pa.table({k: (v if isinstance(v, pa.Array) else pa.array(v))
                                for k, v in ecols.items()}),
                  os.path.join(root, EPISODES_PATH.format(chunk_index=0, file_index=0)))
-
-    # ---- tasks, stats, info
-    _write_table(pq, _tasks_table(pa, tasks), os.path.join(root, "meta", "tasks.parquet"))
-    _write_json(os.path.join(root, "meta", "stats.json"), stats)
-    info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
-            "total_episodes": n_eps, "total_frames": total, "total_tasks": len(tasks),
-            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_MB,
-            "video_files_size_in_mb": VIDEO_FILES_SIZE_MB,
-            "fps": int(fps) if float(fps).is_integer() else float(fps),
-            "splits": {"train": f"0:{n_eps}"}, "data_path": DATA_PATH,
-            "video_path": VIDEO_PATH if cameras else None, "features": features}
-    _write_json(os.path.join(root, "meta", "info.json"), info)
-    return info
 
 
 def _tasks_table(pa, tasks):
