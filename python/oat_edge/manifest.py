@@ -225,6 +225,89 @@ def _check_list(path, v, what, lo_len, hi_len):
         _fail(f"field '{path}' expected {lo_len}..{hi_len} entries, got {len(v)}")
 
 
+def _check_version(d, path, v, rule):
+    if not _is_int(v):
+        _fail(f"field '{path}' expected an integer, got {_show(v)}")
+    if v != FORMAT_VERSION:
+        raise BundleError(f"bundle format_version {v}, this runtime reads {FORMAT_VERSION}: re-export the bundle "
+                          f"with the oat_edge exporter that matches this runtime, or install an oat_edge runtime "
+                          f"that reads version {v}")
+
+
+def _check_string(d, path, v, rule):
+    if not isinstance(v, str):
+        _fail(f"field '{path}' expected a string, got {_show(v)}")
+    if "equals" in rule and v != rule["equals"]:
+        _fail(f"field '{path}' expected '{rule['equals']}', got '{v[:80]}'")
+    if "one_of" in rule and v not in rule["one_of"]:
+        _fail(f"field '{path}' expected one of [{', '.join(rule['one_of'])}], got '{v[:80]}'")
+    if rule["type"] == "file_name" and (not v or v in (".", "..") or "/" in v or "\\" in v or "\0" in v):
+        _fail(f"field '{path}' expected a plain file name next to {ENTRY_FILE}, got '{v[:80]}'")
+
+
+def _check_int_list(d, path, v, rule):
+    _check_list(path, v, "integers", rule["min_len"], rule["max_len"])
+    prod = 1
+    for i, x in enumerate(v):
+        if not _is_int(x) or not rule["min"] <= x <= rule["max"]:
+            _fail(f"field '{path}[{i}]' expected an integer in [{rule['min']}, {rule['max']}], got {_show(x)}")
+        prod *= x
+        if prod > rule["product_max"]:
+            _fail(f"field '{path}' expected a product of at most {rule['product_max']}, got {prod} (entries 0..{i})")
+
+
+def _check_float32(d, path, v, rule):
+    f = _check_f32(path, v, False)
+    if f < rule["min"]:
+        _fail(f"field '{path}' expected a number >= {rule['min']}, got {_show(v)}")
+
+
+def _check_float32_list(d, path, v, rule):
+    n = _lookup(d, rule["length"])[0]
+    if not isinstance(v, list):
+        _fail(f"field '{path}' expected a list of numbers, got {_show(v)}")
+    if len(v) != n:
+        _fail(f"field '{path}' expected length {n} (= {rule['length']}), got {len(v)}")
+    vals = [_check_f32(f"{path}[{i}]", x, rule.get("nonzero", False)) for i, x in enumerate(v)]
+    if "unnormalized_by" in rule:  # x = (x_norm - offset) / scale must stay finite for x_norm in [-1, 1]
+        other = rule["unnormalized_by"]
+        scales = np.asarray(_lookup(d, other)[0], np.float64).astype(np.float32)
+        with np.errstate(over="ignore"):
+            ends = (np.float32([-1, 1])[:, None] - np.asarray(vals, np.float32)) / scales
+        for i in np.flatnonzero(~np.isfinite(ends).all(axis=0)):
+            _fail(f"field '{path}[{i}]' expected (x - offset) / {other}[{i}] finite in float32 for x in [-1, 1], "
+                  f"got offset {_show(v[i])} with scale {_show(_lookup(d, other)[0][i])}")
+    if "not_above" in rule:
+        other = rule["not_above"]
+        for i, (a, b) in enumerate(zip(vals, _lookup(d, other)[0])):
+            if a > _to_f32(b):
+                _fail(f"field '{path}[{i}]' expected <= {other}[{i}] = {_show(b)}, got {_show(v[i])}")
+
+
+def _check_string_list(d, path, v, rule):
+    _check_list(path, v, "strings", 0, rule["max_len"])
+    seen = set()
+    for i, x in enumerate(v):
+        if not isinstance(x, str):
+            _fail(f"field '{path}[{i}]' expected a string, got {_show(x)}")
+        if rule.get("unique") and x in seen:
+            _fail(f"field '{path}' expected unique entries, got '{x[:80]}' twice")
+        seen.add(x)
+
+
+def _check_io_names(d, path, v, rule):
+    want = IO[rule["graph"]][rule["side"]]
+    if not (isinstance(v, list) and all(isinstance(x, str) for x in v) and sorted(v) == sorted(want)):
+        _fail(f"field '{path}' expected the names [{', '.join(want)}] in any order, got {_show(v)}")
+
+
+# the schema's field types -> their check (d, path, value, rule)
+_CHECKS = {"version": _check_version, "string": _check_string, "file_name": _check_string,
+           "int": _check_int, "int_list": _check_int_list, "float32": _check_float32,
+           "float32_list": _check_float32_list, "string_list": _check_string_list,
+           "io_names": _check_io_names}
+
+
 def _check_rule(d, rule):
     path, typ = rule["path"], rule["type"]
     v, missing = _lookup(d, path)
@@ -233,72 +316,9 @@ def _check_rule(d, rule):
         if rule.get("optional") or (cond and _lookup(d, cond)[1]):
             return
         _fail(f"missing field '{missing}'")
-    if typ == "version":
-        if not _is_int(v):
-            _fail(f"field '{path}' expected an integer, got {_show(v)}")
-        if v != FORMAT_VERSION:
-            raise BundleError(f"bundle format_version {v}, this runtime reads {FORMAT_VERSION}: re-export the bundle "
-                              f"with the oat_edge exporter that matches this runtime, or install an oat_edge runtime "
-                              f"that reads version {v}")
-    elif typ in ("string", "file_name"):
-        if not isinstance(v, str):
-            _fail(f"field '{path}' expected a string, got {_show(v)}")
-        if "equals" in rule and v != rule["equals"]:
-            _fail(f"field '{path}' expected '{rule['equals']}', got '{v[:80]}'")
-        if "one_of" in rule and v not in rule["one_of"]:
-            _fail(f"field '{path}' expected one of [{', '.join(rule['one_of'])}], got '{v[:80]}'")
-        if typ == "file_name" and (not v or v in (".", "..") or "/" in v or "\\" in v or "\0" in v):
-            _fail(f"field '{path}' expected a plain file name next to {ENTRY_FILE}, got '{v[:80]}'")
-    elif typ == "int":
-        _check_int(d, path, v, rule)
-    elif typ == "int_list":
-        _check_list(path, v, "integers", rule["min_len"], rule["max_len"])
-        prod = 1
-        for i, x in enumerate(v):
-            if not _is_int(x) or not rule["min"] <= x <= rule["max"]:
-                _fail(f"field '{path}[{i}]' expected an integer in [{rule['min']}, {rule['max']}], got {_show(x)}")
-            prod *= x
-            if prod > rule["product_max"]:
-                _fail(f"field '{path}' expected a product of at most {rule['product_max']}, got {prod} (entries 0..{i})")
-    elif typ == "float32":
-        f = _check_f32(path, v, False)
-        if f < rule["min"]:
-            _fail(f"field '{path}' expected a number >= {rule['min']}, got {_show(v)}")
-    elif typ == "float32_list":
-        n = _lookup(d, rule["length"])[0]
-        if not isinstance(v, list):
-            _fail(f"field '{path}' expected a list of numbers, got {_show(v)}")
-        if len(v) != n:
-            _fail(f"field '{path}' expected length {n} (= {rule['length']}), got {len(v)}")
-        vals = [_check_f32(f"{path}[{i}]", x, rule.get("nonzero", False)) for i, x in enumerate(v)]
-        if "unnormalized_by" in rule:  # x = (x_norm - offset) / scale must stay finite for x_norm in [-1, 1]
-            other = rule["unnormalized_by"]
-            scales = np.asarray(_lookup(d, other)[0], np.float64).astype(np.float32)
-            with np.errstate(over="ignore"):
-                ends = (np.float32([-1, 1])[:, None] - np.asarray(vals, np.float32)) / scales
-            for i in np.flatnonzero(~np.isfinite(ends).all(axis=0)):
-                _fail(f"field '{path}[{i}]' expected (x - offset) / {other}[{i}] finite in float32 for x in [-1, 1], "
-                      f"got offset {_show(v[i])} with scale {_show(_lookup(d, other)[0][i])}")
-        if "not_above" in rule:
-            other = rule["not_above"]
-            for i, (a, b) in enumerate(zip(vals, _lookup(d, other)[0])):
-                if a > _to_f32(b):
-                    _fail(f"field '{path}[{i}]' expected <= {other}[{i}] = {_show(b)}, got {_show(v[i])}")
-    elif typ == "string_list":
-        _check_list(path, v, "strings", 0, rule["max_len"])
-        seen = set()
-        for i, x in enumerate(v):
-            if not isinstance(x, str):
-                _fail(f"field '{path}[{i}]' expected a string, got {_show(x)}")
-            if rule.get("unique") and x in seen:
-                _fail(f"field '{path}' expected unique entries, got '{x[:80]}' twice")
-            seen.add(x)
-    elif typ == "io_names":
-        want = IO[rule["graph"]][rule["side"]]
-        if not (isinstance(v, list) and all(isinstance(x, str) for x in v) and sorted(v) == sorted(want)):
-            _fail(f"field '{path}' expected the names [{', '.join(want)}] in any order, got {_show(v)}")
-    else:  # pragma: no cover - a schema typo, caught by the tests
+    if typ not in _CHECKS:  # pragma: no cover - a schema typo, caught by the tests
         raise AssertionError(f"bundle_schema.json: unknown type {typ!r} for {path}")
+    _CHECKS[typ](d, path, v, rule)
 
 
 def validate(d, bundle_dir=None):
