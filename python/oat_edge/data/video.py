@@ -141,6 +141,22 @@ def decode_frames(segments, fps: float, shape=None, what: str = "", progress=Non
     return np.load(cpath, mmap_mode="r")
 
 
+def _frame_missing(path, what, episode_of, i, reason):
+    at = (f"frame {i}" if episode_of is None
+          else f"episode {episode_of[0][i]}, frame {episode_of[1][i]}")
+    return DatasetError(f"{path} ({what}): {at}: {reason}; the video "
+                        f"is shorter than the data or its timestamps do not match - "
+                        f"re-encode the episode's video or fix meta/episodes")
+
+
+def _frames_like(img, n, shape, path, what):
+    """The output array for n frames like the first decoded one, whose shape must be the declared."""
+    if shape is not None and tuple(img.shape) != tuple(shape):
+        raise DatasetError(f"{path} ({what}): frames: expected shape {list(shape)} as declared in "
+                           f"info.json, given {list(img.shape)}")
+    return np.empty((n,) + img.shape, np.uint8)
+
+
 def _decode(path, timestamps, fps, shape, what, progress, episode_of):
     av = _av()
     from tqdm import tqdm
@@ -157,11 +173,7 @@ def _decode(path, timestamps, fps, shape, what, progress, episode_of):
                disable=not progress, leave=False)
 
     def fail(i, reason):
-        at = (f"frame {i}" if episode_of is None
-              else f"episode {episode_of[0][i]}, frame {episode_of[1][i]}")
-        raise DatasetError(f"{path} ({what}): {at}: {reason}; the video "
-                           f"is shorter than the data or its timestamps do not match - "
-                           f"re-encode the episode's video or fix meta/episodes")
+        raise _frame_missing(path, what, episode_of, i, reason)
 
     try:
         container = av.open(path)
@@ -180,11 +192,7 @@ def _decode(path, timestamps, fps, shape, what, progress, episode_of):
             while j < n and abs(timestamps[order[j]] - ts) <= tol:
                 img = frame.to_ndarray(format="rgb24")
                 if out is None:
-                    if shape is not None and tuple(img.shape) != tuple(shape):
-                        raise DatasetError(f"{path} ({what}): frames: expected shape "
-                                           f"{list(shape)} as declared in info.json, given "
-                                           f"{list(img.shape)}")
-                    out = np.empty((n,) + img.shape, np.uint8)
+                    out = _frames_like(img, n, shape, path, what)
                 out[order[j]] = img
                 j += 1
                 bar.update(1)
