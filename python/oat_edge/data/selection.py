@@ -37,19 +37,7 @@ def select_features(source, obs_keys=None, action_key=None, actions_only=False,
     ds.feature(action_key)
     explicit = obs_keys is not None
     obs_keys = list(obs_keys) if explicit else ds.state_keys
-    for k in obs_keys:
-        ds.feature(k)
-    cams = [k for k in obs_keys if ds.features[k].is_camera]
-    if cams:
-        raise DatasetError(f"{ds.path}: --obs-keys {cams}: camera observations are not "
-                           f"supported by oat_edge policies yet; pass state features only, e.g. "
-                           f"--obs-keys {' '.join(ds.state_keys) or 'observation.state'}")
-    if action_key in obs_keys:
-        raise DatasetError(f"{ds.path}: {action_key!r} is the action; it cannot also be an "
-                           f"observation key")
-    if not obs_keys and not actions_only:
-        raise DatasetError(f"{ds.path}: no state feature to observe; the dataset declares "
-                           f"{sorted(ds.features)} - pass --obs-keys")
+    _check_keys(ds, obs_keys, action_key, actions_only)
 
     actions = ds.column(action_key).reshape(ds.num_frames, -1).astype(np.float32)
     parts, layout = [], []
@@ -76,15 +64,7 @@ def select_features(source, obs_keys=None, action_key=None, actions_only=False,
     ends = np.cumsum(lengths[keep]).astype(np.int64)
     skipped = int((~keep).sum())
 
-    ranges = {}
-    act = declared_range(ds.stats, action_key, actions.shape[1])
-    if act is not None:
-        ranges["action"] = [act[0].tolist(), act[1].tolist()]
-    obs_rng = [declared_range(ds.stats, k, p.shape[1]) for k, p in zip(obs_keys, parts)]
-    if parts and all(r is not None for r in obs_rng):
-        nt = len(ds.tasks)
-        ranges["obs"] = [np.concatenate([r[0] for r in obs_rng] + [np.zeros(nt)]).tolist(),
-                         np.concatenate([r[1] for r in obs_rng] + [np.ones(nt)]).tolist()]
+    ranges = _stats_ranges(ds, action_key, actions.shape[1], obs_keys, parts)
     info = {"tasks": list(ds.tasks),
             "obs_layout": " + ".join(layout) + " followed by a one-hot over `tasks`",
             "obs_keys": list(obs_keys), "action_key": action_key, "fps": float(ds.fps),
@@ -94,3 +74,35 @@ def select_features(source, obs_keys=None, action_key=None, actions_only=False,
             "stats_ranges": ranges}
     return TrainingArrays(state, actions, ends, ds.episode_task[keep].astype(np.int64),
                           list(ds.tasks), info)
+
+
+def _check_keys(ds, obs_keys, action_key, actions_only):
+    """The keys name features of `ds`, the action is not also observed, no camera is observed."""
+    for k in obs_keys:
+        ds.feature(k)
+    cams = [k for k in obs_keys if ds.features[k].is_camera]
+    if cams:
+        raise DatasetError(f"{ds.path}: --obs-keys {cams}: camera observations are not "
+                           f"supported by oat_edge policies yet; pass state features only, e.g. "
+                           f"--obs-keys {' '.join(ds.state_keys) or 'observation.state'}")
+    if action_key in obs_keys:
+        raise DatasetError(f"{ds.path}: {action_key!r} is the action; it cannot also be an "
+                           f"observation key")
+    if not obs_keys and not actions_only:
+        raise DatasetError(f"{ds.path}: no state feature to observe; the dataset declares "
+                           f"{sorted(ds.features)} - pass --obs-keys")
+
+
+def _stats_ranges(ds, action_key, action_dim, obs_keys, parts):
+    """The action and observation ranges the dataset's own statistics declare (the observation's
+    only when every key has one; the task one-hot's range is [0, 1])."""
+    ranges = {}
+    act = declared_range(ds.stats, action_key, action_dim)
+    if act is not None:
+        ranges["action"] = [act[0].tolist(), act[1].tolist()]
+    obs_rng = [declared_range(ds.stats, k, p.shape[1]) for k, p in zip(obs_keys, parts)]
+    if parts and all(r is not None for r in obs_rng):
+        nt = len(ds.tasks)
+        ranges["obs"] = [np.concatenate([r[0] for r in obs_rng] + [np.zeros(nt)]).tolist(),
+                         np.concatenate([r[1] for r in obs_rng] + [np.ones(nt)]).tolist()]
+    return ranges

@@ -142,6 +142,7 @@ def decode_frames(segments, fps: float, shape=None, what: str = "", progress=Non
 
 
 def _frame_missing(path, what, episode_of, i, reason):
+    """The error for wanted frame i that no decoded frame answered."""
     at = (f"frame {i}" if episode_of is None
           else f"episode {episode_of[0][i]}, frame {episode_of[1][i]}")
     return DatasetError(f"{path} ({what}): {at}: {reason}; the video "
