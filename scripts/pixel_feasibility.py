@@ -293,7 +293,7 @@ def _probe_data(cameras, layouts, seed=0):
             np.stack(target))
 
 
-def pixel_probe(layouts, steps, threads):
+def pixel_probe(layouts, steps, threads, camera_sets):
     """Can the default encoder find goal and object in 3-D from 64x64 frames? Regress both from
     pixels (+ the hand's own position) on random layouts, report held-out error."""
     import torch
@@ -316,7 +316,7 @@ def pixel_probe(layouts, steps, threads):
     print("|---|---|---|")
     print(f"| none (predict the training mean) | {base[0]:.1f} / {base[1]:.1f} / {base[2]:.1f} | "
           f"{base[3]:.1f} / {base[4]:.1f} / {base[5]:.1f} |")
-    for cams in (["corner", "topview"], ["corner"], ["topview"]):
+    for cams in camera_sets:
         torch.manual_seed(0)
         spec = ObservationSpec(1, StateInput(4), tuple(CameraInput(c, 64, 64) for c in cams))
         enc = ObservationEncoder(spec)
@@ -354,6 +354,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="for the training step: cpu or cuda")
     p.add_argument("--only", nargs="+", choices=PARTS, default=PARTS)
+    p.add_argument("--probe-steps", type=int, default=None, help="probe training steps (800)")
+    p.add_argument("--probe-cameras", nargs="+", default=["corner+topview", "corner", "topview"],
+                   help="camera sets the probe compares, each like corner+topview")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     n = 10 if a.quick else 50
@@ -371,7 +374,8 @@ def main(argv=None):
     if "prefill" in a.only:
         prefill_latency(30 if a.quick else 300)
     if "probe" in a.only:
-        pixel_probe(40 if a.quick else 500, 30 if a.quick else 800, a.threads)
+        sets = [c.split("+") for c in a.probe_cameras]
+        pixel_probe(40 if a.quick else 500, a.probe_steps or (30 if a.quick else 800), a.threads, sets)
 
 
 if __name__ == "__main__":
