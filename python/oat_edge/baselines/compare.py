@@ -289,7 +289,8 @@ def pareto_plot(res: dict, path: str) -> None:
         color = "C0" if is_oat_bundle(r["path"]) and r["name"] == res["rows"][0]["name"] else "C1"
         ax.plot([l["p50_ms"], l["p99_ms"]], [pts[-1][1]] * 2, "-", color=color, alpha=0.4, lw=2)
         ax.plot(l["p50_ms"], pts[-1][1], "o", color=color)
-        ax.annotate(r["label"], (l["p50_ms"], pts[-1][1]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.annotate(r["label"], (l["p50_ms"], pts[-1][1]), textcoords="offset points",
+                    xytext=(5, 4 if len(pts) % 2 else -11), fontsize=7)  # alternate: neighbours overlap
     front, best = [], -1.0
     for x, y in sorted(pts):
         if y > best:
@@ -341,6 +342,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=200, help="interleaved latency rounds")
     p.add_argument("--reuse-only", action="store_true",
                    help="like --reuse, and run no new closed-loop shards: rows without results get latency only")
+    p.add_argument("--reuse-from", nargs="+", default=[], metavar="DIR",
+                   help="also take finished shards from these earlier --out directories")
     p.add_argument("--reuse", action="store_true",
                    help="take closed-loop results of rows already in OUT/shards.json (same bundle, spec, "
                         "episodes, seed, rate) instead of running them again")
@@ -363,7 +366,9 @@ def main(argv=None) -> int:
     del ref
     common = dict(episodes=a.episodes, seed=a.seed, hz=a.hz, threads=1)
     cache_path = os.path.join(a.out, "shards.json")  # every finished shard, kept as they finish
-    cached = _reusable_shards(cache_path, common) if a.reuse or a.reuse_only else {}
+    cached = {}
+    for d in ([a.out] if a.reuse or a.reuse_only else []) + a.reuse_from:
+        cached.update(_reusable_shards(os.path.join(d, "shards.json"), common))
     finished = dict(cached)
 
     def keep(shard):
