@@ -145,9 +145,8 @@ def _write(out_dir, manifest: dict, write_graphs) -> dict:
 
 def export_checkpoint(path, out_dir, opset=17) -> dict:
     """Any baseline checkpoint (FAST, Bin token policy, Diffusion Policy) -> bundle."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ck, dict):
-        raise ValueError(f"{path}: expected a policy checkpoint (a dict), got {type(ck).__name__}")
+    from oat_edge.train.checkpoint import load_checkpoint
+    ck = load_checkpoint(path, what="checkpoint")  # tensors and plain data only, or refused
     tasks, layout = ck.get("tasks", []), ck.get("obs_layout", "")
     kind = ck.get("kind") or (ck.get("tokenizer") or {}).get("kind")
     if kind == "fast_policy":

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from oat_edge import sampling
 from oat_edge.train import distributed as D
+from oat_edge.train.checkpoint import load_checkpoint, save_checkpoint
 from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.fast_tokenizer import FASTTokenizer
 from oat_edge.train.normalizer import Normalizer
@@ -141,7 +142,7 @@ class FASTPolicy(nn.Module):
 
     @classmethod
     def load(cls, path):
-        return cls.from_checkpoint(torch.load(path, map_location="cpu", weights_only=False))
+        return cls.from_checkpoint(load_checkpoint(path))
 
 
 def main(argv=None):
@@ -213,7 +214,7 @@ def main(argv=None):
     if d.main:
         ck = FASTPolicy(tok, ema.model.cpu(), obs_norm).checkpoint()
         ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
-        torch.save(ck, os.path.join(args.out, "policy.pt"))
+        save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(run_info, f, indent=1)
         print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, {cut} of {len(lengths)} "
