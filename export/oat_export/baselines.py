@@ -27,7 +27,7 @@ import torch.nn as nn
 from oat_edge import manifest as mf
 from oat_edge.atomic import OutputError, atomic_dir
 
-from .export import PrefillGraph, StepGraph, _export
+from .export import PrefillGraph, StepGraph, _export, check_replaceable
 
 FORMAT = "oat_edge.baseline"
 FORMAT_VERSION = 1
@@ -136,6 +136,7 @@ def export_diffusion(dp, out_dir, tasks=(), obs_layout="", opset=17) -> dict:
 
 
 def _write(out_dir, manifest: dict, write_graphs) -> dict:
+    check_replaceable(out_dir, (*FILES.values(), MANIFEST_FILE))
     with torch.no_grad(), atomic_dir(out_dir) as d:
         write_graphs(d)
         with open(os.path.join(d, MANIFEST_FILE), "w") as f:

@@ -142,7 +142,7 @@ def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, p
     targets.update({p: f"{out_dir}_{p}" for p in variants if p != precision})
     for dst in targets.values():
         check_output_dir(dst, force=True, flag="--out")  # a bundle is meant to be re-exported
-        _check_replaceable(dst)
+        check_replaceable(dst)
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     report = {"out_dir": out_dir, "precision": precision, "opset": opset}
@@ -188,12 +188,13 @@ def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, p
 BUNDLE_EXTRAS = ("export_report.json", "trt_cache")
 
 
-def _check_replaceable(dst) -> None:
+def check_replaceable(dst, files=None) -> None:
     """The new bundle replaces `dst` as a whole: refuse when `dst` holds anything that is not
-    part of a bundle (someone's other files would go with it)."""
+    part of a bundle (someone's other files would go with it). files: a bundle's file names
+    (default: an oat_edge bundle's)."""
     if not os.path.isdir(dst):
         return
-    known = {*mf.FILES.values(), mf.ENTRY_FILE, *BUNDLE_EXTRAS}
+    known = {*(files or (*mf.FILES.values(), mf.ENTRY_FILE)), *BUNDLE_EXTRAS}
     foreign = sorted(set(os.listdir(dst)) - known)
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
