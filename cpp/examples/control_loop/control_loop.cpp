@@ -115,6 +115,63 @@ void set_rt_priority(int priority) {
                                        : ("SCHED_FIFO " + std::to_string(priority)).c_str());
 }
 
+// What the loop measured: wake-up jitter, act() latency, overruns, page faults.
+struct LoopStats {
+  std::vector<double> jitter_ms, act_ms;
+  int overruns = 0, replans = 0;
+  int64_t first_wake = 0, last_wake = 0;
+  long long page_faults = 0;
+};
+
+// `a.cycles` cycles at `a.hz`: read the state, replan when the executed part of the chunk runs out,
+// send one action. Everything is allocated before the first cycle.
+LoopStats run_loop(oat_edge::Policy& policy, oat_edge::ActOptions opt, const Args& a) {
+  const oat_edge::PolicyInfo& in = policy.info();
+  Robot robot{std::vector<float>(size_t(in.obs_dim), 0.f)};
+  std::vector<float> obs(size_t(in.n_obs_steps) * in.obs_dim, 0.f);  // history, oldest first
+  std::vector<float> chunk(size_t(in.horizon) * in.action_dim, 0.f);
+  const oat_edge::TensorView obs_view(obs.data(), {1, in.n_obs_steps, in.obs_dim});
+  const int n_exec = std::clamp(in.n_action_steps, 1, in.horizon);
+  int next = n_exec;  // index into chunk: n_exec = "plan exhausted"
+  LoopStats r;
+  r.jitter_ms.reserve(size_t(a.cycles));  // no allocation inside the loop
+  r.act_ms.reserve(size_t(a.cycles));
+  const int64_t period = int64_t(1e9 / a.hz);
+
+  const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
+  const int64_t t0 = now_ns() + period;
+  for (int c = 0; c < a.cycles; ++c) {
+    const int64_t deadline = t0 + int64_t(c) * period;  // absolute: no drift
+    sleep_until_ns(deadline);
+    r.last_wake = now_ns();
+    if (c == 0) r.first_wake = r.last_wake;
+    r.jitter_ms.push_back(double(r.last_wake - deadline) * 1e-6);
+    // read_state(): shift the history and append the newest observation
+    std::copy(obs.begin() + in.obs_dim, obs.end(), obs.begin());
+    std::copy(robot.state.begin(), robot.state.end(), obs.end() - in.obs_dim);
+    if (next >= n_exec) {
+      oat_edge::ActStats st;
+      opt.seed = uint64_t(r.replans++);
+      policy.act(obs_view, chunk, opt, &st);
+      r.act_ms.push_back(st.total_ms);
+      next = 0;
+    }
+    robot.send(chunk.data() + size_t(next++) * in.action_dim, in.action_dim, 1.0 / a.hz);
+    if (now_ns() > deadline + period) ++r.overruns;  // this cycle ran into the next one
+  }
+  const oat_edge::ThreadFaults f1 = oat_edge::thread_faults();
+  r.page_faults = static_cast<long long>(f1.minor + f1.major - f0.minor - f0.major);
+  return r;
+}
+
+void print_summary(const LoopStats& r, const Args& a) {
+  std::printf("cycles %d achieved_hz %.2f jitter_p50_ms %.3f jitter_p99_ms %.3f jitter_max_ms %.3f "
+              "replans %d act_p50_ms %.3f act_p99_ms %.3f overruns %d page_faults %lld\n",
+              a.cycles, a.cycles > 1 ? double(a.cycles - 1) * 1e9 / double(r.last_wake - r.first_wake) : a.hz,
+              pct(r.jitter_ms, 0.5), pct(r.jitter_ms, 0.99), pct(r.jitter_ms, 1.0), r.replans, pct(r.act_ms, 0.5),
+              pct(r.act_ms, 0.99), r.overruns, r.page_faults);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -126,52 +183,11 @@ int main(int argc, char** argv) {
     ro.ort_library = a.ort;
     // Loading, validation and the warm-up (ORT's first-run allocations) happen here, never in the loop.
     oat_edge::Policy policy(a.bundle, ro);
-    const oat_edge::PolicyInfo& in = policy.info();
     oat_edge::ActOptions opt;
     if (a.max_tokens > 0) opt.max_tokens = a.max_tokens;  // unset: all K tokens
     opt.seed = 0;
     policy.check(opt);  // an impossible option stops here, before the robot moves
-
-    Robot robot{std::vector<float>(size_t(in.obs_dim), 0.f)};
-    std::vector<float> obs(size_t(in.n_obs_steps) * in.obs_dim, 0.f);  // history, oldest first
-    std::vector<float> chunk(size_t(in.horizon) * in.action_dim, 0.f);
-    const oat_edge::TensorView obs_view(obs.data(), {1, in.n_obs_steps, in.obs_dim});
-    const int n_exec = std::clamp(in.n_action_steps, 1, in.horizon);
-    int next = n_exec;  // index into chunk: n_exec = "plan exhausted"
-    std::vector<double> jitter_ms, act_ms;
-    jitter_ms.reserve(size_t(a.cycles));  // no allocation inside the loop
-    act_ms.reserve(size_t(a.cycles));
-    int overruns = 0, replans = 0;
-    int64_t first_wake = 0, last_wake = 0;
-    const int64_t period = int64_t(1e9 / a.hz);
-
-    const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
-    const int64_t t0 = now_ns() + period;
-    for (int c = 0; c < a.cycles; ++c) {
-      const int64_t deadline = t0 + int64_t(c) * period;  // absolute: no drift
-      sleep_until_ns(deadline);
-      last_wake = now_ns();
-      if (c == 0) first_wake = last_wake;
-      jitter_ms.push_back(double(last_wake - deadline) * 1e-6);
-      // read_state(): shift the history and append the newest observation
-      std::copy(obs.begin() + in.obs_dim, obs.end(), obs.begin());
-      std::copy(robot.state.begin(), robot.state.end(), obs.end() - in.obs_dim);
-      if (next >= n_exec) {
-        oat_edge::ActStats st;
-        opt.seed = uint64_t(replans++);
-        policy.act(obs_view, chunk, opt, &st);
-        act_ms.push_back(st.total_ms);
-        next = 0;
-      }
-      robot.send(chunk.data() + size_t(next++) * in.action_dim, in.action_dim, 1.0 / a.hz);
-      if (now_ns() > deadline + period) ++overruns;  // this cycle ran into the next one
-    }
-    const oat_edge::ThreadFaults f1 = oat_edge::thread_faults();
-    std::printf("cycles %d achieved_hz %.2f jitter_p50_ms %.3f jitter_p99_ms %.3f jitter_max_ms %.3f "
-                "replans %d act_p50_ms %.3f act_p99_ms %.3f overruns %d page_faults %lld\n",
-                a.cycles, a.cycles > 1 ? double(a.cycles - 1) * 1e9 / double(last_wake - first_wake) : a.hz, pct(jitter_ms, 0.5), pct(jitter_ms, 0.99),
-                pct(jitter_ms, 1.0), replans, pct(act_ms, 0.5), pct(act_ms, 0.99), overruns,
-                static_cast<long long>(f1.minor + f1.major - f0.minor - f0.major));
+    print_summary(run_loop(policy, opt, a), a);
   } catch (const oat_edge::Error& e) {
     std::fprintf(stderr, "oat_edge error: %s\n", e.what());
     return 1;
