@@ -11,7 +11,8 @@ For a re-export of the same weights (e.g. after a change to the exporter):
      constructor's warm-up (fresh processes, NEW_BUNDLE; the interpreter's own first-call costs are
      paid on another Policy first, as in tests/runtime/test_realtime.py).
 
-The README's "Small graphs" figures come from this script, run against the session-start bundle:
+The README's "Small graphs" figures come from this script, run against the bundle exported before
+the graphs were slimmed:
     git archive 509c6ee models/oat-metaworld-mt3 | tar -x -C /tmp/old
     .venv/bin/python scripts/compare_bundles.py /tmp/old/models/oat-metaworld-mt3 models/oat-metaworld-mt3
 """

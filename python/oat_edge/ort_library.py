@@ -1,4 +1,4 @@
-"""Find the ONNX Runtime shared library that the C++ core dlopen()s (DESIGN.md §2, SPEC §2).
+"""Find the ONNX Runtime shared library that the C++ core dlopen()s (docs/DESIGN.md §2).
 
 Search order: explicit argument -> $OAT_EDGE_ORT_LIBRARY -> the installed `onnxruntime` or
 `onnxruntime-gpu` wheel (both install the `onnxruntime` package) -> "" (the C++ loader then tries
