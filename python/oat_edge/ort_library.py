@@ -1,4 +1,4 @@
-"""Find the ONNX Runtime shared library that the C++ core dlopen()s (docs/DESIGN.md §2).
+"""Find the ONNX Runtime shared library that the C++ core dlopen()s.
 
 Search order: explicit argument -> $OAT_EDGE_ORT_LIBRARY -> the installed `onnxruntime` or
 `onnxruntime-gpu` wheel (both install the `onnxruntime` package) -> "" (the C++ loader then tries
