@@ -84,6 +84,29 @@ def child_env():
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
 
 
+def _edit_manifest(bundle_dir, edit):
+    import json
+
+    onnx = pytest.importorskip("onnx")
+    from oat_edge.manifest import MANIFEST_KEY
+
+    path = os.path.join(bundle_dir, "model.onnx")
+    m = onnx.load(path)
+    (prop,) = [p for p in m.metadata_props if p.key == MANIFEST_KEY]
+    d = json.loads(prop.value)
+    out = edit(d)
+    prop.value = out if isinstance(out, str) else json.dumps(d)
+    onnx.save(m, path)
+    return bundle_dir
+
+
+@pytest.fixture(scope="session")
+def edit_manifest():
+    """edit_manifest(bundle_dir, edit) -> bundle_dir: rewrite the manifest embedded in the bundle's
+    model.onnx in place; edit(dict) mutates it, or returns a replacement JSON string (needs onnx)."""
+    return _edit_manifest
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     """The dimensions of `tiny_bundle` (a copy: tests may not edit it)."""

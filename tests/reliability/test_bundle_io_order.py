@@ -2,8 +2,6 @@
 of any graph in another order, or a graph whose inputs/outputs are declared in another order, gives
 bit-identical tokens and actions (or is rejected; here every order must load)."""
 import itertools
-import json
-import os
 import shutil
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 
 from oat_edge import Policy  # noqa: E402
-from oat_edge.manifest import MANIFEST_KEY, load_manifest  # noqa: E402
+from oat_edge.manifest import load_manifest  # noqa: E402
 
 LISTS = [("step", "inputs"), ("step", "outputs"), ("prefill", "outputs"), ("decoder", "inputs")]
 
@@ -23,18 +21,6 @@ def _outputs(path, obs):
     return np.stack(acts), p.generate(obs, seed=4), p.detokenize(np.arange(p.info["num_tokens"]) * 7)
 
 
-def _with_manifest(src, dst, edit):
-    shutil.copytree(src, dst)
-    path = os.path.join(dst, "model.onnx")
-    m = onnx.load(path)
-    (prop,) = [p for p in m.metadata_props if p.key == MANIFEST_KEY]
-    d = json.loads(prop.value)
-    edit(d)
-    prop.value = json.dumps(d)
-    onnx.save(m, path)
-    return dst
-
-
 def _orders(names):
     """Every order of a short list; for the 6 step inputs, each rotation and its reverse."""
     if len(names) <= 3:
@@ -43,14 +29,16 @@ def _orders(names):
     return [r for r in rots + [r[::-1] for r in rots] if r != names]
 
 
-def test_manifest_name_lists_in_any_order_give_identical_actions(tiny_bundle, tmp_path, tiny_config):
+def test_manifest_name_lists_in_any_order_give_identical_actions(edit_manifest, tiny_bundle, tmp_path,
+                                                                  tiny_config):
     obs = np.random.default_rng(0).normal(size=(3, tiny_config["n_obs_steps"], tiny_config["obs_dim"])).astype(np.float32)
     ref = _outputs(tiny_bundle, obs)
     base = load_manifest(tiny_bundle)
     n = 0
     for graph, side in LISTS:
         for order in _orders(base["io"][graph][side]):
-            d = _with_manifest(tiny_bundle, tmp_path / f"b{n}", lambda m: m["io"][graph].update({side: order}))
+            d = edit_manifest(shutil.copytree(tiny_bundle, tmp_path / f"b{n}"),
+                              lambda m: m["io"][graph].update({side: order}))
             n += 1
             assert load_manifest(d)["io"][graph][side] == order  # inspect accepts it too
             got = _outputs(str(d), obs)
