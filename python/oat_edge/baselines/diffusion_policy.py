@@ -32,6 +32,7 @@ from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.policy import PolicyBlock
 from oat_edge.train.tokenizer import RMSNorm
+from oat_edge.baselines.train_flags import add_policy_flags
 from oat_edge.train.train_policy import RECIPE, param_groups
 
 KIND = "diffusion_policy"
@@ -190,19 +191,7 @@ class DiffusionChunkPolicy(nn.Module):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="train the Diffusion Policy baseline (DDPM, continuous chunks)")
-    p.add_argument("--demos", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=RECIPE["steps"])
-    p.add_argument("--batch", type=int, default=RECIPE["batch"])
-    p.add_argument("--lr", type=float, default=RECIPE["lr"])
-    p.add_argument("--warmup", type=int, default=RECIPE["warmup"])
-    p.add_argument("--width", type=int, default=RECIPE["width"])
-    p.add_argument("--layers", type=int, default=RECIPE["layers"])
-    p.add_argument("--heads", type=int, default=RECIPE["heads"])
-    p.add_argument("--dropout", type=float, default=RECIPE["dropout"])
-    p.add_argument("--horizon", type=int, default=32)
-    p.add_argument("--n-obs-steps", type=int, default=2)
-    p.add_argument("--n-action-steps", type=int, default=8)
+    add_policy_flags(p)
     p.add_argument("--train-timesteps", type=int, default=100)
     p.add_argument("--inference-steps", type=int, default=10, help="DDIM steps recorded as the default")
     D.add_run_flags(p)

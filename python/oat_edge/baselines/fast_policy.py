@@ -33,6 +33,7 @@ from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.fast_tokenizer import FASTTokenizer
 from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.policy import ARPolicy, PolicyConfig
+from oat_edge.baselines.train_flags import add_policy_flags
 from oat_edge.train.train_policy import RECIPE, param_groups
 
 KIND = "fast_policy"
@@ -147,22 +148,10 @@ class FASTPolicy(nn.Module):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="train the FAST baseline policy (DCT+BPE tokens, AR)")
-    p.add_argument("--demos", required=True)
-    p.add_argument("--out", required=True)
+    add_policy_flags(p)
     p.add_argument("--vocab-size", type=int, default=1024, help="BPE vocabulary")
     p.add_argument("--dct-scale", type=float, default=10.0, help="DCT coefficient scale before rounding")
     p.add_argument("--max-tokens", type=int, default=MAX_TOKENS, help="longest sequence (end token excluded)")
-    p.add_argument("--steps", type=int, default=RECIPE["steps"])
-    p.add_argument("--batch", type=int, default=RECIPE["batch"])
-    p.add_argument("--lr", type=float, default=RECIPE["lr"])
-    p.add_argument("--warmup", type=int, default=RECIPE["warmup"])
-    p.add_argument("--width", type=int, default=RECIPE["width"])
-    p.add_argument("--layers", type=int, default=RECIPE["layers"])
-    p.add_argument("--heads", type=int, default=RECIPE["heads"])
-    p.add_argument("--dropout", type=float, default=RECIPE["dropout"])
-    p.add_argument("--horizon", type=int, default=32)
-    p.add_argument("--n-obs-steps", type=int, default=2)
-    p.add_argument("--n-action-steps", type=int, default=8)
     D.add_run_flags(p)
     args = p.parse_args(argv)
 
