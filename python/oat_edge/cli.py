@@ -30,6 +30,8 @@ FORWARD = {
     "export": ("oat_export.__main__", "main", "export a trained policy as an oat_edge bundle",
                "train"),
     "bench": ("oat_edge.measure.bench", "main", "benchmark act() latency of a bundle", "runtime"),
+    "compare": ("oat_edge.baselines.compare", "main",
+                "OAT vs baseline policies: closed-loop success, act() latency, Pareto plot", "train"),
 }
 
 
