@@ -133,44 +133,45 @@ class PyPolicy {
   std::unique_ptr<oat_edge::Policy> policy_;
 };
 
+// act(), generate() and check_options() take the same keyword-only options, each None (the
+// default) unless given: one list, so an option is added in one place.
+template <class Class, class F, class... Extra>
+void def_with_options(Class& cls, const char* name, F&& f, const Extra&... extra) {
+  cls.def(name, std::forward<F>(f), extra..., py::kw_only(), py::arg("max_tokens") = py::none(),
+          py::arg("min_tokens") = py::none(), py::arg("temperature") = py::none(), py::arg("top_k") = py::none(),
+          py::arg("seed") = py::none(), py::arg("latency_budget_ms") = py::none());
+}
+
 }  // namespace
 
 void def_policy(py::module_& m) {
   using H = const py::object&;
-  py::class_<PyPolicy>(m, "Policy")
-      .def(py::init([](const std::string& path, const py::kwargs& kw) {
-             return std::make_unique<PyPolicy>(path, runtime_options(kw));
-           }),
-           py::arg("path"),
-           "Policy(path, *, ort_library, device, threads, allow_cpu_fallback, max_batch, batch_limit, "
-           "spin_wait, optimized_model_dir, trt_cache_dir, trt_fp16, warmup): RuntimeOptions in policy.h")
-      .def(
-          "act",
-          [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
-            return p.act(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
-          },
-          py::arg("obs"), py::kw_only(), py::arg("max_tokens") = py::none(), py::arg("min_tokens") = py::none(),
-          py::arg("temperature") = py::none(), py::arg("top_k") = py::none(), py::arg("seed") = py::none(),
-          py::arg("latency_budget_ms") = py::none(),
-          "obs float32 [B, n_obs_steps, obs_dim] -> (actions float32 [B, H_a, D_a], stats dict)")
-      .def(
-          "generate",
-          [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
-            return p.generate(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
-          },
-          py::arg("obs"), py::kw_only(), py::arg("max_tokens") = py::none(), py::arg("min_tokens") = py::none(),
-          py::arg("temperature") = py::none(), py::arg("top_k") = py::none(), py::arg("seed") = py::none(),
-          py::arg("latency_budget_ms") = py::none(),
-          "obs float32 [B, n_obs_steps, obs_dim] -> (ids int64 [B, K] (-1 past tokens_used), stats)")
-      .def(
-          "check_options",
-          [](const PyPolicy& p, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
-            p.check(act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
-          },
-          py::kw_only(), py::arg("max_tokens") = py::none(), py::arg("min_tokens") = py::none(),
-          py::arg("temperature") = py::none(), py::arg("top_k") = py::none(), py::arg("seed") = py::none(),
-          py::arg("latency_budget_ms") = py::none(), "raises the InputError act() would raise for these options")
-      .def("detokenize", &PyPolicy::detokenize, py::arg("ids"), "ids int64 [B, k] -> actions float32 [B, H_a, D_a]")
+  py::class_<PyPolicy> cls(m, "Policy");
+  cls.def(py::init([](const std::string& path, const py::kwargs& kw) {
+            return std::make_unique<PyPolicy>(path, runtime_options(kw));
+          }),
+          py::arg("path"),
+          "Policy(path, *, ort_library, device, threads, allow_cpu_fallback, max_batch, batch_limit, "
+          "spin_wait, optimized_model_dir, trt_cache_dir, trt_fp16, warmup): RuntimeOptions in policy.h");
+  def_with_options(
+      cls, "act",
+      [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
+        return p.act(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
+      },
+      "obs float32 [B, n_obs_steps, obs_dim] -> (actions float32 [B, H_a, D_a], stats dict)", py::arg("obs"));
+  def_with_options(
+      cls, "generate",
+      [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
+        return p.generate(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
+      },
+      "obs float32 [B, n_obs_steps, obs_dim] -> (ids int64 [B, K] (-1 past tokens_used), stats)", py::arg("obs"));
+  def_with_options(
+      cls, "check_options",
+      [](const PyPolicy& p, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
+        p.check(act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
+      },
+      "raises the InputError act() would raise for these options");
+  cls.def("detokenize", &PyPolicy::detokenize, py::arg("ids"), "ids int64 [B, k] -> actions float32 [B, H_a, D_a]")
       .def("tokenize", &PyPolicy::tokenize, py::arg("actions"), "actions float32 [B, H_a, D_a] -> ids int64 [B, K]")
       .def_property_readonly("info", [](const PyPolicy& p) { return info_dict(p.info()); })
       .def_property_readonly("step_runs", &PyPolicy::step_runs);
