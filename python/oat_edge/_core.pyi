@@ -1,4 +1,4 @@
-# Type stubs for the compiled module oat_edge._core (cpp/python/bindings.cpp).
+# Type stubs for the compiled module oat_edge._core (built from cpp/python/).
 # Private backend of oat_edge.Policy: arrays must be C-contiguous; every rule about the values is the
 # C++ core's (InputError). Options left None take the core's defaults (RuntimeOptions, ActOptions).
 import numpy as np
