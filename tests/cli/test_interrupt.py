@@ -93,7 +93,7 @@ def test_ctrl_c_stops_eval_and_its_workers_and_saves_finished_episodes(tmp_path,
         return "t" in started and time.monotonic() - started["t"] > 12
 
     rc, _, err, stopped = _interrupt(
-        ["eval", BUNDLE, "--tasks", "reach-v3", "push-v3", "--ks", "8", "--episodes", "200",
+        ["eval", BUNDLE, "--tasks", "reach-v3", "push-v3", "--ks", "8", "--episodes", "2000",
          "--workers", "2", "--no-expert", "--out", str(out)], ready, child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert "interrupted" in err
@@ -101,7 +101,8 @@ def test_ctrl_c_stops_eval_and_its_workers_and_saves_finished_episodes(tmp_path,
     res = json.loads((out / "results.json").read_text())
     assert res["interrupted"] is True
     done = [c["episodes_done"] for t in res["per_task"].values() for c in t.values()]
-    assert done and all(0 < n < 200 for n in done), done  # what finished, not a made-up 200
+    # what finished, not a made-up 2000 (reach alone can finish 200 episodes in the 12 s window)
+    assert done and all(0 < n < 2000 for n in done), done
     assert "Interrupted" in (out / "results.md").read_text()
 
 
