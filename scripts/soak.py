@@ -11,6 +11,7 @@ step of RSS does not).
 Observations vary per call (a slow sine sweep + seeded noise), seeds vary, k cycles 1..K, so
 every code path of act (all prefix lengths, sampling) is exercised.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,10 @@ def rss_bytes() -> int:
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in
-                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    _fields_ = [
+        (n, ctypes.c_size_t)
+        for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
 
 
 def malloc_in_use() -> int | None:
@@ -55,10 +58,10 @@ def tiny_bundle() -> str:
     """build/tiny_bundle (what `make test-cpp` writes); exported here if missing (needs torch)."""
     path = os.path.join(ROOT, "build", "tiny_bundle")
     if not os.path.isfile(os.path.join(path, "model.onnx")):
-        sys.path.insert(0, os.path.join(ROOT, "tests"))
-        import conftest  # noqa: E402
+        sys.path.insert(0, os.path.join(ROOT, "tests", "fixtures"))
+        from tiny_bundle import write_tiny_bundle  # noqa: E402
 
-        conftest.write_tiny_bundle(path)
+        write_tiny_bundle(path)
     return path
 
 
@@ -94,12 +97,21 @@ def soak(bundle: str, calls: int, warmup: int, every: int, threads: int = 1) -> 
     samples.append((calls, rss_bytes()))
     heap1 = malloc_in_use()
     r = [s for _, s in samples]
-    return {"bundle": os.path.abspath(bundle), "calls": calls, "warmup": warmup, "every": every,
-            "seconds": elapsed, "ms_per_call": 1e3 * elapsed / max(calls, 1),
-            "rss_first_mb": r[0] / 2**20, "rss_last_mb": r[-1] / 2**20, "rss_max_mb": max(r) / 2**20,
-            "growth_mb": (r[-1] - r[0]) / 2**20, "growth_max_mb": (max(r) - r[0]) / 2**20,
-            "malloc_in_use_growth_kb": None if heap0 is None else (heap1 - heap0) / 1024,
-            "samples": samples}
+    return {
+        "bundle": os.path.abspath(bundle),
+        "calls": calls,
+        "warmup": warmup,
+        "every": every,
+        "seconds": elapsed,
+        "ms_per_call": 1e3 * elapsed / max(calls, 1),
+        "rss_first_mb": r[0] / 2**20,
+        "rss_last_mb": r[-1] / 2**20,
+        "rss_max_mb": max(r) / 2**20,
+        "growth_mb": (r[-1] - r[0]) / 2**20,
+        "growth_max_mb": (max(r) - r[0]) / 2**20,
+        "malloc_in_use_growth_kb": None if heap0 is None else (heap1 - heap0) / 1024,
+        "samples": samples,
+    }
 
 
 def main(argv=None) -> int:
@@ -119,12 +131,18 @@ def main(argv=None) -> int:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
     ok = res["growth_mb"] <= a.max_growth_mb
-    print(f"soak: {res['calls']} act calls after {res['warmup']} warm-up, {res['ms_per_call']:.3f} ms/call; "
-          f"RSS {res['rss_first_mb']:.2f} -> {res['rss_last_mb']:.2f} MiB (max {res['rss_max_mb']:.2f}), "
-          f"growth {res['growth_mb'] * 1024:+.0f} KiB (limit {a.max_growth_mb * 1024:.0f} KiB"
-          + ("" if res["malloc_in_use_growth_kb"] is None else
-             f"; malloc in-use {res['malloc_in_use_growth_kb']:+.0f} KiB") + "): "
-          f"{'OK' if ok else 'FAIL'}")
+    print(
+        f"soak: {res['calls']} act calls after {res['warmup']} warm-up, {res['ms_per_call']:.3f} ms/call; "
+        f"RSS {res['rss_first_mb']:.2f} -> {res['rss_last_mb']:.2f} MiB (max {res['rss_max_mb']:.2f}), "
+        f"growth {res['growth_mb'] * 1024:+.0f} KiB (limit {a.max_growth_mb * 1024:.0f} KiB"
+        + (
+            ""
+            if res["malloc_in_use_growth_kb"] is None
+            else f"; malloc in-use {res['malloc_in_use_growth_kb']:+.0f} KiB"
+        )
+        + "): "
+        f"{'OK' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 
