@@ -10,7 +10,7 @@ export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
 # cmake, ctest and ninja come from the venv (pip packages) when the system lacks them
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup build test test-cpp test-py demo bench asan clean
+.PHONY: setup build test lint format test-cpp test-py demo bench asan clean
 
 ## setup: system tools, .venv, CPU torch, editable install + C++ build (idempotent)
 setup:
@@ -20,14 +20,28 @@ setup:
 build:
 	$(PY) -m pip install -q --no-build-isolation --no-deps $(CMAKE_DEFS) -e .
 
-## test: setup (cheap when done) + C++ unit tests + pytest, fast
-test: setup test-cpp test-py
+## test: setup (cheap when done) + lint + C++ unit tests + pytest
+test: setup lint test-cpp test-py
+
+# C and C++ sources as git knows them (build trees and fetched headers are never formatted)
+CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' '*.c')
+
+## lint: ruff (lint + format) and clang-format, checked only; `make format` applies them
+lint:
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
+
+format:
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+	.venv/bin/clang-format -i $(CXX_SOURCES)
 
 # The C++ end-to-end test runs a tiny random-weight bundle, exported by the same code as pytest's.
 TINY_BUNDLE := build/tiny_bundle
-$(TINY_BUNDLE)/model.onnx: tests/conftest.py $(wildcard export/oat_export/*.py) $(wildcard python/oat_edge/train/*.py)
+$(TINY_BUNDLE)/model.onnx: tests/fixtures/tiny_bundle.py $(wildcard export/oat_export/*.py) $(wildcard python/oat_edge/train/*.py)
 	rm -rf $(TINY_BUNDLE)
-	$(PY) -W ignore -c "import sys; sys.path.insert(0, 'tests'); import conftest; conftest.write_tiny_bundle('$(TINY_BUNDLE)')"
+	$(PY) -W ignore tests/fixtures/tiny_bundle.py $(TINY_BUNDLE)
 
 # The ORT library the C++ tests load, found at test time (the only place it is looked up for them):
 # on a fresh venv the onnxruntime wheel is installed only after the CMake configure step.

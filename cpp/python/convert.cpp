@@ -12,8 +12,7 @@ namespace {
 
 [[noreturn]] void wrong_kind(const char* name, const char* expected, const py::handle& v) {
   throw oat_edge::InputError(std::string(name) + ": expected " + expected + ", got " +
-                             std::string(py::str(py::type::of(v).attr("__name__"))) + " " +
-                             std::string(py::repr(v)));
+                             std::string(py::str(py::type::of(v).attr("__name__"))) + " " + std::string(py::repr(v)));
 }
 
 bool is_bool(const py::handle& v) {
@@ -82,9 +81,11 @@ oat_edge::DType dtype_of(const py::array& a) {
   const char kind = d.kind();
   const auto size = d.itemsize();
   if (!d.attr("isnative").cast<bool>()) return DType::Other;  // byte-swapped: not readable as is
-  if (kind == 'f') return size == 4 ? DType::Float32 : size == 8 ? DType::Float64 : size == 2 ? DType::Float16 : DType::Other;
+  if (kind == 'f')
+    return size == 4 ? DType::Float32 : size == 8 ? DType::Float64 : size == 2 ? DType::Float16 : DType::Other;
   if (kind == 'i') return size == 8 ? DType::Int64 : size == 4 ? DType::Int32 : size == 2 ? DType::Int16 : DType::Int8;
-  if (kind == 'u') return size == 8 ? DType::UInt64 : size == 4 ? DType::UInt32 : size == 2 ? DType::UInt16 : DType::UInt8;
+  if (kind == 'u')
+    return size == 8 ? DType::UInt64 : size == 4 ? DType::UInt32 : size == 2 ? DType::UInt16 : DType::UInt8;
   if (kind == 'b') return DType::Bool;
   return DType::Other;
 }
@@ -103,7 +104,8 @@ oat_edge::TensorView view_of(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj)) wrong_kind(name, "a numpy array", obj);
   const auto a = py::reinterpret_borrow<py::array>(obj);
   if (!(a.flags() & py::array::c_style))
-    throw oat_edge::InputError(std::string(name) + ": expected a C-contiguous array, got a strided view "
+    throw oat_edge::InputError(std::string(name) +
+                               ": expected a C-contiguous array, got a strided view "
                                "(np.ascontiguousarray makes one; oat_edge.Policy does it for you)");
   oat_edge::TensorView v;
   v.data = a.data();
@@ -125,7 +127,6 @@ oat_edge::ActOptions act_options(const py::handle& max_tokens, const py::handle&
   o.latency_budget_ms = opt_float("latency_budget_ms", latency_budget_ms);
   return o;
 }
-
 
 oat_edge::RuntimeOptions runtime_options(const py::kwargs& kw) {
   oat_edge::RuntimeOptions o;

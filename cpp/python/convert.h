@@ -4,7 +4,6 @@
 #pragma once
 
 #include <oat_edge/policy.h>
-
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 

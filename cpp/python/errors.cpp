@@ -21,8 +21,7 @@ ErrorClasses& error_classes() {
   return storage
       .call_once_and_store_result([] {
         py::module_ errors = py::module_::import("oat_edge.errors");
-        return ErrorClasses{errors.attr("InputError"), errors.attr("BundleError"),
-                            errors.attr("RuntimeLoadError")};
+        return ErrorClasses{errors.attr("InputError"), errors.attr("BundleError"), errors.attr("RuntimeLoadError")};
       })
       .get_stored();
 }

@@ -2,7 +2,6 @@
 // (oat_edge/realtime.h), FSQ ids -> codes.
 #include <oat_edge/policy.h>
 #include <oat_edge/realtime.h>
-
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

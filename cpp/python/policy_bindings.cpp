@@ -1,7 +1,6 @@
 // oat_edge._core.Policy: owns the C++ policy, allocates the output arrays, releases the GIL around
 // every call. Arguments are converted by convert.h; the core checks them.
 #include <oat_edge/policy.h>
-
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -30,16 +29,29 @@ py::dict stats_dict(const oat_edge::ActStats& s) {
 
 py::dict info_dict(const oat_edge::PolicyInfo& i) {
   py::dict d;
-  for (auto [k, v] : {std::pair<const char*, int>{"num_tokens", i.num_tokens}, {"codebook_size", i.codebook_size},
-                      {"horizon", i.horizon}, {"action_dim", i.action_dim}, {"n_obs_steps", i.n_obs_steps},
-                      {"obs_dim", i.obs_dim}, {"n_action_steps", i.n_action_steps}, {"vocab_size", i.vocab_size},
-                      {"bos_id", i.bos_id}, {"n_layers", i.n_layers}, {"n_heads", i.n_heads},
-                      {"head_dim", i.head_dim}, {"default_top_k", i.default_top_k}, {"max_batch", i.max_batch},
+  for (auto [k, v] : {std::pair<const char*, int>{"num_tokens", i.num_tokens},
+                      {"codebook_size", i.codebook_size},
+                      {"horizon", i.horizon},
+                      {"action_dim", i.action_dim},
+                      {"n_obs_steps", i.n_obs_steps},
+                      {"obs_dim", i.obs_dim},
+                      {"n_action_steps", i.n_action_steps},
+                      {"vocab_size", i.vocab_size},
+                      {"bos_id", i.bos_id},
+                      {"n_layers", i.n_layers},
+                      {"n_heads", i.n_heads},
+                      {"head_dim", i.head_dim},
+                      {"default_top_k", i.default_top_k},
+                      {"max_batch", i.max_batch},
                       {"batch_limit", i.batch_limit}})
     d[k] = v;
   for (auto [k, v] : {std::pair<const char*, const std::string*>{"tokenizer_kind", &i.tokenizer_kind},
-                      {"obs_layout", &i.obs_layout}, {"provider", &i.provider}, {"ort_version", &i.ort_version},
-                      {"ort_library", &i.ort_library}, {"bundle_dir", &i.bundle_dir}, {"precision", &i.precision},
+                      {"obs_layout", &i.obs_layout},
+                      {"provider", &i.provider},
+                      {"ort_version", &i.ort_version},
+                      {"ort_library", &i.ort_library},
+                      {"bundle_dir", &i.bundle_dir},
+                      {"precision", &i.precision},
                       {"manifest_json", &i.manifest_json}})
     d[k] = *v;
   d["fsq_levels"] = i.fsq_levels;

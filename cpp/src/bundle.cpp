@@ -27,12 +27,18 @@ std::string join(const std::vector<std::string>& v) {
 
 std::string element_type_name(ONNXTensorElementDataType t) {
   switch (t) {
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT: return "float32";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64: return "int64";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16: return "float16";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE: return "float64";
-    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32: return "int32";
-    default: return "ONNX type " + std::to_string(int(t));
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT:
+      return "float32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64:
+      return "int64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16:
+      return "float16";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_DOUBLE:
+      return "float64";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
+      return "int32";
+    default:
+      return "ONNX type " + std::to_string(int(t));
   }
 }
 
@@ -45,7 +51,8 @@ std::string shape_str(const std::vector<int64_t>& d) {
 // One graph against the contract's table for it (names, element types, static dims; the same
 // checks python/oat_edge/bundle_graphs.py makes for `oat-edge inspect`). Returns the graph's shape
 // of each tensor by name (-1 for dynamic dims).
-std::map<std::string, std::vector<int64_t>> check_graph(Ort::Session& s, const GraphSpec& spec, const std::string& graph) {
+std::map<std::string, std::vector<int64_t>> check_graph(Ort::Session& s, const GraphSpec& spec,
+                                                        const std::string& graph) {
   const auto in = input_names(s), out = output_names(s);
   auto names = [](const std::vector<TensorSpec>& t) {
     std::vector<std::string> n;
@@ -96,7 +103,8 @@ BundleLocation locate_bundle(const std::string& path) {
   BundleLocation where;
   if (fs::is_directory(path, ec)) {
     if (!fs::exists(fs::symlink_status(fs::path(path) / entry, ec)))
-      throw BundleError("bundle directory " + path + " has no " + entry + ": pass a directory written by oat_edge export");
+      throw BundleError("bundle directory " + path + " has no " + entry +
+                        ": pass a directory written by oat_edge export");
     where = {fs::absolute(path, ec).string(), entry};
   } else if (fs::exists(fs::symlink_status(path, ec))) {
     fs::path p = fs::absolute(path, ec);

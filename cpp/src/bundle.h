@@ -2,11 +2,11 @@
 // each checked against the manifest (names, element types, static dims) before anything runs.
 #pragma once
 
+#include <onnxruntime_cxx_api.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <onnxruntime_cxx_api.h>
 
 #include "manifest.h"
 #include "oat_edge/policy.h"

@@ -2,10 +2,10 @@
 // batch size. The buffer must outlive the value.
 #pragma once
 
+#include <onnxruntime_cxx_api.h>
+
 #include <cstddef>
 #include <vector>
-
-#include <onnxruntime_cxx_api.h>
 
 namespace oat_edge::detail {
 

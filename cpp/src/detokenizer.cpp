@@ -30,7 +30,8 @@ void Detokenizer::bind(int B) {
   auto b = std::make_unique<Bound>();
   b->codes = cpu_tensor(cpu_mem_, codes_.data(), size_t(B) * K * cd, {B, K, cd});
   b->num_tokens = cpu_tensor(cpu_mem_, num_tokens_.data(), size_t(B), {B});
-  b->actions = cpu_tensor(cpu_mem_, actions_.data(), size_t(B) * m_.horizon * m_.action_dim, {B, m_.horizon, m_.action_dim});
+  b->actions =
+      cpu_tensor(cpu_mem_, actions_.data(), size_t(B) * m_.horizon * m_.action_dim, {B, m_.horizon, m_.action_dim});
   bound_[B] = std::move(b);
 }
 
@@ -47,8 +48,8 @@ double Detokenizer::decode(const int64_t* ids, size_t row_stride, int B, int k, 
   OrtValue* in_v[2] = {b.codes, b.num_tokens};
   OrtValue* out_v[1] = {b.actions};
   const double ms = meter_.run([&] {
-    Ort::ThrowOnError(Ort::GetApi().Run(*bundle_.decoder.session, run_opts_, n.in_c.data(), in_v, 2,
-                                        n.out_c.data(), 1, out_v));
+    Ort::ThrowOnError(
+        Ort::GetApi().Run(*bundle_.decoder.session, run_opts_, n.in_c.data(), in_v, 2, n.out_c.data(), 1, out_v));
   });
   estimate_ms_ = estimate_ms_ == 0 ? ms : 0.8 * estimate_ms_ + 0.2 * ms;
   const size_t count = size_t(B) * m_.horizon * m_.action_dim;

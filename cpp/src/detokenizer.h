@@ -3,12 +3,12 @@
 // prefix length k in 1..K decodes; slots >= k are ignored by the graph.
 #pragma once
 
+#include <onnxruntime_cxx_api.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <vector>
-
-#include <onnxruntime_cxx_api.h>
 
 #include "bundle.h"
 #include "cpu_tensor.h"

@@ -74,13 +74,12 @@ void Generator::prefill(Bound& b, ActStats& st) {
   OrtValue* in_v[1] = {b.obs};
   OrtValue* out_v[2] = {b.mem_k, b.mem_v};
   st.prefill_ms = meter_.run([&] {
-    Ort::ThrowOnError(Ort::GetApi().Run(*bundle_.prefill.session, run_opts_, n.in_c.data(), in_v, 1,
-                                        n.out_c.data(), 2, out_v));
+    Ort::ThrowOnError(
+        Ort::GetApi().Run(*bundle_.prefill.session, run_opts_, n.in_c.data(), in_v, 1, n.out_c.data(), 2, out_v));
   });
 }
 
-int Generator::run_unguarded(const float* obs, int B, const ResolvedAct& r, double decode_ms_estimate,
-                             ActStats& st) {
+int Generator::run_unguarded(const float* obs, int B, const ResolvedAct& r, double decode_ms_estimate, ActStats& st) {
   const auto t_start = Clock::now();
   check_finite(obs, {size_t(B), size_t(m_.n_obs_steps), size_t(m_.obs_dim)}, "obs");
   bind(B);

@@ -5,13 +5,13 @@
 // only the token ids and the step index change.
 #pragma once
 
+#include <onnxruntime_cxx_api.h>
+
 #include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <vector>
-
-#include <onnxruntime_cxx_api.h>
 
 #include "bundle.h"
 #include "cpu_tensor.h"

@@ -11,19 +11,32 @@ namespace oat_edge {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::Float32: return "float32";
-    case DType::Float64: return "float64";
-    case DType::Float16: return "float16";
-    case DType::Int64: return "int64";
-    case DType::Int32: return "int32";
-    case DType::Int16: return "int16";
-    case DType::Int8: return "int8";
-    case DType::UInt8: return "uint8";
-    case DType::UInt16: return "uint16";
-    case DType::UInt32: return "uint32";
-    case DType::UInt64: return "uint64";
-    case DType::Bool: return "bool";
-    case DType::Other: break;
+    case DType::Float32:
+      return "float32";
+    case DType::Float64:
+      return "float64";
+    case DType::Float16:
+      return "float16";
+    case DType::Int64:
+      return "int64";
+    case DType::Int32:
+      return "int32";
+    case DType::Int16:
+      return "int16";
+    case DType::Int8:
+      return "int8";
+    case DType::UInt8:
+      return "uint8";
+    case DType::UInt16:
+      return "uint16";
+    case DType::UInt32:
+      return "uint32";
+    case DType::UInt64:
+      return "uint64";
+    case DType::Bool:
+      return "bool";
+    case DType::Other:
+      break;
   }
   return "an unsupported element type";
 }
@@ -84,7 +97,8 @@ ResolvedAct resolve_act(const ActOptions& opt, const Manifest& m) {
     throw InputError("temperature: expected a finite value >= 0 (0 = greedy; leave unset for the bundle's " +
                      num(m.temperature) + "), got " + num(*opt.temperature));
   r.temperature = opt.temperature ? *opt.temperature : m.temperature;
-  r.top_k = opt.top_k ? in_range("top_k", *opt.top_k, 0, m.codebook_size, [] { return "0 = every id, 1 = greedy"; }) : m.top_k;
+  r.top_k = opt.top_k ? in_range("top_k", *opt.top_k, 0, m.codebook_size, [] { return "0 = every id, 1 = greedy"; })
+                      : m.top_k;
   r.seed = opt.seed;
   if (opt.latency_budget_ms && !(std::isfinite(*opt.latency_budget_ms) && *opt.latency_budget_ms > 0))
     throw InputError("latency_budget_ms: expected a finite value > 0 (leave unset for no budget), got " +
@@ -103,8 +117,8 @@ void check_runtime_options(const RuntimeOptions& o) {
   in_range("max_batch", o.max_batch, 1, o.batch_limit, [] { return "rows allocated at load, at most batch_limit"; });
 }
 
-int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims,
-               int batch_limit, int fixed_batch) {
+int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims, int batch_limit,
+               int fixed_batch) {
   const int64_t* want = dims.begin();
   bool ok = v.dtype == dtype && v.rank == dims.size();
   for (size_t i = 0; ok && i < dims.size(); ++i) ok = want[i] < 0 ? v.shape[i] >= 0 : v.shape[i] == want[i];
@@ -140,8 +154,8 @@ void check_finite(const float* x, std::initializer_list<size_t> dims, const char
   for (size_t d : dims) n *= d;
   for (size_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i]))
-      throw InputError(std::string(what) + index_str(i, std::vector<size_t>(dims)) + " (flat index " + std::to_string(i) +
-                       ") is " + (std::isnan(x[i]) ? "NaN" : "Inf") +
+      throw InputError(std::string(what) + index_str(i, std::vector<size_t>(dims)) + " (flat index " +
+                       std::to_string(i) + ") is " + (std::isnan(x[i]) ? "NaN" : "Inf") +
                        ": expected finite values; fix or drop the bad sensor reading");
 }
 

@@ -37,8 +37,8 @@ void check_runtime_options(const RuntimeOptions& o);
 // caller checks the ones that matter).
 // Checks data, dtype, rank and dims, and 1 <= batch <= batch_limit (and == fixed_batch when that is
 // > 0). Returns the batch.
-int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims,
-               int batch_limit, int fixed_batch);
+int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims, int batch_limit,
+               int fixed_batch);
 // An output buffer must hold exactly `want` elements.
 void check_span(const void* data, size_t size, size_t want, const char* name, const char* shape);
 

@@ -84,17 +84,19 @@ std::string open_error_message(const std::string& where, int err) {
 void check_graph_file(const std::string& dir, const std::string& name, const std::string& role) {
   const std::string path = (std::filesystem::path(dir) / name).string();
   const std::string where = "bundle file files." + role + " = '" + name + "' in " + dir;
-  struct stat st {};
+  struct stat st{};
   if (::stat(path.c_str(), &st) != 0) {
     const int err = errno;
-    struct stat lst {};
+    struct stat lst{};
     if (err == ENOENT && ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode)) {
       std::error_code ec;
-      throw BundleError(where + " is a dangling symbolic link (to '" + std::filesystem::read_symlink(path, ec).string() +
+      throw BundleError(where + " is a dangling symbolic link (to '" +
+                        std::filesystem::read_symlink(path, ec).string() +
                         "'): copy the whole bundle directory, not links into it");
     }
     if (err == ENOENT)
-      throw BundleError(where + " not found: copy the whole bundle directory (model.onnx and its sibling graphs) together");
+      throw BundleError(where +
+                        " not found: copy the whole bundle directory (model.onnx and its sibling graphs) together");
     throw BundleError(open_error_message(where, err));
   }
   if (S_ISDIR(st.st_mode)) throw BundleError(where + " is a directory, expected an ONNX file");

@@ -165,7 +165,8 @@ void check_string(const std::string& path, const json& v, const json& rule, bool
     if (std::find(opts.begin(), opts.end(), v) == opts.end())
       manifest_fail("field '" + path + "' expected one of [" + join(opts) + "], got '" + clip(s) + "'");
   }
-  if (file_name && (s.empty() || s == "." || s == ".." || s.find_first_of(std::string("/\\\0", 3)) != std::string::npos))
+  if (file_name &&
+      (s.empty() || s == "." || s == ".." || s.find_first_of(std::string("/\\\0", 3)) != std::string::npos))
     manifest_fail("field '" + path + "' expected a plain file name next to " +
                   bundle_schema()["entry_file"].get<std::string>() + ", got '" + clip(s) + "'");
 }
@@ -212,8 +213,8 @@ void check_f32_list(const json& d, const std::string& path, const json& v, const
     const json& hi = *manifest_field(d, other);
     for (size_t i = 0; i < vals.size(); ++i)
       if (vals[i] > to_f32(hi[i].get<double>()))
-        manifest_fail("field '" + path + "[" + std::to_string(i) + "]' expected <= " + other + "[" +
-                      std::to_string(i) + "] = " + show(hi[i]) + ", got " + show(v[i]));
+        manifest_fail("field '" + path + "[" + std::to_string(i) + "]' expected <= " + other + "[" + std::to_string(i) +
+                      "] = " + show(hi[i]) + ", got " + show(v[i]));
   }
 }
 
@@ -284,7 +285,8 @@ void check_rule(const json& d, const json& rule) {
     if (v != want)
       throw BundleError("bundle format_version " + v.dump() + ", this runtime reads " + want.dump() +
                         ": re-export the bundle with the oat_edge exporter that matches this runtime, or install an "
-                        "oat_edge runtime that reads version " + v.dump());
+                        "oat_edge runtime that reads version " +
+                        v.dump());
   } else if (type == "string" || type == "file_name") {
     check_string(path, v, rule, type == "file_name");
   } else if (type == "int") {

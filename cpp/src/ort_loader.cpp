@@ -5,17 +5,16 @@
 #include <dlfcn.h>
 #include <elf.h>
 #include <link.h>  // ElfW
+#include <onnxruntime_cxx_api.h>
 
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
-
-#include <onnxruntime_cxx_api.h>
 
 #include "oat_edge/policy.h"
 
@@ -87,8 +86,8 @@ std::string try_load(const std::string& path) {
   if (dladdr(reinterpret_cast<void*>(get_base), &dli) && dli.dli_fname) resolved = canonical_or_same(dli.dli_fname);
   if (!api) {
     throw RuntimeLoadError("ONNX Runtime " + version + " found at " + resolved + ", oat_edge needs >= 1.21 (C API " +
-                           std::to_string(ORT_API_VERSION) + "). Install onnxruntime>=1.21 (pip) or point " +
-                           kEnvVar + " / RuntimeOptions.ort_library at a newer libonnxruntime.so");
+                           std::to_string(ORT_API_VERSION) + "). Install onnxruntime>=1.21 (pip) or point " + kEnvVar +
+                           " / RuntimeOptions.ort_library at a newer libonnxruntime.so");
   }
   Ort::InitApi(api);
   g_runtime = std::make_unique<OrtRuntime>(OrtRuntime{api, version, resolved});
@@ -130,7 +129,8 @@ const OrtRuntime& load_ort(const std::string& explicit_path) {
   throw RuntimeLoadError(
       "could not load the ONNX Runtime library; tried:" + tried +
       "\nFix: pip install onnxruntime (or onnxruntime-gpu) and pass its capi/libonnxruntime.so.* as ort_library, "
-      "or set " + kEnvVar + "=/path/to/libonnxruntime.so, or install ORT system-wide (ldconfig).");
+      "or set " +
+      kEnvVar + "=/path/to/libonnxruntime.so, or install ORT system-wide (ldconfig).");
 }
 
 Ort::Env& ort_env() {

@@ -4,7 +4,9 @@
 #include <string>
 
 struct OrtApi;
-namespace Ort { struct Env; }
+namespace Ort {
+struct Env;
+}
 
 namespace oat_edge::detail {
 

@@ -1,15 +1,15 @@
 // oat_edge::Policy: the public facade. It validates every call (input_checks), serializes calls
 // with one mutex, and hands the work to the pieces: Bundle (graphs + manifest), Generator (prefill
 // and the KV-cached token loop), Detokenizer (prefix -> actions).
+#include "oat_edge/policy.h"
+
+#include <onnxruntime_cxx_api.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <mutex>
 #include <random>
 
-#include <onnxruntime_cxx_api.h>
-
-#include "oat_edge/policy.h"
 #include "bundle.h"
 #include "detokenizer.h"
 #include "fork_guard.h"
@@ -167,9 +167,7 @@ template <typename F>
 auto guarded(const char* what, F&& f) {
   try {
     return f();
-  } catch (const Error&) {
-    throw;
-  } catch (const Ort::Exception& e) {
+  } catch (const Error&) { throw; } catch (const Ort::Exception& e) {
     throw BundleError(std::string(what) + ": ONNX Runtime failed while running the bundle: " + e.what() +
                       ". The graphs may not match the manifest; re-export the bundle.");
   } catch (const std::bad_alloc&) {
@@ -182,9 +180,7 @@ Policy::Policy(const std::string& path, const RuntimeOptions& options) {
   try {
     impl_ = std::make_unique<Impl>(path, options);
     if (impl_->opt.warmup) impl_->warm_up(*this);
-  } catch (const Error&) {
-    throw;
-  } catch (const Ort::Exception& e) {
+  } catch (const Error&) { throw; } catch (const Ort::Exception& e) {
     throw BundleError(std::string("ONNX Runtime rejected the bundle at ") + path + ": " + e.what() +
                       ". Re-export it, or check that the ONNX Runtime library is >= 1.21.");
   }

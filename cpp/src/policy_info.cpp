@@ -20,8 +20,8 @@ PolicyInfo make_policy_info(const Manifest& m, bool has_encoder) {
   i.head_dim = m.head_dim;
   // The prefill graph's one input is what act() reads; more named inputs (cameras) will follow it.
   i.inputs = {InputInfo{m.io_prefill.inputs.at(0), DType::Float32, {m.n_obs_steps, m.obs_dim}}};
-  i.normalization = Normalization{m.obs_scale,     m.obs_offset, m.action_scale,
-                                  m.action_offset, m.action_low, m.action_high};
+  i.normalization =
+      Normalization{m.obs_scale, m.obs_offset, m.action_scale, m.action_offset, m.action_low, m.action_high};
   i.tasks = m.tasks;
   i.obs_layout = m.obs_layout;
   i.default_temperature = m.temperature;

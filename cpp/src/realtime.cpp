@@ -40,7 +40,8 @@ RealtimeMemoryStatus prepare_realtime_memory(bool lock_memory) {
   // Never give freed memory back (no trim) and never serve a block by a fresh mmap: after warm-up
   // every allocation is satisfied from pages the process already owns.
   s.malloc_pinned = mallopt(M_TRIM_THRESHOLD, -1) == 1 && mallopt(M_MMAP_MAX, 0) == 1;
-  msg << (s.malloc_pinned ? "malloc: no trim, no mmap" : "malloc: mallopt refused (not glibc's malloc, e.g. a sanitizer build)");
+  msg << (s.malloc_pinned ? "malloc: no trim, no mmap"
+                          : "malloc: mallopt refused (not glibc's malloc, e.g. a sanitizer build)");
   if (lock_memory) {
     rlimit lim{};
     getrlimit(RLIMIT_MEMLOCK, &lim);

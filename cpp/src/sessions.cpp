@@ -86,8 +86,7 @@ std::string content_hash(const std::string& path) {
 
 // One optimized file per (graph content, provider, ONNX Runtime version): bundles sharing a cache
 // dir never collide, a changed graph is re-optimized, and a newer ORT never reads an older one's.
-std::string cache_name(const std::string& src, const std::string& key, const std::string& provider,
-                       std::string ort) {
+std::string cache_name(const std::string& src, const std::string& key, const std::string& provider, std::string ort) {
   for (char& c : ort)
     if (c == '.') c = '_';
   return fs::path(src).stem().string() + "." + provider + "." + key + ".ort" + ort + ".opt.onnx";
@@ -103,7 +102,10 @@ std::string provider_for_device(const std::string& device) {
 }
 
 SessionFactory::SessionFactory(const RuntimeOptions& opt, const std::string& bundle_dir)
-    : opt_(opt), dir_(bundle_dir), provider_(provider_for_device(opt.device)), available_(Ort::GetAvailableProviders()) {
+    : opt_(opt),
+      dir_(bundle_dir),
+      provider_(provider_for_device(opt.device)),
+      available_(Ort::GetAvailableProviders()) {
   if (opt_.intra_op_threads < 0)
     throw InputError("intra_op_threads: expected >= 0 (0 = ORT default), got " + std::to_string(opt_.intra_op_threads));
   if (std::find(available_.begin(), available_.end(), provider_) == available_.end())
@@ -139,7 +141,8 @@ Ort::SessionOptions SessionFactory::options_for(const std::string& file, const s
   if (!opt_.optimized_model_dir.empty()) {
     std::error_code ec;
     fs::create_directories(opt_.optimized_model_dir, ec);
-    auto cached = fs::path(opt_.optimized_model_dir) / cache_name(file, key_of(file), provider, load_ort(opt_.ort_library).version);
+    auto cached = fs::path(opt_.optimized_model_dir) /
+                  cache_name(file, key_of(file), provider, load_ort(opt_.ort_library).version);
     if (use_cache && fs::is_regular_file(cached, ec)) {
       plan->load_path = cached.string();  // already optimized: skip the optimizer at load
       so.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_DISABLE_ALL);
@@ -156,7 +159,8 @@ Ort::SessionOptions SessionFactory::options_for(const std::string& file, const s
     // Engines are keyed by the graph's content too: ORT names them by the graph's structure, which
     // new weights do not change.
     std::string base = opt_.trt_cache_dir.empty() ? (fs::path(dir_) / "trt_cache").string() : opt_.trt_cache_dir;
-    append_tensorrt(so, (fs::path(base) / (fs::path(file).stem().string() + "-" + key_of(file))).string(), opt_.trt_fp16);
+    append_tensorrt(so, (fs::path(base) / (fs::path(file).stem().string() + "-" + key_of(file))).string(),
+                    opt_.trt_fp16);
   }
   return so;
 }
@@ -189,9 +193,7 @@ std::unique_ptr<Ort::Session> SessionFactory::create(const std::string& file) {
   if (provider_ != kCpu) {
     try {
       return open(file, provider_);
-    } catch (const Ort::Exception& e) {
-      fall_back_or_throw(std::string("creating a session failed: ") + e.what());
-    }
+    } catch (const Ort::Exception& e) { fall_back_or_throw(std::string("creating a session failed: ") + e.what()); }
   }
   try {
     return open(file, provider_);

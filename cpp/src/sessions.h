@@ -1,12 +1,12 @@
 // ORT session creation: threading/optimization options and execution-provider selection.
 #pragma once
 
+#include <onnxruntime_cxx_api.h>
+
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <onnxruntime_cxx_api.h>
 
 #include "oat_edge/policy.h"
 
@@ -29,11 +29,10 @@ class SessionFactory {
 
  private:
   struct LoadPlan {
-    std::string load_path;             // the bundle's graph, or its cached optimized copy
+    std::string load_path;              // the bundle's graph, or its cached optimized copy
     std::string cache_path, cache_tmp;  // set when this load writes the optimized copy
   };
-  Ort::SessionOptions options_for(const std::string& file, const std::string& provider, bool use_cache,
-                                  LoadPlan* plan);
+  Ort::SessionOptions options_for(const std::string& file, const std::string& provider, bool use_cache, LoadPlan* plan);
   std::unique_ptr<Ort::Session> open(const std::string& file, const std::string& provider);
   const std::string& key_of(const std::string& file);  // content hash of a bundle file, computed once
   void fall_back_or_throw(const std::string& why);

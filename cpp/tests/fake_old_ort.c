@@ -8,7 +8,10 @@ typedef struct FakeApiBase {
   const char* (*GetVersionString)(void);
 } FakeApiBase;
 
-static const void* get_api(uint32_t version) { (void)version; return NULL; }
+static const void* get_api(uint32_t version) {
+  (void)version;
+  return NULL;
+}
 static const char* version_string(void) { return "1.10.0"; }
 static const FakeApiBase kBase = {get_api, version_string};
 

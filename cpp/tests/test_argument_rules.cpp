@@ -7,7 +7,6 @@
 #include <fstream>
 #include <functional>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "mini_test.h"

@@ -12,11 +12,11 @@ static void expect_codes(int64_t id, std::vector<float> want) {
 }
 
 TEST(fsq_hand_computed_codes) {
-  expect_codes(0, {-1.f, -1.f, -1.f, -1.f});          // all digits 0
-  expect_codes(1, {-0.75f, -1.f, -1.f, -1.f});        // digit0 = 1 -> (1-4)/4
-  expect_codes(8, {-1.f, -0.5f, -1.f, -1.f});         // digit1 = 1 -> (1-2)/2
-  expect_codes(340, {0.f, 0.f, 0.5f, -0.5f});         // 340 = 4 + 2*8 + 3*40 + 1*200
-  expect_codes(999, {0.75f, 1.f, 1.f, 1.f});          // last id: digits 7,4,4,4
+  expect_codes(0, {-1.f, -1.f, -1.f, -1.f});    // all digits 0
+  expect_codes(1, {-0.75f, -1.f, -1.f, -1.f});  // digit0 = 1 -> (1-4)/4
+  expect_codes(8, {-1.f, -0.5f, -1.f, -1.f});   // digit1 = 1 -> (1-2)/2
+  expect_codes(340, {0.f, 0.f, 0.5f, -0.5f});   // 340 = 4 + 2*8 + 3*40 + 1*200
+  expect_codes(999, {0.75f, 1.f, 1.f, 1.f});    // last id: digits 7,4,4,4
 }
 
 TEST(fsq_round_trip_all_ids) {

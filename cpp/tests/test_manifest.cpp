@@ -21,7 +21,8 @@ namespace fs = std::filesystem;
 
 static const json& table() {
   static const json t = [] {
-    const fs::path p = fs::path(__FILE__).parent_path().parent_path().parent_path() / "tests/export/manifest_cases.json";
+    const fs::path p =
+        fs::path(__FILE__).parent_path().parent_path().parent_path() / "tests/export/manifest_cases.json";
     std::ifstream f(p);
     if (!f) throw std::runtime_error("cannot read the shared manifest table " + p.string());
     return json::parse(f);
@@ -52,12 +53,11 @@ static std::string case_text(const json& c) {
     std::string last;
     if (op.contains("set")) {
       json v = op["value"];
-      if (v.is_object() && v.contains("repeat")) v = std::string(v["times"].get<size_t>(), v["repeat"].get<std::string>()[0]);
+      if (v.is_object() && v.contains("repeat"))
+        v = std::string(v["times"].get<size_t>(), v["repeat"].get<std::string>()[0]);
       json& parent = walk(d, op["set"], &last);
-      if (parent.is_array())
-        parent[std::stoul(last)] = v;
-      else
-        parent[last] = v;
+      if (parent.is_array()) parent[std::stoul(last)] = v;
+      else parent[last] = v;
     } else if (op.contains("delete")) {
       walk(d, op["delete"], &last).erase(last);
     } else if (op.contains("text")) {
@@ -66,7 +66,8 @@ static std::string case_text(const json& c) {
       text = d.dump(), raw = true;
       const std::string from = op["text_replace"][0], to = op["text_replace"][1];
       const size_t at = text.find(from);
-      if (at == std::string::npos) throw std::runtime_error(c["name"].get<std::string>() + ": '" + from + "' not found");
+      if (at == std::string::npos)
+        throw std::runtime_error(c["name"].get<std::string>() + ": '" + from + "' not found");
       text.replace(at, from.size(), to);
     } else if (op.contains("nest")) {
       const size_t n = op["nest"];
@@ -85,12 +86,13 @@ TEST(shared_table_cpp_validator) {
     ++n;
     try {
       Manifest::parse(text, "");
-      if (!c["error"].is_null()) mini_test::fail(__FILE__, __LINE__, name + ": accepted, expected '" + c["error"].get<std::string>() + "'");
+      if (!c["error"].is_null())
+        mini_test::fail(__FILE__, __LINE__, name + ": accepted, expected '" + c["error"].get<std::string>() + "'");
     } catch (const BundleError& e) {
-      if (c["error"].is_null())
-        mini_test::fail(__FILE__, __LINE__, name + ": rejected a good manifest: " + e.what());
+      if (c["error"].is_null()) mini_test::fail(__FILE__, __LINE__, name + ": rejected a good manifest: " + e.what());
       else if (std::string(e.what()).find(c["error"].get<std::string>()) == std::string::npos)
-        mini_test::fail(__FILE__, __LINE__, name + ": message lacks '" + c["error"].get<std::string>() + "': " + e.what());
+        mini_test::fail(__FILE__, __LINE__,
+                        name + ": message lacks '" + c["error"].get<std::string>() + "': " + e.what());
     } catch (const std::exception& e) {
       mini_test::fail(__FILE__, __LINE__, name + ": not a BundleError: " + e.what());
     }
@@ -116,7 +118,7 @@ TEST(typed_fields_and_graph_shapes_resolved_from_the_manifest) {
   CHECK(m.obs_offset[1] == 0.1f);
   const auto& past_k = m.graphs.at("step").inputs[2];
   CHECK(past_k.name == "past_k" && past_k.is_float);
-  CHECK(past_k.dims == std::vector<int64_t>({4, 0, 4, 8, 64}));  // L, B (any), H, K, Dh
+  CHECK(past_k.dims == std::vector<int64_t>({4, 0, 4, 8, 64}));                     // L, B (any), H, K, Dh
   CHECK(m.graphs.at("decoder").inputs[0].dims == std::vector<int64_t>({0, 8, 4}));  // B, K, code_dim
   CHECK(!m.graphs.at("decoder").inputs[1].is_float);
   json d = table()["good"];
@@ -132,7 +134,8 @@ static fs::path bundle_dir(const char* name) {
   fs::path dir = fs::temp_directory_path() / name;
   fs::remove_all(dir);
   fs::create_directories(dir);
-  for (const char* f : {"model.onnx", "policy_prefill.onnx", "decoder.onnx", "encoder.onnx"}) std::ofstream(dir / f) << "x";
+  for (const char* f : {"model.onnx", "policy_prefill.onnx", "decoder.onnx", "encoder.onnx"})
+    std::ofstream(dir / f) << "x";
   return dir;
 }
 

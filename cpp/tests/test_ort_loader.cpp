@@ -26,8 +26,7 @@ TEST(missing_bundle_is_a_bundle_error_before_loading) {
 }
 
 TEST(too_old_ort_names_both_versions) {
-  CHECK_THROWS(RuntimeLoadError, Policy(g_dir.string(), with_lib(g_fake_old)),
-               "ONNX Runtime 1.10.0 found at");
+  CHECK_THROWS(RuntimeLoadError, Policy(g_dir.string(), with_lib(g_fake_old)), "ONNX Runtime 1.10.0 found at");
   CHECK_THROWS(RuntimeLoadError, Policy(g_dir.string(), with_lib(g_fake_old)), "needs >= 1.21 (C API 21)");
 }
 

@@ -171,7 +171,10 @@ TEST(concurrent_act_is_serialized_and_deterministic) {
       std::vector<float> out(n);
       for (int r = 0; r < 20; ++r) {
         p.act(obs_view(p, obs), out, o);
-        if (out != ref) { std::lock_guard<std::mutex> l(mu); ++mismatches; }
+        if (out != ref) {
+          std::lock_guard<std::mutex> l(mu);
+          ++mismatches;
+        }
       }
     });
   for (auto& t : ts) t.join();
@@ -189,9 +192,7 @@ TEST(tokenize_round_trip_shape) {
   try {
     p.tokenize(TensorView(chunk.data(), {1, in.horizon, in.action_dim}), ids);
     for (auto id : ids) CHECK(id >= 0 && id < in.codebook_size);
-  } catch (const InputError& e) {
-    CHECK(std::string(e.what()).find("no encoder graph") != std::string::npos);
-  }
+  } catch (const InputError& e) { CHECK(std::string(e.what()).find("no encoder graph") != std::string::npos); }
 }
 
 TEST(optimized_model_cache_round_trip) {

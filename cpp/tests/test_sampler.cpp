@@ -26,7 +26,9 @@ static std::vector<float> flat_logits(float fill = -5.f) { return std::vector<fl
 TEST(greedy_tie_takes_lowest_id) {
   Sampler s(1000);
   auto l = flat_logits();
-  l[7] = 2.f; l[3] = 2.f; l[900] = 2.f;
+  l[7] = 2.f;
+  l[3] = 2.f;
+  l[900] = 2.f;
   l[1000] = 50.f;  // BOS column is never sampled
   SplitMix64 rng(1);
   CHECK_EQ(s.sample(l.data(), 0.0, 10, rng), int64_t(3));

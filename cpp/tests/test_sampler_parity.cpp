@@ -33,9 +33,9 @@ TEST(cpp_sampler_matches_python_reference) {
     while (in >> want) {
       int64_t got = s.sample(logits.data(), t, int(k), rng);
       if (got != want)
-        mini_test::fail(__FILE__, __LINE__, "case '" + line.substr(0, line.find(':')) + "' draw " +
-                                                std::to_string(draw) + ": C++ " + std::to_string(got) +
-                                                ", Python " + std::to_string(want));
+        mini_test::fail(__FILE__, __LINE__,
+                        "case '" + line.substr(0, line.find(':')) + "' draw " + std::to_string(draw) + ": C++ " +
+                            std::to_string(got) + ", Python " + std::to_string(want));
       ++draw;
     }
     ++cases;

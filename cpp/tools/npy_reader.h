@@ -40,7 +40,8 @@ inline NpyArray read_npy(const std::string& path) {
   };
   std::string descr = value_of("descr");
   bool f8 = descr.find("<f8") != std::string::npos, f4 = descr.find("<f4") != std::string::npos;
-  if (!f4 && !f8) throw std::runtime_error(path + ": expected dtype float32 or float64 (<f4/<f8), got " + descr.substr(0, 10));
+  if (!f4 && !f8)
+    throw std::runtime_error(path + ": expected dtype float32 or float64 (<f4/<f8), got " + descr.substr(0, 10));
   if (value_of("fortran_order").find("True") < value_of("fortran_order").find(','))
     throw std::runtime_error(path + ": Fortran-order arrays are not supported; save with np.ascontiguousarray");
   std::string shp = value_of("shape");

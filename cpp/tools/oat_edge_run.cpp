@@ -10,11 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "npy_reader.h"
 #include "oat_edge/policy.h"
@@ -142,9 +141,9 @@ Timing time_k(oat_edge::Policy& policy, const oat_edge::TensorView& obs, std::ve
     std::snprintf(abuf, sizeof abuf, "%.1f", t.alloc_mean);
     std::snprintf(obuf, sizeof obuf, "%.1f", t.ort_mean);
   }
-  std::printf("%3d %10.3f %10.3f %10.3f %10.3f %10.3f %8.1f%% %11.2f %11.2f %12s %12s\n", k,
-              percentile(total, 0.5), percentile(total, 0.99), percentile(pre, 0.5), percentile(step, 0.5),
-              percentile(dec, 0.5), 100.0 * percentile(over_frac, 0.5), faults, sleeps, abuf, obuf);
+  std::printf("%3d %10.3f %10.3f %10.3f %10.3f %10.3f %8.1f%% %11.2f %11.2f %12s %12s\n", k, percentile(total, 0.5),
+              percentile(total, 0.99), percentile(pre, 0.5), percentile(step, 0.5), percentile(dec, 0.5),
+              100.0 * percentile(over_frac, 0.5), faults, sleeps, abuf, obuf);
   return t;
 }
 
@@ -167,10 +166,11 @@ void print_footer(const std::vector<int>& ks, const std::vector<Timing>& rows) {
                 ks.front(), ks.back(), (ours(rows.back()) - ours(rows.front())) / dk,
                 (rows.back().ort_mean - rows.front().ort_mean) / dk);
   }
-  std::printf("overhead = median over calls of (act() time - ORT Run() time) / act() time "
-              "(normalize, sampling, KV copy, FSQ, unnormalize, timers)\n"
-              "faults/act, sleeps/act = page faults and voluntary context switches of the calling thread "
-              "(getrusage RUSAGE_THREAD), mean over the timed calls: 0 means no allocation reached the kernel\n");
+  std::printf(
+      "overhead = median over calls of (act() time - ORT Run() time) / act() time "
+      "(normalize, sampling, KV copy, FSQ, unnormalize, timers)\n"
+      "faults/act, sleeps/act = page faults and voluntary context switches of the calling thread "
+      "(getrusage RUSAGE_THREAD), mean over the timed calls: 0 means no allocation reached the kernel\n");
 }
 
 int run(const Args& a) {
@@ -187,8 +187,8 @@ int run(const Args& a) {
   std::printf("bundle %s  ORT %s (%s)  provider %s  threads %d  batch %d\n", info.bundle_dir.c_str(),
               info.ort_version.c_str(), info.ort_library.c_str(), info.provider.c_str(), a.threads, a.batch);
   std::printf("K=%d H_a=%d D_a=%d obs=[%d,%d] layers=%d heads=%d head_dim=%d precision=%s\n", info.num_tokens,
-              info.horizon, info.action_dim, info.n_obs_steps, info.obs_dim, info.n_layers, info.n_heads,
-              info.head_dim, info.precision.c_str());
+              info.horizon, info.action_dim, info.n_obs_steps, info.obs_dim, info.n_layers, info.n_heads, info.head_dim,
+              info.precision.c_str());
   const std::vector<float> obs = load_obs(a, info);
   std::vector<int> ks;
   if (a.tokens > 0) ks.push_back(a.tokens);

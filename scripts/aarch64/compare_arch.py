@@ -18,7 +18,6 @@ import sys
 import tempfile
 
 import numpy as np
-
 from oat_edge.manifest import load_manifest
 
 

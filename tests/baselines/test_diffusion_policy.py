@@ -1,8 +1,6 @@
 import pytest
 import torch
-
-from oat_edge.baselines.diffusion_policy import (DiffusionChunkPolicy, DiffusionConfig, DiffusionPolicy,
-                                                 ddpm_scheduler)
+from oat_edge.baselines.diffusion_policy import DiffusionChunkPolicy, DiffusionConfig, DiffusionPolicy, ddpm_scheduler
 
 from .conftest import smooth_chunks
 

@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from oat_edge.control.action_queue import ActionQueue
 
 

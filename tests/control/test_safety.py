@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from oat_edge.control.safety import SafetyFilter
 
 
@@ -30,7 +29,8 @@ def test_hold_before_any_action_is_the_middle_of_the_range():
 def test_chunk_with_nan_is_rejected_whole():
     f = SafetyFilter([-1], [1])
     assert f.chunk_ok(np.zeros((4, 1)))
-    bad = np.zeros((4, 1)); bad[2, 0] = np.nan
+    bad = np.zeros((4, 1))
+    bad[2, 0] = np.nan
     assert not f.chunk_ok(bad)
     assert f.rejected_chunks == 1
 
@@ -39,4 +39,3 @@ def test_chunk_with_nan_is_rejected_whole():
 def test_bad_bounds_are_an_error(low, high):
     with pytest.raises(ValueError):
         SafetyFilter(low, high)
-

@@ -1,4 +1,5 @@
 """Fixtures of the data tests: the committed datasets and a private frame cache per test."""
+
 import os
 import shutil
 import sys

@@ -1,8 +1,8 @@
 """`oat-edge inspect-dataset`: what a user sees before training."""
+
 import json
 
 from data_fixtures import CAMERA, ROBOMIMIC, V30
-
 from oat_edge.cli import main
 
 

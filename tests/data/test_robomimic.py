@@ -1,9 +1,9 @@
 """robomimic-layout HDF5 reader against the h5py-written fixture."""
+
 import h5py
 import numpy as np
 import pytest
 from data_fixtures import ROBOMIMIC
-
 from oat_edge.data import DatasetError, open_dataset
 
 

@@ -1,7 +1,7 @@
 """Episode-aware windows: no observation history or action chunk crosses an episode."""
+
 import numpy as np
 import pytest
-
 from oat_edge.data.windows import window_indices
 
 

@@ -1,4 +1,5 @@
 """The benchmark measures all three backends side by side and reports ratios and overhead."""
+
 from oat_edge.measure import bench
 
 

@@ -1,9 +1,9 @@
 """One Policy shared by threads: calls are serialized by the core's mutex (the GIL is released),
 so results must be exactly what the same calls give single-threaded, whatever the interleaving."""
+
 import threading
 
 import numpy as np
-
 from oat_edge import Policy
 
 THREADS, CALLS = 4, 60

@@ -3,13 +3,13 @@
 The same table runs through the C++ API (cpp/tests/test_argument_rules.cpp): the rules live in one
 place, the C++ core, and both front doors must give the same InputError for the same argument.
 """
+
 import json
 import math
 import os
 
 import numpy as np
 import pytest
-
 from oat_edge import InputError, Policy
 
 _TABLE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "argument_rules.json")
@@ -22,8 +22,10 @@ def _value(v):
 
 
 def _rows(section):
-    return [pytest.param(r, id=f"{section}-{i}-{json.dumps(r.get('args', r.get('shape')))}")
-            for i, r in enumerate(RULES[section])]
+    return [
+        pytest.param(r, id=f"{section}-{i}-{json.dumps(r.get('args', r.get('shape')))}")
+        for i, r in enumerate(RULES[section])
+    ]
 
 
 def _array(row, default_dtype):

@@ -1,10 +1,10 @@
 """oat_edge.atomic: outputs appear whole or not at all, and bad output paths fail early in one line."""
+
 import errno
 import json
 import os
 
 import pytest
-
 from oat_edge import atomic
 from oat_edge.atomic import OutputError
 

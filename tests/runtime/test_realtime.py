@@ -2,9 +2,8 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
-
 import oat_edge
+import pytest
 
 
 def test_prepare_realtime_memory_without_locking_pins_malloc_and_says_so():
@@ -67,8 +66,13 @@ print(f1["minor"] - f0["minor"], runs)
 
 
 def _first_act_faults(bundle, warmup, env):
-    out = subprocess.run([sys.executable, "-c", _FIRST_ACT, str(bundle), "1" if warmup else "0"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", _FIRST_ACT, str(bundle), "1" if warmup else "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     faults, runs = map(int, out.stdout.split())
     return faults, runs

@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from oat_edge.train.fsq import FSQ
 
 torch.set_num_threads(1)

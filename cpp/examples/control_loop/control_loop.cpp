@@ -58,8 +58,7 @@ Args parse(int argc, char** argv) {
       char* end = nullptr;
       errno = 0;
       long x = std::strtol(v.c_str(), &end, 10);
-      if (!end || *end || v.empty() || errno)
-        usage(s + " expects an integer, got '" + v + "'");
+      if (!end || *end || v.empty() || errno) usage(s + " expects an integer, got '" + v + "'");
       if (x < lo || x > hi) usage(s + " must be in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + v);
       return int(x);
     };
@@ -87,8 +86,7 @@ int64_t now_ns() {
 
 void sleep_until_ns(int64_t t) {
   timespec ts{time_t(t / 1000000000), long(t % 1000000000)};
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
-  }
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {}
 }
 
 double pct(std::vector<double> v, double p) {
@@ -165,11 +163,12 @@ LoopStats run_loop(oat_edge::Policy& policy, oat_edge::ActOptions opt, const Arg
 }
 
 void print_summary(const LoopStats& r, const Args& a) {
-  std::printf("cycles %d achieved_hz %.2f jitter_p50_ms %.3f jitter_p99_ms %.3f jitter_max_ms %.3f "
-              "replans %d act_p50_ms %.3f act_p99_ms %.3f overruns %d page_faults %lld\n",
-              a.cycles, a.cycles > 1 ? double(a.cycles - 1) * 1e9 / double(r.last_wake - r.first_wake) : a.hz,
-              pct(r.jitter_ms, 0.5), pct(r.jitter_ms, 0.99), pct(r.jitter_ms, 1.0), r.replans, pct(r.act_ms, 0.5),
-              pct(r.act_ms, 0.99), r.overruns, r.page_faults);
+  std::printf(
+      "cycles %d achieved_hz %.2f jitter_p50_ms %.3f jitter_p99_ms %.3f jitter_max_ms %.3f "
+      "replans %d act_p50_ms %.3f act_p99_ms %.3f overruns %d page_faults %lld\n",
+      a.cycles, a.cycles > 1 ? double(a.cycles - 1) * 1e9 / double(r.last_wake - r.first_wake) : a.hz,
+      pct(r.jitter_ms, 0.5), pct(r.jitter_ms, 0.99), pct(r.jitter_ms, 1.0), r.replans, pct(r.act_ms, 0.5),
+      pct(r.act_ms, 0.99), r.overruns, r.page_faults);
 }
 
 }  // namespace

@@ -27,10 +27,18 @@
 namespace oat_edge {
 
 // ---- errors
-struct Error : std::runtime_error { using std::runtime_error::runtime_error; };
-struct InputError : Error { using Error::Error; };        // bad call arguments (shape, dtype, NaN, range...)
-struct BundleError : Error { using Error::Error; };       // missing/corrupt/incompatible bundle
-struct RuntimeLoadError : Error { using Error::Error; };  // ORT library missing/too old, EP unavailable
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct InputError : Error {
+  using Error::Error;
+};  // bad call arguments (shape, dtype, NaN, range...)
+struct BundleError : Error {
+  using Error::Error;
+};  // missing/corrupt/incompatible bundle
+struct RuntimeLoadError : Error {
+  using Error::Error;
+};  // ORT library missing/too old, EP unavailable
 
 // ---- buffers
 
@@ -125,12 +133,12 @@ struct ActOptions {
 
 // What one act()/generate() did. Times are wall-clock milliseconds.
 struct ActStats {
-  int tokens_used = 0;      // tokens generated (the prefix length decoded)
-  double total_ms = 0;      // whole call: checks .. output written
-  double prefill_ms = 0;    // ORT time of the prefill graph
-  double step_ms = 0;       // ORT time of all step graph runs
-  double decode_ms = 0;     // ORT time of the decoder graph (0 for generate())
-  double overhead_ms = 0;   // total - (prefill + step + decode): our own code
+  int tokens_used = 0;     // tokens generated (the prefix length decoded)
+  double total_ms = 0;     // whole call: checks .. output written
+  double prefill_ms = 0;   // ORT time of the prefill graph
+  double step_ms = 0;      // ORT time of all step graph runs
+  double decode_ms = 0;    // ORT time of the decoder graph (0 for generate())
+  double overhead_ms = 0;  // total - (prefill + step + decode): our own code
   // Heap allocations during this call; only counted when the malloc counter
   // (cpp/tools/malloc_counter.c, LD_PRELOAD) is loaded, else -1. Benchmark aid.
   int64_t allocs_total = -1;   // whole call
@@ -141,7 +149,7 @@ struct ActStats {
 
 // One named input of act()/generate(): its element type and its shape per batch row.
 struct InputInfo {
-  std::string name;            // graph input name, e.g. "obs"
+  std::string name;  // graph input name, e.g. "obs"
   DType dtype = DType::Float32;
   std::vector<int64_t> shape;  // without the leading batch dim, e.g. {n_obs_steps, obs_dim}
 };
@@ -155,35 +163,35 @@ struct Normalization {
 
 struct PolicyInfo {
   // Tokenizer.
-  int num_tokens = 0;               // K: tokens per action chunk (the longest prefix)
-  int codebook_size = 0;            // ids are 0..codebook_size-1 (= product of fsq_levels)
-  int horizon = 0;                  // H_a: time steps per action chunk
-  int action_dim = 0;               // D_a: values per action
-  std::vector<int> fsq_levels;      // FSQ levels per code dimension (docs/DESIGN.md §3)
-  std::string tokenizer_kind;       // "oat", ...
+  int num_tokens = 0;           // K: tokens per action chunk (the longest prefix)
+  int codebook_size = 0;        // ids are 0..codebook_size-1 (= product of fsq_levels)
+  int horizon = 0;              // H_a: time steps per action chunk
+  int action_dim = 0;           // D_a: values per action
+  std::vector<int> fsq_levels;  // FSQ levels per code dimension (docs/DESIGN.md §3)
+  std::string tokenizer_kind;   // "oat", ...
   // Policy.
-  int n_obs_steps = 0;              // observations per call (history, oldest first)
-  int obs_dim = 0;                  // values per observation
-  int n_action_steps = 0;           // chunk steps to execute before replanning (recorded at training)
-  int vocab_size = 0;               // codebook_size + 1 (the BOS token)
-  int bos_id = 0;                   // = codebook_size
+  int n_obs_steps = 0;                          // observations per call (history, oldest first)
+  int obs_dim = 0;                              // values per observation
+  int n_action_steps = 0;                       // chunk steps to execute before replanning (recorded at training)
+  int vocab_size = 0;                           // codebook_size + 1 (the BOS token)
+  int bos_id = 0;                               // = codebook_size
   int n_layers = 0, n_heads = 0, head_dim = 0;  // transformer shape (KV cache size)
-  std::vector<InputInfo> inputs;    // what act() reads, in order
-  Normalization normalization;      // raw <-> normalized units, action bounds
-  std::vector<std::string> tasks;   // task names the observation's one-hot refers to (may be empty)
-  std::string obs_layout;           // free text: what the observation vector holds
-  double default_temperature = 1.0; // used when ActOptions::temperature is unset
-  int default_top_k = 0;            // used when ActOptions::top_k is unset
-  bool has_encoder = false;         // tokenize() available
-  std::string precision;            // "fp32", "fp16", "int8": the weights' precision
+  std::vector<InputInfo> inputs;                // what act() reads, in order
+  Normalization normalization;                  // raw <-> normalized units, action bounds
+  std::vector<std::string> tasks;               // task names the observation's one-hot refers to (may be empty)
+  std::string obs_layout;                       // free text: what the observation vector holds
+  double default_temperature = 1.0;             // used when ActOptions::temperature is unset
+  int default_top_k = 0;                        // used when ActOptions::top_k is unset
+  bool has_encoder = false;                     // tokenize() available
+  std::string precision;                        // "fp32", "fp16", "int8": the weights' precision
   // Runtime.
-  std::string provider;             // execution provider actually used, e.g. "CPUExecutionProvider"
-  std::string ort_version;          // of the ONNX Runtime library loaded, e.g. "1.32.0"
-  std::string ort_library;          // its file
-  std::string bundle_dir;           // absolute bundle directory
-  int max_batch = 1;                // RuntimeOptions::max_batch as resolved (a fixed-batch bundle pins it)
-  int batch_limit = 1;              // RuntimeOptions::batch_limit as resolved
-  std::string manifest_json;        // the bundle's manifest, verbatim (for display and archiving)
+  std::string provider;       // execution provider actually used, e.g. "CPUExecutionProvider"
+  std::string ort_version;    // of the ONNX Runtime library loaded, e.g. "1.32.0"
+  std::string ort_library;    // its file
+  std::string bundle_dir;     // absolute bundle directory
+  int max_batch = 1;          // RuntimeOptions::max_batch as resolved (a fixed-batch bundle pins it)
+  int batch_limit = 1;        // RuntimeOptions::batch_limit as resolved
+  std::string manifest_json;  // the bundle's manifest, verbatim (for display and archiving)
 };
 
 // Thread safety: every public method takes an internal mutex, so one Policy may be shared across
@@ -210,8 +218,7 @@ class Policy {
 
   // Token ids only. out_ids: batch * K int64 ([batch, K]); entries past the returned count are -1.
   // Returns the number of tokens generated.
-  int generate(const TensorView& obs, Span<int64_t> out_ids, const ActOptions& options = {},
-               ActStats* stats = nullptr);
+  int generate(const TensorView& obs, Span<int64_t> out_ids, const ActOptions& options = {}, ActStats* stats = nullptr);
 
   // Prefix detokenization: ids int64 [batch, k], k in 1..K, each in [0, codebook_size).
   // out: batch * horizon * action_dim floats, as act().
