@@ -44,8 +44,8 @@ class DemoFormatError(ValueError):
 
 @dataclass
 class Demos:
-    obs: np.ndarray  # float32 [N, 39]
-    actions: np.ndarray  # float32 [N, 4]
+    obs: np.ndarray           # float32 [N, 39]
+    actions: np.ndarray       # float32 [N, 4]
     episode_ends: np.ndarray  # int64 [E]
     episode_task: np.ndarray  # int64 [E]
     task_names: list
@@ -61,7 +61,6 @@ class Demos:
 
 
 # ----------------------------------------------------------------------------- generation
-
 
 def _episode_seed(seed: int, task_index: int, attempt: int) -> int:
     # one independent seed per (run seed, task, attempt): results do not depend on `workers`
@@ -79,11 +78,13 @@ def _get_env(task: str):
         from metaworld.policies import ENV_POLICY_MAP
 
         if task not in ENV_POLICY_MAP:
-            raise ValueError(f"task: expected a Meta-World task with a scripted expert (e.g. reach-v3), given {task!r}")
-        env = gym.make("Meta-World/goal_observable", env_name=task, seed=0, disable_env_checker=True)
+            raise ValueError(f"task: expected a Meta-World task with a scripted expert "
+                             f"(e.g. reach-v3), given {task!r}")
+        env = gym.make("Meta-World/goal_observable", env_name=task, seed=0,
+                       disable_env_checker=True)
         u = env.unwrapped
         u._freeze_rand_vec = False  # fresh random object/goal setup at every reset
-        u.seeded_rand_vec = True  # ...drawn from the env's own RNG, which we seed per episode
+        u.seeded_rand_vec = True    # ...drawn from the env's own RNG, which we seed per episode
         _ENVS[task] = (env, ENV_POLICY_MAP[task]())
     return _ENVS[task]
 
@@ -100,7 +101,6 @@ def _renderer(task, camera, size):
     key = (task, camera, size)
     if key not in _RENDERERS:
         from oat_edge.sim.camera import CameraRenderer
-
         u = _get_env(task)[0].unwrapped
         _RENDERERS[key] = CameraRenderer(u.model, u.data, [camera], size, size)
     return _RENDERERS[key]
@@ -122,7 +122,8 @@ def _rollout(task, ep_seed, max_steps, camera=None, image_size=64):
             frames.append(cam.render(camera))  # what the camera saw when the action was taken
         obs, _, terminated, truncated, info = env.step(a)
         if info.get("success", 0.0) > 0.5:
-            return (True, np.stack(obs_buf), np.stack(act_buf), len(act_buf), np.stack(frames) if frames else None)
+            return (True, np.stack(obs_buf), np.stack(act_buf), len(act_buf),
+                    np.stack(frames) if frames else None)
         if terminated or truncated:
             break
     return False, None, None, len(act_buf), None
@@ -136,34 +137,16 @@ def _worker(job):
     return task_index, attempt, ok, obs, act, steps, frames
 
 
-def generate_demos(
-    tasks,
-    episodes_per_task,
-    out_path,
-    seed=0,
-    workers=2,
-    max_steps=500,
-    max_attempts_factor=2.0,
-    progress=True,
-    fmt="npz",
-    camera=None,
-    image_size=64,
-    overwrite=False,
-):
-    """Roll out scripted experts until `episodes_per_task` successes per task (at most
-    `max_attempts_factor * episodes_per_task + 5` attempts); failures are dropped and counted.
-    Writes `out_path` (.npz, or a LeRobot v3.0 directory with fmt="lerobot", which can also hold
-    `camera` frames) and returns a summary dict."""
+def _check_demo_args(tasks, episodes_per_task, out_path, fmt, camera, overwrite):
+    """Every argument error before any simulator starts; returns the task list."""
     if fmt not in FORMATS:
         raise ValueError(f"format: expected one of {FORMATS}, given {fmt!r}")
     if camera and fmt != "lerobot":
-        raise ValueError(
-            "camera: frames are written only with format 'lerobot' (the .npz format holds states and actions)"
-        )
+        raise ValueError("camera: frames are written only with format 'lerobot' (the .npz "
+                         "format holds states and actions)")
     if fmt == "lerobot" and os.path.exists(out_path) and os.listdir(out_path) and not overwrite:
-        raise ValueError(f"{out_path}: already exists and is not empty; choose another --out or pass --overwrite")
-    if camera:
-        import oat_edge.sim.camera  # noqa: F401  (picks headless EGL before mujoco loads)
+        raise ValueError(f"{out_path}: already exists and is not empty; choose another --out "
+                         f"or pass --overwrite")
     tasks = list(tasks)
     if not tasks:
         raise ValueError("tasks: expected at least one Meta-World task name, given []")
@@ -176,28 +159,26 @@ def generate_demos(
         from metaworld.policies import ENV_POLICY_MAP
     for t in tasks:
         if t not in ENV_POLICY_MAP:
-            raise ValueError(
-                f"tasks: expected Meta-World task names with a scripted expert (e.g. reach-v3), given {t!r}"
-            )
-    max_attempts = int(max_attempts_factor * episodes_per_task) + 5
+            raise ValueError(f"tasks: expected Meta-World task names with a scripted expert "
+                             f"(e.g. reach-v3), given {t!r}")
+    return tasks
 
+
+def _roll_out(tasks, episodes_per_task, max_attempts, seed, workers, max_steps, camera, image_size,
+              progress):
+    """Run expert episodes (in `workers` spawned processes) until each task has its successes or
+    its attempts are spent. Returns {(task_index, attempt): (ok, obs, act, steps, frames)} and the
+    per-task success and attempt counts."""
     from tqdm import tqdm
 
-    t0 = time.time()
-    done = {}  # (task_index, attempt) -> (ok, obs, act, steps)
+    done = {}
     successes = [0] * len(tasks)
     attempts = [0] * len(tasks)
-    pool = None
-    if workers > 1:
-        # spawn: never fork a parent that may hold torch/OpenMP threads
-        pool = mp.get_context("spawn").Pool(workers)
-    bar = tqdm(
-        total=episodes_per_task * len(tasks),
-        desc="demos",
-        unit="ep",
-        disable=None if progress else True,  # None: off when stderr is not a terminal
-        dynamic_ncols=True,
-    )
+    # spawn: never fork a parent that may hold torch/OpenMP threads
+    pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
+    bar = tqdm(total=episodes_per_task * len(tasks), desc="demos", unit="ep",
+               disable=None if progress else True,  # None: off when stderr is not a terminal
+               dynamic_ncols=True)
     try:
         while True:
             # each round asks every short task for exactly the episodes it still misses
@@ -207,10 +188,11 @@ def generate_demos(
                 for _ in range(max(need, 0)):
                     a = attempts[ti]
                     attempts[ti] += 1
-                    jobs.append((ti, task, a, _episode_seed(seed, ti, a), max_steps, camera, image_size))
+                    jobs.append((ti, task, a, _episode_seed(seed, ti, a), max_steps, camera,
+                                 image_size))
             if not jobs:
                 break
-            results = pool.imap_unordered(_worker, jobs) if pool else map(_worker, jobs)
+            results = (pool.imap_unordered(_worker, jobs) if pool else map(_worker, jobs))
             for ti, a, ok, obs, act, steps, frames in results:
                 done[(ti, a)] = (ok, obs, act, steps, frames)
                 if ok:
@@ -228,15 +210,40 @@ def generate_demos(
         if pool:
             pool.close()
             pool.join()
+    return done, successes, attempts
 
-    # deterministic order: task, then attempt index
+
+def _expert_summary(tasks, done, successes, attempts):
+    per_task = {}
+    for ti, task in enumerate(tasks):
+        lengths = [len(done[k][2]) for k in done if k[0] == ti and done[k][0]]
+        per_task[task] = {
+            "attempts": attempts[ti],
+            "successes": successes[ti],
+            "success_rate": successes[ti] / max(attempts[ti], 1),
+            "mean_length": float(np.mean(lengths or [0])),
+        }
+    return per_task
+
+
+def _metaworld_version():
+    try:
+        from importlib.metadata import version
+        return version("metaworld")
+    except Exception:  # pragma: no cover
+        return "unknown"
+
+
+def _assemble(tasks, done, meta):
+    """The successful episodes in a deterministic order (task, then attempt) as Demos, and the
+    camera frames of those episodes (None entries dropped)."""
     obs_l, act_l, ends, ep_task, frames_l = [], [], [], [], []
     n = 0
     for key in sorted(done):
         ok, obs, act, _, frames = done[key]
-        frames_l.append(frames)
         if not ok:
             continue
+        frames_l.append(frames)
         obs_l.append(obs)
         act_l.append(act)
         n += len(act)
@@ -244,76 +251,60 @@ def generate_demos(
         ep_task.append(key[0])
     if not obs_l:
         raise RuntimeError(f"no successful expert episode for tasks {tasks}")
+    demos = Demos(obs=np.concatenate(obs_l), actions=np.concatenate(act_l),
+                  episode_ends=np.asarray(ends, np.int64),
+                  episode_task=np.asarray(ep_task, np.int64), task_names=tasks, meta=meta)
+    return demos, [f for f in frames_l if f is not None] or None
+
+
+def generate_demos(tasks, episodes_per_task, out_path, seed=0, workers=2, max_steps=500,
+                   max_attempts_factor=2.0, progress=True, fmt="npz", camera=None,
+                   image_size=64, overwrite=False):
+    """Roll out scripted experts until `episodes_per_task` successes per task (at most
+    `max_attempts_factor * episodes_per_task + 5` attempts); failures are dropped and counted.
+    Writes `out_path` (.npz, or a LeRobot v3.0 directory with fmt="lerobot", which can also hold
+    `camera` frames) and returns a summary dict."""
+    tasks = _check_demo_args(tasks, episodes_per_task, out_path, fmt, camera, overwrite)
+    if camera:
+        import oat_edge.sim.camera  # noqa: F401  (picks headless EGL before mujoco loads)
+    max_attempts = int(max_attempts_factor * episodes_per_task) + 5
+    t0 = time.time()
+    done, successes, attempts = _roll_out(tasks, episodes_per_task, max_attempts, seed, workers,
+                                          max_steps, camera, image_size, progress)
     elapsed = time.time() - t0
     total_steps = sum(v[3] for v in done.values())
-    try:
-        from importlib.metadata import version
-
-        mw_version = version("metaworld")
-    except Exception:  # pragma: no cover
-        mw_version = "unknown"
-    per_task = {}
-    for ti, task in enumerate(tasks):
-        per_task[task] = {
-            "attempts": attempts[ti],
-            "successes": successes[ti],
-            "success_rate": successes[ti] / max(attempts[ti], 1),
-            "mean_length": float(np.mean([len(done[k][2]) for k in done if k[0] == ti and done[k][0]] or [0])),
-        }
+    per_task = _expert_summary(tasks, done, successes, attempts)
     meta = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "seed": seed,
-        "metaworld_version": mw_version,
-        "env_id": "Meta-World/goal_observable",
-        "episodes_per_task": episodes_per_task,
-        "max_steps": max_steps,
-        "cut_at_success": True,
-        "actions_clipped": [-1.0, 1.0],
-        "expert": per_task,
-        "workers": workers,
-        "sim_steps": int(total_steps),
-        "seconds": round(elapsed, 2),
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "seed": seed, "metaworld_version": _metaworld_version(), "env_id": "Meta-World/goal_observable",
+        "episodes_per_task": episodes_per_task, "max_steps": max_steps,
+        "cut_at_success": True, "actions_clipped": [-1.0, 1.0],
+        "expert": per_task, "workers": workers,
+        "sim_steps": int(total_steps), "seconds": round(elapsed, 2),
     }
-    demos = Demos(
-        obs=np.concatenate(obs_l),
-        actions=np.concatenate(act_l),
-        episode_ends=np.asarray(ends, np.int64),
-        episode_task=np.asarray(ep_task, np.int64),
-        task_names=tasks,
-        meta=meta,
-    )
+    demos, frames = _assemble(tasks, done, meta)
     if fmt == "lerobot":
-        save_lerobot(demos, out_path, [f for f in frames_l if f is not None] or None, camera, overwrite=overwrite)
+        save_lerobot(demos, out_path, frames, camera, overwrite=overwrite)
     else:
         save_demos(demos, out_path)
-    return {
-        "out": str(out_path),
-        "episodes": demos.num_episodes,
-        "steps": int(n),
-        "sim_steps": int(total_steps),
-        "seconds": round(elapsed, 2),
-        "sim_steps_per_s": round(total_steps / max(elapsed, 1e-9), 1),
-        "expert": per_task,
-    }
+    return {"out": str(out_path), "episodes": demos.num_episodes, "steps": int(len(demos.actions)),
+            "sim_steps": int(total_steps), "seconds": round(elapsed, 2),
+            "sim_steps_per_s": round(total_steps / max(elapsed, 1e-9), 1), "expert": per_task}
 
 
 # ----------------------------------------------------------------------------- file I/O
 
-
 def save_demos(demos: Demos, path) -> None:
-    _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task, demos.task_names, str(path))
+    _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task,
+              demos.task_names, str(path))
     path = str(path) if str(path).endswith(".npz") else f"{path}.npz"  # as np.savez names it
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(
-            f,
-            obs=demos.obs.astype(np.float32),
-            actions=demos.actions.astype(np.float32),
+            f, obs=demos.obs.astype(np.float32), actions=demos.actions.astype(np.float32),
             episode_ends=demos.episode_ends.astype(np.int64),
             episode_task=demos.episode_task.astype(np.int64),
             task_names=np.asarray(list(demos.task_names), dtype=np.str_),
-            meta=np.asarray(json.dumps(demos.meta)),
-        )
+            meta=np.asarray(json.dumps(demos.meta)))
 
 
 def control_hz(task: str) -> float:
@@ -327,26 +318,18 @@ def save_lerobot(demos: Demos, out_dir, frames=None, camera=None, overwrite=Fals
 
     from oat_edge.data.lerobot_writer import write_lerobot
 
-    _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task, demos.task_names, str(out_dir))
+    _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task,
+              demos.task_names, str(out_dir))
     episodes = []
     for e, sl in enumerate(demos.episode_slices()):
-        ep = {
-            "observation.state": demos.obs[sl],
-            "action": demos.actions[sl],
-            "task": demos.task_names[int(demos.episode_task[e])],
-        }
+        ep = {"observation.state": demos.obs[sl], "action": demos.actions[sl],
+              "task": demos.task_names[int(demos.episode_task[e])]}
         if frames is not None:
             ep[f"observation.images.{camera}"] = frames[e]
         episodes.append(ep)
     names = {"action": ["dx", "dy", "dz", "gripper"]}
-    write_lerobot(
-        out_dir,
-        control_hz(demos.task_names[0]),
-        episodes,
-        robot_type="sawyer",
-        overwrite=overwrite,
-        feature_names=names,
-    )
+    write_lerobot(out_dir, control_hz(demos.task_names[0]), episodes, robot_type="sawyer",
+                  overwrite=overwrite, feature_names=names)
     # how the demos were made, beside LeRobot's own metadata (readers ignore unknown files)
     meta_path = os.path.join(str(out_dir), "meta", "oat_edge_demos.json")
     with open(meta_path + ".tmp", "w") as f:
@@ -381,7 +364,8 @@ def _validate(obs, actions, ends, ep_task, task_names, where):
     if len(task_names) == 0:
         bad("task_names", "at least one task", "[]")
     if np.any(ep_task < 0) or np.any(ep_task >= len(task_names)):
-        bad("episode_task", f"indices in [0, {len(task_names)})", f"[{ep_task.min()}, {ep_task.max()}]")
+        bad("episode_task", f"indices in [0, {len(task_names)})",
+            f"[{ep_task.min()}, {ep_task.max()}]")
 
 
 def load_demos(path) -> Demos:
@@ -390,21 +374,21 @@ def load_demos(path) -> Demos:
     if not os.path.exists(path):
         raise FileNotFoundError(f"demos file not found: {path}")
     with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("obs", "actions", "episode_ends", "episode_task", "task_names") if k not in z.files]
+        missing = [k for k in ("obs", "actions", "episode_ends", "episode_task", "task_names")
+                   if k not in z.files]
         if missing:
-            raise DemoFormatError(
-                f"{path}: missing fields {missing}; expected obs, actions, episode_ends, episode_task, task_names, meta"
-            )
+            raise DemoFormatError(f"{path}: missing fields {missing}; expected obs, actions, "
+                                  f"episode_ends, episode_task, task_names, meta")
         obs, actions = z["obs"], z["actions"]
         ends, ep_task = z["episode_ends"].astype(np.int64), z["episode_task"].astype(np.int64)
         task_names = [str(t) for t in z["task_names"].tolist()]
         meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
     _validate(obs, actions, ends, ep_task, task_names, path)
-    return Demos(obs.astype(np.float32), actions.astype(np.float32), ends, ep_task, task_names, meta)
+    return Demos(obs.astype(np.float32), actions.astype(np.float32), ends, ep_task,
+                 task_names, meta)
 
 
 # ----------------------------------------------------------------------------- CLI
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -414,38 +398,26 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-steps", type=int, default=500)
-    p.add_argument("--format", default="npz", choices=FORMATS, help="npz file, or a LeRobot v3.0 dataset directory")
-    p.add_argument("--camera", default=None, help="also record this camera (e.g. corner) as a video (--format lerobot)")
+    p.add_argument("--format", default="npz", choices=FORMATS,
+                   help="npz file, or a LeRobot v3.0 dataset directory")
+    p.add_argument("--camera", default=None,
+                   help="also record this camera (e.g. corner) as a video (--format lerobot)")
     p.add_argument("--image-size", type=int, default=64, help="camera frame height = width")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
-    p.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (it is off anyway when stderr is not a terminal)"
-    )
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (it is off anyway when stderr is not a terminal)")
     args = p.parse_args(argv)
     if args.format == "npz":  # a directory there would fail only after all the episodes
         check_output_file(args.out, "--out")
-    s = generate_demos(
-        args.tasks,
-        args.episodes,
-        args.out,
-        seed=args.seed,
-        workers=args.workers,
-        max_steps=args.max_steps,
-        fmt=args.format,
-        camera=args.camera,
-        image_size=args.image_size,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-    )
-    print(
-        f"wrote {s['out']}: {s['episodes']} episodes, {s['steps']} steps "
-        f"({s['sim_steps']} sim steps in {s['seconds']} s, {s['sim_steps_per_s']} steps/s)"
-    )
+    s = generate_demos(args.tasks, args.episodes, args.out, seed=args.seed,
+                       workers=args.workers, max_steps=args.max_steps, fmt=args.format,
+                       camera=args.camera, image_size=args.image_size,
+                       overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"wrote {s['out']}: {s['episodes']} episodes, {s['steps']} steps "
+          f"({s['sim_steps']} sim steps in {s['seconds']} s, {s['sim_steps_per_s']} steps/s)")
     for task, r in s["expert"].items():
-        print(
-            f"  {task:24s} expert success {r['successes']}/{r['attempts']} "
-            f"({100 * r['success_rate']:.0f}%), mean length {r['mean_length']:.1f}"
-        )
+        print(f"  {task:24s} expert success {r['successes']}/{r['attempts']} "
+              f"({100 * r['success_rate']:.0f}%), mean length {r['mean_length']:.1f}")
 
 
 if __name__ == "__main__":
