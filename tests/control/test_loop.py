@@ -31,7 +31,8 @@ def encoded_chunk(i, obs, h=16, d=1):
 
 def test_sync_loop_replans_every_n_action_steps_from_the_current_obs():
     c = Counter()
-    p = FakePolicy(horizon=8, action_dim=1, n_action_steps=3, chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=8))
+    p = FakePolicy(horizon=8, action_dim=1, n_action_steps=3,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=8))
     loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=False, virtual_time=True)
     s = loop.run(9)
     assert [float(a[0]) for a in c.sent] == [0, 1, 2, 3000, 3001, 3002, 6000, 6001, 6002]
@@ -40,9 +41,8 @@ def test_sync_loop_replans_every_n_action_steps_from_the_current_obs():
 
 def test_background_chunk_is_aligned_by_elapsed_cycles():
     c = Counter()
-    p = FakePolicy(
-        horizon=16, action_dim=1, n_action_steps=8, delay_s=0.025, chunk_fn=lambda i, obs: encoded_chunk(i, obs)
-    )
+    p = FakePolicy(horizon=16, action_dim=1, n_action_steps=8, delay_s=0.025,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs))
     loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=True, virtual_time=True)
     loop.run(60)
     first = next(i for i, r in enumerate(loop.records) if not r["held"])
@@ -50,7 +50,7 @@ def test_background_chunk_is_aligned_by_elapsed_cycles():
     for cycle, a in enumerate(c.sent[first:], start=first):
         obs_cycle, j = divmod(int(a[0]), 1000)
         assert obs_cycle + j == cycle  # action j of a chunk is sent j cycles after its obs
-        assert j < 8  # and never beyond the receding horizon
+        assert j < 8                   # and never beyond the receding horizon
     assert loop.summary()["overruns"] == 0
 
 
@@ -58,12 +58,11 @@ def test_slow_act_overruns_are_counted_exactly():
     # latency 3 cycles (42-60 ms at 50 Hz) > what a 2-step receding horizon can hide:
     # each replan yields 1 aligned action, then 2 cycles hold the last action.
     c = Counter()
-    p = FakePolicy(
-        horizon=4, action_dim=1, n_action_steps=2, delay_s=0.042, chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=4)
-    )
+    p = FakePolicy(horizon=4, action_dim=1, n_action_steps=2, delay_s=0.042,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=4))
     loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=True, virtual_time=True)
     s = loop.run(30)
-    assert [r["held"] for r in loop.records[:3]] == [True] * 3  # start-up, not overruns
+    assert [r["held"] for r in loop.records[:3]] == [True] * 3   # start-up, not overruns
     assert s["overruns"] == 18
     assert [r["overrun"] for r in loop.records[3:9]] == [False, True, True] * 2
 
@@ -71,20 +70,20 @@ def test_slow_act_overruns_are_counted_exactly():
 @pytest.mark.timing
 def test_real_thread_never_blocks_the_actuator_while_act_is_slow():
     c = Counter()
-    p = FakePolicy(
-        horizon=8, action_dim=1, n_action_steps=4, delay_s=0.06, chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=8)
-    )
+    p = FakePolicy(horizon=8, action_dim=1, n_action_steps=4, delay_s=0.06,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=8))
     with ControlLoop(p, c.get_obs, c.send, hz=100, background=True) as loop:
         s = loop.run(40)
     assert len(c.sent) == 40
     assert s["overruns"] > 0 and s["replans"] >= 2
-    assert s["work_ms"]["max"] < 5.0  # the cycle itself never waits for the 60 ms act
+    # The cycle never waits for the 60 ms act: a cycle that did would take >= 60 ms. The bound is
+    # half of that, not a few ms, so a loaded machine preempting the thread does not fail it.
+    assert s["work_ms"]["max"] < 30.0
 
 
 def test_nan_chunk_is_rejected_and_last_safe_action_held():
     def chunk_fn(i, obs):
         return np.full((4, 1), np.nan) if i == 1 else np.full((4, 1), 0.5)
-
     c = Counter()
     p = FakePolicy(horizon=4, action_dim=1, n_action_steps=2, chunk_fn=chunk_fn)
     loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=False, virtual_time=True)
@@ -97,9 +96,8 @@ def test_nan_chunk_is_rejected_and_last_safe_action_held():
 
 def test_exception_in_act_is_recorded_and_loop_keeps_running():
     c = Counter()
-    p = FakePolicy(
-        horizon=4, action_dim=1, n_action_steps=2, raise_on={1}, chunk_fn=lambda i, obs: np.full((4, 1), 0.25)
-    )
+    p = FakePolicy(horizon=4, action_dim=1, n_action_steps=2, raise_on={1},
+                   chunk_fn=lambda i, obs: np.full((4, 1), 0.25))
     loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=False, virtual_time=True)
     s = loop.run(8)
     assert len(c.sent) == 8
@@ -110,9 +108,8 @@ def test_exception_in_act_is_recorded_and_loop_keeps_running():
 
 def test_actions_are_clamped_to_the_bundle_bounds():
     c = Counter()
-    p = FakePolicy(
-        horizon=4, action_dim=2, n_action_steps=4, bounds=(-1, 1), chunk_fn=lambda i, obs: np.array([[3.0, -0.5]] * 4)
-    )
+    p = FakePolicy(horizon=4, action_dim=2, n_action_steps=4, bounds=(-1, 1),
+                   chunk_fn=lambda i, obs: np.array([[3.0, -0.5]] * 4))
     loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=False, virtual_time=True)
     loop.run(4)
     assert all(a.tolist() == [1.0, -0.5] for a in c.sent)
@@ -121,9 +118,8 @@ def test_actions_are_clamped_to_the_bundle_bounds():
 def test_budget_and_token_limits_are_forwarded_and_tokens_histogrammed():
     c = Counter()
     p = FakePolicy(horizon=4, action_dim=1, n_action_steps=2)
-    loop = ControlLoop(
-        p, c.get_obs, c.send, hz=50, background=False, virtual_time=True, max_tokens=2, latency_budget_ms=7.5, seed=10
-    )
+    loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=False, virtual_time=True,
+                       max_tokens=2, latency_budget_ms=7.5, seed=10)
     s = loop.run(6)
     assert [k["max_tokens"] for k in p.calls] == [2, 2, 2]
     assert [k["latency_budget_ms"] for k in p.calls] == [7.5] * 3
@@ -134,9 +130,9 @@ def test_budget_and_token_limits_are_forwarded_and_tokens_histogrammed():
 def test_run_writes_csv_and_json(tmp_path):
     import csv
     import json
-
     c = Counter()
-    loop = ControlLoop(FakePolicy(), c.get_obs, c.send, hz=50, background=False, virtual_time=True)
+    loop = ControlLoop(FakePolicy(), c.get_obs, c.send, hz=50, background=False,
+                       virtual_time=True)
     loop.run(5, csv_path=tmp_path / "c.csv", json_path=tmp_path / "s.json")
     rows = list(csv.DictReader(open(tmp_path / "c.csv")))
     assert len(rows) == 5 and "jitter_ms" in rows[0] and "overrun" in rows[0]
@@ -148,10 +144,12 @@ def test_policy_without_bounds_needs_explicit_bounds():
     del p.info["action_low"]
     with pytest.raises(ValueError, match="action bounds unknown"):
         ControlLoop(p, lambda: None, lambda a: None, background=False)
-    ControlLoop(p, lambda: None, lambda a: None, background=False, action_low=[-1, -1], action_high=[1, 1])
+    ControlLoop(p, lambda: None, lambda a: None, background=False,
+                action_low=[-1, -1], action_high=[1, 1])
 
 
-@pytest.mark.parametrize("kw", [{"max_tokens": 0}, {"latency_budget_ms": -1}, {"hz": 0}, {"n_action_steps": 99}])
+@pytest.mark.parametrize("kw", [{"max_tokens": 0}, {"latency_budget_ms": -1}, {"hz": 0},
+                                {"n_action_steps": 99}])
 def test_bad_loop_arguments_are_errors(kw):
     with pytest.raises(ValueError):
         ControlLoop(FakePolicy(), lambda: None, lambda a: None, background=False, **kw)
@@ -161,39 +159,29 @@ def test_telemetry_fields_are_attached_to_each_record():
     class T:
         def latest(self):
             return {"gpu_load_pct": 12.0}
-
     c = Counter()
-    loop = ControlLoop(FakePolicy(), c.get_obs, c.send, background=False, virtual_time=True, telemetry=T())
+    loop = ControlLoop(FakePolicy(), c.get_obs, c.send, background=False, virtual_time=True,
+                       telemetry=T())
     loop.run(3)
     assert all(r["gpu_load_pct"] == 12.0 for r in loop.records)
 
 
 def test_reset_plan_discards_the_chunk_in_flight_from_the_old_world():
     c = Counter()
-    p = FakePolicy(
-        horizon=16, action_dim=1, n_action_steps=8, delay_s=0.025, chunk_fn=lambda i, obs: encoded_chunk(i, obs)
-    )
+    p = FakePolicy(horizon=16, action_dim=1, n_action_steps=8, delay_s=0.025,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs))
     loop = ControlLoop(p, c.get_obs, c.send, hz=50, background=True, virtual_time=True)
-    loop.step()  # cycle 0: replan from obs 0 starts, lands at cycle 2
-    loop.reset_plan()  # the world changed after cycle 0
+    loop.step()            # cycle 0: replan from obs 0 starts, lands at cycle 2
+    loop.reset_plan()      # the world changed after cycle 0
     loop.run(6)
     assert loop.stale_chunks == 1
     sources = {int(a[0]) // 1000 for a, r in zip(c.sent, loop.records) if not r["held"]}
     assert 0 not in sources and sources  # only chunks planned after the reset were executed
 
 
-@pytest.mark.parametrize(
-    "kw",
-    [
-        {"hz": -1},
-        {"hz": float("nan")},
-        {"n_action_steps": 0},
-        {"max_obs_age_s": 0},
-        {"rt_priority": 0},
-        {"background": "no"},
-        {"max_tokens": 9},
-    ],
-)
+@pytest.mark.parametrize("kw", [{"hz": -1}, {"hz": float("nan")}, {"n_action_steps": 0},
+                                {"max_obs_age_s": 0}, {"rt_priority": 0},
+                                {"background": "no"}, {"max_tokens": 9}])
 def test_impossible_options_are_input_errors_before_any_thread_starts(kw):
     before = threading.active_count()
     with pytest.raises(InputError):
@@ -242,14 +230,15 @@ def test_a_failing_sensor_is_never_planned_from_and_the_loop_holds(bad):
             raise bad
         return bad
 
-    p = FakePolicy(horizon=4, action_dim=1, n_action_steps=2, chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=4))
+    p = FakePolicy(horizon=4, action_dim=1, n_action_steps=2,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=4))
     loop = ControlLoop(p, get_obs, c.send, hz=50, background=False, virtual_time=True)
     s = loop.run(6)
-    assert len(p.calls) == 1  # only the good reading reached act()
+    assert len(p.calls) == 1                              # only the good reading reached act()
     assert [float(a[0]) for a in c.sent] == [0, 1, 1, 1, 1, 1]
     assert [r["held"] for r in loop.records] == [False, False, True, True, True, True]
     assert s["replans_without_obs"] == 4 and s["errors_by_source"] == {"sensor": 4}
-    assert list(s["error_counts"].values()) == [4]  # one message, counted 4 times
+    assert list(s["error_counts"].values()) == [4]        # one message, counted 4 times
     assert all(r["error"].startswith("sensor: ") for r in loop.records[2:])
 
 
@@ -267,15 +256,14 @@ def test_a_stalled_sensor_never_delays_the_actuator_and_stale_readings_are_dropp
             release.set()
         return c.get_obs()
 
-    p = FakePolicy(
-        horizon=8, action_dim=1, n_action_steps=4, delay_s=0.002, chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=8)
-    )
+    p = FakePolicy(horizon=8, action_dim=1, n_action_steps=4, delay_s=0.002,
+                   chunk_fn=lambda i, obs: encoded_chunk(i, obs, h=8))
     with ControlLoop(p, get_obs, c.send, hz=100, background=True) as loop:
         s = loop.run(80)
     assert len(c.sent) == 80
-    assert s["period_ms"]["max"] < 200.0  # an inline read would show one >= 300 ms period
+    assert s["period_ms"]["max"] < 200.0    # an inline read would show one >= 300 ms period
     held = [r["held"] for r in loop.records]
-    assert any(held[12:40]) and not all(held[50:])  # held during the stall, then recovered
+    assert any(held[12:40]) and not all(held[50:])          # held during the stall, then recovered
     assert s["stale_obs"] >= 1 and s["replans_without_obs"] >= 10
     planned_from = {int(call["obs"][0, 0]) for call in p.calls}
     assert not any(11 <= cyc <= 35 for cyc in planned_from)  # nothing read during the stall
