@@ -26,15 +26,14 @@ test: setup lint test-cpp test-py
 # C and C++ sources as git knows them (build trees and fetched headers are never formatted)
 CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' '*.c')
 
-## lint: ruff (lint + format) and clang-format, checked only; `make format` applies them
+## lint: ruff (pycodestyle, pyflakes, import order, bugbear) and clang-format, checked only;
+## `make format` applies their fixes
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check .
 	.venv/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
 
 format:
 	.venv/bin/ruff check --fix .
-	.venv/bin/ruff format .
 	.venv/bin/clang-format -i $(CXX_SOURCES)
 
 # The C++ end-to-end test runs a tiny random-weight bundle, exported by the same code as pytest's.

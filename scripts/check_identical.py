@@ -11,7 +11,6 @@ with a recorded `.npz`. A refactor of the runtime that claims "behaviour unchang
 Exact equality holds for one ONNX Runtime version on one CPU family; the recording keeps both, and
 `compare` says when they differ (float kernels may then round differently).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -111,13 +110,8 @@ def compare(bundle: str, path: str) -> tuple[list[str], bool]:
     same_env = all(str(want[f"env/{k}"]) == v for k, v in env.items())
     if not np.array_equal(got["obs"], want["obs"]):
         return ["obs (the fixed observations differ: the bundle's normalization changed)"], same_env
-    bad = [
-        k
-        for k in want.files
-        if not k.startswith("env/")
-        and k != "obs"
-        and (k not in got or got[k].dtype != want[k].dtype or not np.array_equal(got[k], want[k]))
-    ]
+    bad = [k for k in want.files if not k.startswith("env/") and k != "obs"
+           and (k not in got or got[k].dtype != want[k].dtype or not np.array_equal(got[k], want[k]))]
     bad += [k for k in got if k not in want.files]
     return bad, same_env
 
@@ -134,15 +128,8 @@ def main(argv=None) -> int:
         return 0
     bad, same_env = compare(a.bundle, a.golden)
     if bad:
-        print(
-            "DIFFERENT: "
-            + ", ".join(bad)
-            + (
-                ""
-                if same_env
-                else " (recorded with another ONNX Runtime or CPU family: re-record on the reference machine)"
-            )
-        )
+        print("DIFFERENT: " + ", ".join(bad) + ("" if same_env else
+              " (recorded with another ONNX Runtime or CPU family: re-record on the reference machine)"))
         return 1
     print("identical: every token and action matches the recording bit for bit")
     return 0

@@ -16,7 +16,6 @@ the graphs were slimmed:
     git archive 509c6ee models/oat-metaworld-mt3 | tar -x -C /tmp/old
     .venv/bin/python scripts/compare_bundles.py /tmp/old/models/oat-metaworld-mt3 models/oat-metaworld-mt3
 """
-
 import argparse
 import collections
 import json
@@ -103,20 +102,14 @@ def main():
                 t0 = time.perf_counter()
                 p.act(obs, max_tokens=k, temperature=0)
                 t[name].append((time.perf_counter() - t0) * 1e3)
-        o, n = (np.asarray(t[x][a.rounds // 10 :]) for x in ("old", "new"))
-        print(
-            f"  k={k}: old {np.median(o):.3f} / {np.percentile(o, 99):.3f}   new {np.median(n):.3f} / "
-            f"{np.percentile(n, 99):.3f}   old/new {np.median(o) / np.median(n):.2f}x"
-        )
+        o, n = (np.asarray(t[x][a.rounds // 10:]) for x in ("old", "new"))
+        print(f"  k={k}: old {np.median(o):.3f} / {np.percentile(o, 99):.3f}   new {np.median(n):.3f} / "
+              f"{np.percentile(n, 99):.3f}   old/new {np.median(o) / np.median(n):.2f}x")
 
     print(f"first act() after load ({a.new}, fresh processes):")
     for warmup in (False, True):
-        r = subprocess.run(
-            [sys.executable, "-c", _FIRST_ACT, a.new, "1" if warmup else "0"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        r = subprocess.run([sys.executable, "-c", _FIRST_ACT, a.new, "1" if warmup else "0"],
+                           capture_output=True, text=True, check=True)
         d = json.loads(r.stdout.strip().splitlines()[-1])
         print(f"  warmup={warmup!s:5s}: {d['faults']} page faults, {d['ms']:.2f} ms")
 

@@ -9,7 +9,6 @@ memory pattern turned off. The slope between the two chain lengths is the cost o
 why the exporter keeps graphs small (docs/DESIGN.md section 5) and why oat_edge cannot reach zero
 allocations per token inside ORT's CPU executor.
 """
-
 import ctypes
 
 import numpy as np
@@ -17,11 +16,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 OPS = ("Add", "Relu", "MatMul", "Reshape")
-SETTINGS = {
-    "default": {},
-    "no memory pattern": {"enable_mem_pattern": False},
-    "no arena": {"enable_cpu_mem_arena": False},
-}
+SETTINGS = {"default": {}, "no memory pattern": {"enable_mem_pattern": False},
+            "no arena": {"enable_cpu_mem_arena": False}}
 
 
 def counter():
@@ -39,30 +35,17 @@ def chain(n, op):
     nodes, prev = [], "x"
     for i in range(n):
         out = "y" if i == n - 1 else f"t{i}"
-        inputs = {
-            "Add": [prev, "w"],
-            "Relu": [prev],
-            "MatMul": [prev, "W"],
-            "Reshape": [prev, "s3" if i % 2 == 0 else "s2"],
-        }[op]
+        inputs = {"Add": [prev, "w"], "Relu": [prev], "MatMul": [prev, "W"],
+                  "Reshape": [prev, "s3" if i % 2 == 0 else "s2"]}[op]
         nodes.append(helper.make_node(op, inputs, [out]))
         prev = out
     y_shape = [1, 8, 8] if op == "Reshape" and n % 2 == 1 else [1, 64]
-    inits = {
-        "Add": [helper.make_tensor("w", TensorProto.FLOAT, [64], np.ones(64, np.float32))],
-        "MatMul": [helper.make_tensor("W", TensorProto.FLOAT, [64, 64], np.eye(64, dtype=np.float32).ravel())],
-        "Reshape": [
-            helper.make_tensor("s3", TensorProto.INT64, [3], [1, 8, 8]),
-            helper.make_tensor("s2", TensorProto.INT64, [2], [1, 64]),
-        ],
-    }.get(op, [])
-    g = helper.make_graph(
-        nodes,
-        op,
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
-        inits,
-    )
+    inits = {"Add": [helper.make_tensor("w", TensorProto.FLOAT, [64], np.ones(64, np.float32))],
+             "MatMul": [helper.make_tensor("W", TensorProto.FLOAT, [64, 64], np.eye(64, dtype=np.float32).ravel())],
+             "Reshape": [helper.make_tensor("s3", TensorProto.INT64, [3], [1, 8, 8]),
+                         helper.make_tensor("s2", TensorProto.INT64, [2], [1, 64])]}.get(op, [])
+    g = helper.make_graph(nodes, op, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(), y_shape
 
 

@@ -71,7 +71,6 @@ def render_costs(sizes, n):
     def default_render():
         r.update_scene(mw.data, camera="corner")
         r.render()
-
     print(f"| corner, MuJoCo defaults (shadows, 4x MSAA) | {_median_ms(default_render, n):.1f} | |")
     r.close()
     env.close()
@@ -90,14 +89,11 @@ def step_costs(n):
             if env.done:
                 env.reset(0)
             env.step(action, render=render)
-
         with_frames = _median_ms(lambda: step(True), n)
         without = _median_ms(lambda: step(False), n)
     threads = os.environ.get("LP_NUM_THREADS", "llvmpipe default")
-    print(
-        f"\nsimulator step + corner + topview at 64x64: {with_frames:.1f} ms; step alone "
-        f"{without:.2f} ms (LP_NUM_THREADS: {threads})"
-    )
+    print(f"\nsimulator step + corner + topview at 64x64: {with_frames:.1f} ms; step alone "
+          f"{without:.2f} ms (LP_NUM_THREADS: {threads})")
 
 
 def goal_visibility(cameras, size, seeds):
@@ -120,7 +116,8 @@ def goal_visibility(cameras, size, seeds):
                     diff = np.abs(shown[c] - env.renderer.render(c)).sum(-1)
                     counts[c].append(int((diff > 30).sum()))
                 model.site_rgba[goal] = rgba
-        print(f"| {task} | " + " | ".join(f"{min(v)} / {statistics.median(v):g}" for v in counts.values()) + " |")
+        print(f"| {task} | " + " | ".join(f"{min(v)} / {statistics.median(v):g}"
+                                          for v in counts.values()) + " |")
 
 
 def save_frames(out, seed=3):
@@ -147,20 +144,17 @@ def demo_costs(cameras, size, episodes):
     from oat_edge.sim.camera import PixelMetaWorldEnv
     from oat_edge.sim.metaworld_env import MetaWorldEnv
 
-    print(
-        f"\n### Scripted-expert demo episode, {len(cameras)} cameras at {size}x{size} vs state "
-        f"only ({episodes} episodes per task; {_load()})\n"
-    )
+    print(f"\n### Scripted-expert demo episode, {len(cameras)} cameras at {size}x{size} vs state "
+          f"only ({episodes} episodes per task; {_load()})\n")
     print("| task | mean steps | state only, s/episode | with cameras, s/episode | render share |")
     print("|---|---|---|---|---|")
     for task in TASKS:
         expert = ENV_POLICY_MAP[task]()
         times = {}
         steps = []
-        for name, make in (
-            ("state", lambda: MetaWorldEnv(task)),
-            ("pixels", lambda: PixelMetaWorldEnv(task, cameras=cameras, image_size=(size, size))),
-        ):
+        for name, make in (("state", lambda: MetaWorldEnv(task)),
+                           ("pixels", lambda: PixelMetaWorldEnv(task, cameras=cameras,
+                                                                image_size=(size, size)))):
             env = make()
             t = time.perf_counter()
             for seed in range(episodes):
@@ -172,10 +166,8 @@ def demo_costs(cameras, size, episodes):
             times[name] = (time.perf_counter() - t) / episodes
             env.close()
         share = 1 - times["state"] / times["pixels"]
-        print(
-            f"| {task} | {statistics.mean(steps):.0f} | {times['state']:.2f} | "
-            f"{times['pixels']:.2f} | {100 * share:.0f}% |"
-        )
+        print(f"| {task} | {statistics.mean(steps):.0f} | {times['state']:.2f} | "
+              f"{times['pixels']:.2f} | {100 * share:.0f}% |")
 
 
 def train_step_costs(batch, size, n, threads, device):
@@ -193,18 +185,14 @@ def train_step_costs(batch, size, n, threads, device):
 
     torch.set_num_threads(threads)
     where = f"{threads} CPU threads" if device == "cpu" else torch.cuda.get_device_name()
-    print(
-        f"\n### One training step at batch {batch}, {size}x{size} frames, n_obs_steps 2, "
-        f"{where} (median of {n}; {_load()})\n"
-    )
+    print(f"\n### One training step at batch {batch}, {size}x{size} frames, n_obs_steps 2, "
+          f"{where} (median of {n}; {_load()})\n")
     print("| encoder | cameras | encoder params | GFLOP per step | fwd+bwd+AdamW, ms | steps in 40 min |")
     print("|---|---|---|---|---|---|")
-    rows = [
-        ("tiny (default)", VisionConfig(), ["corner"], False),
-        ("tiny (default)", VisionConfig(), ["corner", "topview"], False),
-        ("tiny, shared", VisionConfig(), ["corner", "topview"], True),
-        ("ResNet-18", VisionConfig.resnet18(), ["corner"], False),
-    ]
+    rows = [("tiny (default)", VisionConfig(), ["corner"], False),
+            ("tiny (default)", VisionConfig(), ["corner", "topview"], False),
+            ("tiny, shared", VisionConfig(), ["corner", "topview"], True),
+            ("ResNet-18", VisionConfig.resnet18(), ["corner"], False)]
     for label, vcfg, cams, shared in rows:
         torch.manual_seed(0)
         spec = ObservationSpec(2, StateInput(7), tuple(CameraInput(c, size, size) for c in cams))
@@ -214,9 +202,8 @@ def train_step_costs(batch, size, n, threads, device):
         opt = torch.optim.AdamW([*enc.parameters(), *pol.parameters()], lr=1e-4)
         obs = {"observation.state": torch.randn(batch, 2, 7, device=device)}
         for c in cams:
-            obs[f"observation.images.{c}"] = torch.randint(
-                0, 256, (batch, 2, size, size, 3), dtype=torch.uint8, device=device
-            )
+            obs[f"observation.images.{c}"] = torch.randint(0, 256, (batch, 2, size, size, 3),
+                                                           dtype=torch.uint8, device=device)
         ids = torch.randint(0, 1000, (batch, 8), device=device)
 
         def step():
@@ -226,15 +213,12 @@ def train_step_costs(batch, size, n, threads, device):
             opt.step()
             if device != "cpu":
                 torch.cuda.synchronize()
-
         with FlopCounterMode(display=False) as flops:
             step()
         ms = _median_ms(step, n if label != "ResNet-18" or device != "cpu" else max(2, n // 4))
         params = sum(p.numel() for p in enc.parameters())
-        print(
-            f"| {label} | {len(cams)} | {params / 1e6:.2f} M | {flops.get_total_flops() / 1e9:.1f} | "
-            f"{ms:.0f} | {int(2400e3 / ms)} |"
-        )
+        print(f"| {label} | {len(cams)} | {params / 1e6:.2f} M | {flops.get_total_flops() / 1e9:.1f} | "
+              f"{ms:.0f} | {int(2400e3 / ms)} |")
 
 
 def prefill_latency(n):
@@ -256,23 +240,18 @@ def prefill_latency(n):
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    spec = ObservationSpec(2, StateInput(7), (CameraInput("corner", 64, 64), CameraInput("topview", 64, 64)))
+    spec = ObservationSpec(2, StateInput(7), (CameraInput("corner", 64, 64),
+                                              CameraInput("topview", 64, 64)))
     enc = ObservationEncoder(spec)
     pol = ARPolicy(PolicyConfig(obs_dim=enc.feature_dim, width=128, n_layers=4, n_heads=4))
     model = ObservationPrefill(enc, pol).eval()
-    args = (torch.randn(1, 2, 7), *(torch.randint(0, 256, (1, 2, 64, 64, 3), dtype=torch.uint8) for _ in spec.cameras))
+    args = (torch.randn(1, 2, 7), *(torch.randint(0, 256, (1, 2, 64, 64, 3), dtype=torch.uint8)
+                                    for _ in spec.cameras))
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "prefill.onnx")
-        torch.onnx.export(
-            model,
-            args,
-            path,
-            input_names=spec.names,
-            output_names=["mem_k", "mem_v"],
-            dynamic_axes={k: {0: "B"} for k in spec.names},
-            opset_version=17,
-            dynamo=False,
-        )
+        torch.onnx.export(model, args, path, input_names=spec.names, output_names=["mem_k", "mem_v"],
+                          dynamic_axes={k: {0: "B"} for k in spec.names}, opset_version=17,
+                          dynamo=False)
         nodes = len(onnx.load(path).graph.node)
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
@@ -291,7 +270,8 @@ def prefill_latency(n):
             pt_ts.append(t2 - t1)
     med = lambda ts: 1e3 * statistics.median(ts)  # noqa: E731
     print(f"\n### Prefill, 2 cameras at 64x64, batch 1, 1 thread (median of {n}; {_load()})\n")
-    print(f"exported graph: {nodes} nodes; ONNX Runtime {med(ort_ts):.2f} ms, PyTorch eager {med(pt_ts):.2f} ms")
+    print(f"exported graph: {nodes} nodes; ONNX Runtime {med(ort_ts):.2f} ms, "
+          f"PyTorch eager {med(pt_ts):.2f} ms")
 
 
 def _probe_data(cameras, layouts, seed=0):
@@ -313,7 +293,8 @@ def _probe_data(cameras, layouts, seed=0):
                 state.append(obs["observation.state"][:, :4])
                 goal = env.state_env._mw._target_pos
                 target.append(np.concatenate([goal, env.raw_obs[4:7]]).astype(np.float32))
-    return ({c: np.stack(v) for c, v in frames.items()}, np.stack(state).astype(np.float32), np.stack(target))
+    return ({c: np.stack(v) for c, v in frames.items()}, np.stack(state).astype(np.float32),
+            np.stack(target))
 
 
 def pixel_probe(layouts, steps, threads, camera_sets):
@@ -326,21 +307,17 @@ def pixel_probe(layouts, steps, threads, camera_sets):
     frames, state, target = _probe_data(["corner", "topview"], layouts)
     n = len(target)
     perm = np.random.default_rng(1).permutation(n)
-    test, train = perm[: n // 5], perm[n // 5 :]
+    test, train = perm[: n // 5], perm[n // 5:]
     # A floor of 1 cm: the object's height barely varies, and dividing by its tiny spread would
     # let that one coordinate's noise dominate the loss.
     mu, sd = target[train].mean(0), np.maximum(target[train].std(0), 0.01)
-    print(
-        f"\n### Goal and object position from pixels: {len(train)} training / {len(test)} held-out "
-        f"layouts, {steps} steps at batch 64, {threads} thread(s) ({_load()})\n"
-    )
+    print(f"\n### Goal and object position from pixels: {len(train)} training / {len(test)} held-out "
+          f"layouts, {steps} steps at batch 64, {threads} thread(s) ({_load()})\n")
     base = 100 * np.abs(target[train].mean(0) - target[test]).mean(0)
     print("| cameras | goal error, cm (mean abs x / y / z) | object error, cm (x / y / z) |")
     print("|---|---|---|")
-    print(
-        f"| none (predict the training mean) | {base[0]:.1f} / {base[1]:.1f} / {base[2]:.1f} | "
-        f"{base[3]:.1f} / {base[4]:.1f} / {base[5]:.1f} |"
-    )
+    print(f"| none (predict the training mean) | {base[0]:.1f} / {base[1]:.1f} / {base[2]:.1f} | "
+          f"{base[3]:.1f} / {base[4]:.1f} / {base[5]:.1f} |")
     for cams in camera_sets:
         torch.manual_seed(0)
         spec = ObservationSpec(1, StateInput(4), tuple(CameraInput(c, 64, 64) for c in cams))
@@ -356,7 +333,6 @@ def pixel_probe(layouts, steps, threads, camera_sets):
             for c in cams:
                 obs[f"observation.images.{c}"] = torch.from_numpy(frames[c][idx])
             return obs
-
         enc.train()
         for _ in range(steps):
             idx = train[torch.randint(0, len(train), (64,), generator=g).numpy()]
@@ -369,11 +345,8 @@ def pixel_probe(layouts, steps, threads, camera_sets):
         with torch.no_grad():
             pred = head(enc(batch(test))[:, -1]).numpy() * sd + mu
         err = 100 * np.abs(pred - target[test]).mean(0)
-        print(
-            f"| {' + '.join(cams)} | {err[0]:.1f} / {err[1]:.1f} / {err[2]:.1f} | "
-            f"{err[3]:.1f} / {err[4]:.1f} / {err[5]:.1f} |",
-            flush=True,
-        )
+        print(f"| {' + '.join(cams)} | {err[0]:.1f} / {err[1]:.1f} / {err[2]:.1f} | "
+              f"{err[3]:.1f} / {err[4]:.1f} / {err[5]:.1f} |", flush=True)
 
 
 def main(argv=None):
@@ -384,12 +357,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu", help="for the training step: cpu or cuda")
     p.add_argument("--only", nargs="+", choices=PARTS, default=PARTS)
     p.add_argument("--probe-steps", type=int, default=None, help="probe training steps (800)")
-    p.add_argument(
-        "--probe-cameras",
-        nargs="+",
-        default=["corner+topview", "corner", "topview"],
-        help="camera sets the probe compares, each like corner+topview",
-    )
+    p.add_argument("--probe-cameras", nargs="+", default=["corner+topview", "corner", "topview"],
+                   help="camera sets the probe compares, each like corner+topview")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     n = 10 if a.quick else 50
@@ -398,7 +367,8 @@ def main(argv=None):
     if "render" in a.only:
         render_costs([64, 96, 128, 224], n)
     if "goal" in a.only:
-        goal_visibility(["corner", "topview", "corner2", "behindGripper"], 64, range(5 if a.quick else 20))
+        goal_visibility(["corner", "topview", "corner2", "behindGripper"], 64,
+                        range(5 if a.quick else 20))
     if "demo" in a.only:
         demo_costs(["corner", "topview"], 64, 2 if a.quick else 5)
     if "train" in a.only:

@@ -5,7 +5,6 @@ the two implementations of DESIGN.md §7 are pinned to each other. Logit rows ar
 integers (exact in both languages): logit[i] = float32(((i * p + q) % m) / d - 3), ties included.
 Run: .venv/bin/python cpp/tests/make_sampler_cases.py
 """
-
 import os
 import sys
 
@@ -26,13 +25,8 @@ def row(p, q, m, d):
 def main():
     lines = ["# p q m d seed temperature top_k : ids (one RNG, DRAWS draws from the same row)"]
     cases = []
-    for p, q, m, d in [
-        (7, 3, 1000, 100.0),
-        (13, 5, 97, 10.0),
-        (1, 0, 10, 1.0),
-        (31, 17, 1000, 37.0),
-        (3, 1, 1000, 1000.0),
-    ]:
+    cases = [(7, 3, 1000, 100.0), (13, 5, 97, 10.0), (1, 0, 10, 1.0), (31, 17, 1000, 37.0), (3, 1, 1000, 1000.0)]
+    for p, q, m, d in cases:
         for seed in (0, 1, 1234567, 2**63 + 11):
             for temperature, top_k in [(1.0, 10), (0.7, 0), (2.5, 50), (0.0, 10), (1.0, 1), (1.3, 1000), (0.05, 3)]:
                 cases.append((p, q, m, d, seed, temperature, top_k))

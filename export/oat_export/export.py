@@ -1,7 +1,6 @@
 """Write an oat_edge bundle: model.onnx (step graph + manifest), policy_prefill.onnx,
 decoder.onnx, encoder.onnx. The graphs wrap the very methods used in training/inference
 (ARPolicy.step / .prefill, OATTokenizer.decoder / .encode), so there is no second model."""
-
 import os
 import shutil
 import tempfile
@@ -61,17 +60,8 @@ def _export(module, args, path, inputs, outputs, dynamic, opset):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: intended
             warnings.simplefilter("ignore", DeprecationWarning)  # legacy exporter chosen on purpose (dynamo=False)
-            torch.onnx.export(
-                module,
-                args,
-                tmp,
-                input_names=inputs,
-                output_names=outputs,
-                dynamic_axes=dynamic,
-                opset_version=opset,
-                dynamo=False,
-                do_constant_folding=True,
-            )
+            torch.onnx.export(module, args, tmp, input_names=inputs, output_names=outputs,
+                              dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True)
         onnx.checker.check_model(onnx.load(tmp))
 
 
@@ -88,39 +78,22 @@ def manifest_for(tp, precision="fp32", tasks=(), obs_layout=""):
     tok, c = tp.tokenizer, tp.policy.cfg
     an, on = tok.normalizer, tp.obs_normalizer
     return mf.build_manifest(
-        kind=tok.kind,
-        num_tokens=tok.num_tokens,
-        fsq_levels=tok.cfg.fsq_levels,
-        horizon=tok.horizon,
-        action_dim=tok.action_dim,
-        n_layers=c.n_layers,
-        n_heads=c.n_heads,
-        head_dim=c.head_dim,
-        n_obs_steps=c.n_obs_steps,
-        obs_dim=c.obs_dim,
-        n_action_steps=c.n_action_steps,
-        obs_scale=on.scale.tolist(),
-        obs_offset=on.offset.tolist(),
-        action_scale=an.scale.tolist(),
-        action_offset=an.offset.tolist(),
-        action_low=an.low.tolist(),
-        action_high=an.high.tolist(),
-        has_encoder=True,
-        precision=precision,
-        tasks=tasks,
-        obs_layout=obs_layout,
-        control_hz=getattr(tp, "control_hz", None),
-    )
+        kind=tok.kind, num_tokens=tok.num_tokens, fsq_levels=tok.cfg.fsq_levels, horizon=tok.horizon,
+        action_dim=tok.action_dim, n_layers=c.n_layers, n_heads=c.n_heads, head_dim=c.head_dim,
+        n_obs_steps=c.n_obs_steps, obs_dim=c.obs_dim, n_action_steps=c.n_action_steps,
+        obs_scale=on.scale.tolist(), obs_offset=on.offset.tolist(),
+        action_scale=an.scale.tolist(), action_offset=an.offset.tolist(),
+        action_low=an.low.tolist(), action_high=an.high.tolist(),
+        has_encoder=True, precision=precision, tasks=tasks, obs_layout=obs_layout,
+        control_hz=getattr(tp, "control_hz", None))
 
 
 def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET):
     """Export the four fp32 graphs + manifest into out_dir; returns the manifest."""
     tok, pol = tp.tokenizer, tp.policy
     if not isinstance(tok, OATTokenizer):
-        raise ValueError(
-            f"tokenizer.kind: expected an OAT-kind tokenizer {list(mf.OAT_KINDS)}, got "
-            f"'{getattr(tok, 'kind', type(tok).__name__)}' (only OAT tokenizers are exportable)"
-        )
+        raise ValueError(f"tokenizer.kind: expected an OAT-kind tokenizer {list(mf.OAT_KINDS)}, got "
+                         f"'{getattr(tok, 'kind', type(tok).__name__)}' (only OAT tokenizers are exportable)")
     os.makedirs(out_dir, exist_ok=True)
     tp = tp.cpu().eval()
     c = pol.cfg
@@ -130,59 +103,26 @@ def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET):
     cache = torch.zeros(L, B, H, K, Dh)
     mem = torch.zeros(L, B, H, T, Dh)
     with torch.no_grad():
-        _export(
-            StepGraph(pol),
-            (torch.zeros(B, dtype=torch.long), torch.tensor([1]), cache, cache, mem, mem),
-            os.path.join(out_dir, mf.FILES["step"]),
-            mf.IO["step"]["inputs"],
-            mf.IO["step"]["outputs"],
-            {
-                "token": b,
-                "past_k": {1: "B"},
-                "past_v": {1: "B"},
-                "mem_k": {1: "B"},
-                "mem_v": {1: "B"},
-                "logits": b,
-                "new_k": {1: "B"},
-                "new_v": {1: "B"},
-            },
-            opset,
-        )
-        _export(
-            PrefillGraph(pol),
-            (torch.zeros(B, T, c.obs_dim),),
-            os.path.join(out_dir, mf.FILES["prefill"]),
-            mf.IO["prefill"]["inputs"],
-            mf.IO["prefill"]["outputs"],
-            {"obs": b, "mem_k": {1: "B"}, "mem_v": {1: "B"}},
-            opset,
-        )
-        _export(
-            DecoderGraph(tok),
-            (torch.zeros(B, K, tok.code_dim), torch.tensor([1, K])),
-            os.path.join(out_dir, mf.FILES["decoder"]),
-            mf.IO["decoder"]["inputs"],
-            mf.IO["decoder"]["outputs"],
-            {"codes": b, "num_tokens": b, "actions": b},
-            opset,
-        )
-        _export(
-            EncoderGraph(tok),
-            (torch.zeros(B, tok.horizon, tok.action_dim),),
-            os.path.join(out_dir, mf.FILES["encoder"]),
-            mf.IO["encoder"]["inputs"],
-            mf.IO["encoder"]["outputs"],
-            {"actions": b, "ids": b},
-            opset,
-        )
+        _export(StepGraph(pol), (torch.zeros(B, dtype=torch.long), torch.tensor([1]), cache, cache, mem, mem),
+                os.path.join(out_dir, mf.FILES["step"]), mf.IO["step"]["inputs"], mf.IO["step"]["outputs"],
+                {"token": b, "past_k": {1: "B"}, "past_v": {1: "B"}, "mem_k": {1: "B"}, "mem_v": {1: "B"},
+                 "logits": b, "new_k": {1: "B"}, "new_v": {1: "B"}}, opset)
+        _export(PrefillGraph(pol), (torch.zeros(B, T, c.obs_dim),), os.path.join(out_dir, mf.FILES["prefill"]),
+                mf.IO["prefill"]["inputs"], mf.IO["prefill"]["outputs"],
+                {"obs": b, "mem_k": {1: "B"}, "mem_v": {1: "B"}}, opset)
+        _export(DecoderGraph(tok), (torch.zeros(B, K, tok.code_dim), torch.tensor([1, K])),
+                os.path.join(out_dir, mf.FILES["decoder"]), mf.IO["decoder"]["inputs"], mf.IO["decoder"]["outputs"],
+                {"codes": b, "num_tokens": b, "actions": b}, opset)
+        _export(EncoderGraph(tok), (torch.zeros(B, tok.horizon, tok.action_dim),),
+                os.path.join(out_dir, mf.FILES["encoder"]), mf.IO["encoder"]["inputs"], mf.IO["encoder"]["outputs"],
+                {"actions": b, "ids": b}, opset)
     d = manifest_for(tp, "fp32", tasks, obs_layout)
     write_manifest(os.path.join(out_dir, mf.ENTRY_FILE), d)
     return mf.validate(d, out_dir)
 
 
-def export_bundle(
-    token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, precision="fp32", check_parity=True, variants=()
-):
+def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, precision="fp32",
+                  check_parity=True, variants=()):
     """Export `token_policy` as a bundle of `precision` into out_dir.
 
     fp16/int8 bundles are converted from an fp32 export and the report carries their measured
@@ -221,13 +161,13 @@ def export_bundle(
         for p, dst in targets.items():
             if p != "fp32":
                 convert_bundle(ref_dir, staged[p], p)
-                report["variants"][p] = {"dir": dst, **variant_error(token_policy, ref_dir, staged[p])}
+                report["variants"][p] = {"dir": dst, **variant_error(token_policy, ref_dir,
+                                                                      staged[p])}
             elif p != precision:
                 report["variants"]["fp32"] = {"dir": dst}
         main = staged[precision]
-        report["bytes"] = {
-            f: os.path.getsize(os.path.join(main, f)) for f in sorted(os.listdir(main)) if f.endswith(".onnx")
-        }
+        report["bytes"] = {f: os.path.getsize(os.path.join(main, f))
+                           for f in sorted(os.listdir(main)) if f.endswith(".onnx")}
         if not report.get("ok", True):
             report["installed"] = False  # a bundle that fails parity never replaces a good one
             return report
@@ -236,7 +176,8 @@ def export_bundle(
         for p in sorted(targets, key=lambda p: p == precision):  # the main bundle last
             _install(staged[p], targets[p])
     except OSError as exc:
-        raise OutputError(f"--out: export to {out_dir} failed, previous bundle kept: {exc.strerror or exc}") from None
+        raise OutputError(f"--out: export to {out_dir} failed, previous bundle kept: "
+                          f"{exc.strerror or exc}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return report
@@ -256,20 +197,17 @@ def check_replaceable(dst, files=None) -> None:
     foreign = sorted(set(os.listdir(dst)) - known)
     if foreign:
         shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
-        raise OutputError(
-            f"--out: {dst} holds files that are not part of a bundle ({shown}); "
-            f"the export replaces the whole directory: choose a new or empty "
-            f"directory, or an existing bundle"
-        )
+        raise OutputError(f"--out: {dst} holds files that are not part of a bundle ({shown}); "
+                          f"the export replaces the whole directory: choose a new or empty "
+                          f"directory, or an existing bundle")
 
 
 def _install(staged, dst):
     try:
         replace_dir(staged, dst)
     except OSError as exc:
-        raise OutputError(
-            f"--out: cannot put the new bundle at {dst} (the previous one is unchanged): {exc.strerror or exc}"
-        ) from None
+        raise OutputError(f"--out: cannot put the new bundle at {dst} (the previous one is "
+                          f"unchanged): {exc.strerror or exc}") from None
 
 
 check_parity_fn = check_parity  # the keyword argument `check_parity` shadows the function above

@@ -2,7 +2,6 @@
 
 The onnxruntime side is oat_edge.ort_reference.OrtBundle, the numpy reference of the C++ loop.
 """
-
 import numpy as np
 import torch
 from oat_edge.ort_reference import OrtBundle, fsq_ids_to_codes
@@ -47,9 +46,8 @@ def check_parity(token_policy, out_dir, batch=3, seed=0, rtol=1e-4, atol_actions
     full_logits = pol(obs, ids_t)  # teacher-forced logits for the same tokens
     r["generate_logits_rel_err"] = _rel(logits_o, full_logits)
     # seeded sampling (informative: near-ties may legitimately flip a draw)
-    r["sampled_tokens_equal"] = bool(
-        np.array_equal(pol.generate(obs, seed=123).numpy(), ob.generate_norm(obs.numpy(), seed=123))
-    )
+    r["sampled_tokens_equal"] = bool(np.array_equal(pol.generate(obs, seed=123).numpy(),
+                                                    ob.generate_norm(obs.numpy(), seed=123)))
     # decoder on random ids with every prefix length
     ids = torch.randint(0, tok.codebook_size, (B * K, K), generator=g)
     ks = torch.arange(B * K) % K + 1
@@ -67,17 +65,10 @@ def check_parity(token_policy, out_dir, batch=3, seed=0, rtol=1e-4, atol_actions
     act_t = tp.predict(obs_raw, temperature=0.0).numpy()
     act_o = ob.act(obs_raw.numpy(), temperature=0.0)
     r["act_max_abs_err_norm"] = float(np.max(np.abs((act_o - act_t) * ob.act_scale)))
-    r["ok"] = bool(
-        r["prefill_rel_err"] <= rtol
-        and r["step_logits_rel_err"] <= rtol
-        and r["step_kv_rel_err"] <= rtol
-        and r["greedy_tokens_equal"]
-        and r["generate_logits_rel_err"] <= rtol
-        and r["decoder_max_abs_err"] <= atol_actions
-        and r["fsq_lookup_equal"]
-        and r["encoder_ids_match_frac"] >= 0.99
-        and r["act_max_abs_err_norm"] <= atol_actions
-    )
+    r["ok"] = bool(r["prefill_rel_err"] <= rtol and r["step_logits_rel_err"] <= rtol and r["step_kv_rel_err"] <= rtol
+                   and r["greedy_tokens_equal"] and r["generate_logits_rel_err"] <= rtol
+                   and r["decoder_max_abs_err"] <= atol_actions and r["fsq_lookup_equal"]
+                   and r["encoder_ids_match_frac"] >= 0.99 and r["act_max_abs_err_norm"] <= atol_actions)
     return r
 
 

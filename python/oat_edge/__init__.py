@@ -4,7 +4,6 @@
 on ONNX Runtime. Importing this package needs only numpy: no torch, no metaworld, and not even the
 compiled core (it is loaded when the first Policy is created, with a build hint if missing).
 """
-
 from oat_edge import errors
 from oat_edge.errors import BundleError, InputError, RuntimeLoadError
 from oat_edge.policy import Policy
@@ -12,12 +11,6 @@ from oat_edge.realtime import prepare_realtime_memory, thread_faults
 from oat_edge.version import __version__
 
 __all__ = [
-    "Policy",
-    "prepare_realtime_memory",
-    "thread_faults",
-    "errors",
-    "InputError",
-    "BundleError",
-    "RuntimeLoadError",
+    "Policy", "prepare_realtime_memory", "thread_faults", "errors", "InputError", "BundleError", "RuntimeLoadError",
     "__version__",
 ]

@@ -27,10 +27,8 @@ class OutputError(Exception):
 
 def _describe(exc: OSError, path) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return (
-            f"no space left on device while writing {path} (nothing was written there; "
-            f"the previous file, if any, is unchanged): free some space and run again"
-        )
+        return (f"no space left on device while writing {path} (nothing was written there; "
+                f"the previous file, if any, is unchanged): free some space and run again")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {path}: permission denied: choose a writable path"
     return f"cannot write {path}: {exc.strerror or exc}"
@@ -48,11 +46,11 @@ def _check_parent(path: str, flag: str) -> None:
     parent = os.path.dirname(os.path.abspath(path))
     anc = _nearest_existing(parent)
     if not os.path.isdir(anc):
-        raise OutputError(
-            f"{flag}: {path} cannot be created because {anc} is a file, not a directory: choose another path"
-        )
+        raise OutputError(f"{flag}: {path} cannot be created because {anc} is a file, not a "
+                          f"directory: choose another path")
     if not os.access(anc, os.W_OK | os.X_OK):
-        raise OutputError(f"{flag}: cannot write under {anc}: permission denied: choose a writable path")
+        raise OutputError(f"{flag}: cannot write under {anc}: permission denied: choose a "
+                          f"writable path")
 
 
 def check_output_file(path, flag: str = "output") -> str:
@@ -64,7 +62,8 @@ def check_output_file(path, flag: str = "output") -> str:
     if not path:
         raise OutputError(f"{flag}: expected a file path, got an empty string")
     if os.path.isdir(path):
-        raise OutputError(f"{flag}: {path} is a directory, expected a file path: give a file name inside it")
+        raise OutputError(f"{flag}: {path} is a directory, expected a file path: give a file "
+                          f"name inside it")
     _check_parent(path, flag)
     if os.path.exists(path) and not os.access(path, os.W_OK):
         # os.replace would succeed in a writable directory, but a read-only file is a signal
@@ -87,9 +86,8 @@ def check_output_dir(path, force: bool = False, flag: str = "--out") -> str:
         if not os.access(path, os.W_OK | os.X_OK):
             raise OutputError(f"{flag}: cannot write in {path}: permission denied")
         if os.listdir(path) and not force:
-            raise OutputError(
-                f"{flag}: {path} already holds results; pass --force to replace them or choose another directory"
-            )
+            raise OutputError(f"{flag}: {path} already holds results; pass --force to replace "
+                              f"them or choose another directory")
     return path
 
 

@@ -3,19 +3,13 @@ the same engine and the same checks as the C++ loader (cpp/src/bundle.cpp), so `
 and `Policy()` accept and reject the same bundles. The expected names, element types and shapes
 come from the `graphs` table of bundle_schema.json, resolved with the manifest's dimensions.
 """
-
 import os
 
 from .errors import BundleError
 from .manifest import MANIFEST_KEY, SCHEMA, dims, graph_files, parse, validate
 
-_ELEM = {
-    "tensor(float)": "float32",
-    "tensor(int64)": "int64",
-    "tensor(float16)": "float16",
-    "tensor(double)": "float64",
-    "tensor(int32)": "int32",
-}
+_ELEM = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16",
+         "tensor(double)": "float64", "tensor(int32)": "int32"}
 
 
 def _fmt(shape):
@@ -33,11 +27,9 @@ def open_graph(bundle_dir, name):
     try:
         return ort.InferenceSession(os.path.join(bundle_dir, name), so, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for every load failure
-        raise BundleError(
-            f"ONNX Runtime could not load graph '{name}' from {bundle_dir}: {e}. The file is not a "
-            "valid ONNX graph for this runtime (damaged, not ONNX, or made for a newer ONNX Runtime); "
-            "re-export the bundle or upgrade onnxruntime."
-        ) from None
+        raise BundleError(f"ONNX Runtime could not load graph '{name}' from {bundle_dir}: {e}. The file is not a "
+                          "valid ONNX graph for this runtime (damaged, not ONNX, or made for a newer ONNX Runtime); "
+                          "re-export the bundle or upgrade onnxruntime.") from None
 
 
 def check_graph(graph_name, session, d):
@@ -47,11 +39,9 @@ def check_graph(graph_name, session, d):
     got = {"inputs": {a.name: a for a in session.get_inputs()}, "outputs": {a.name: a for a in session.get_outputs()}}
     want_names = {side: [t[0] for t in spec[side]] for side in ("inputs", "outputs")}
     if any(sorted(got[s]) != sorted(want_names[s]) for s in ("inputs", "outputs")):
-        raise BundleError(
-            f"{graph_name} graph I/O is [{', '.join(got['inputs'])}] -> [{', '.join(got['outputs'])}], "
-            f"the bundle contract says [{', '.join(want_names['inputs'])}] -> "
-            f"[{', '.join(want_names['outputs'])}]: the bundle is inconsistent, re-export it"
-        )
+        raise BundleError(f"{graph_name} graph I/O is [{', '.join(got['inputs'])}] -> [{', '.join(got['outputs'])}], "
+                          f"the bundle contract says [{', '.join(want_names['inputs'])}] -> "
+                          f"[{', '.join(want_names['outputs'])}]: the bundle is inconsistent, re-export it")
     shapes = {}
     for side in ("inputs", "outputs"):
         for name, elem, dim_names in spec[side]:
@@ -61,17 +51,13 @@ def check_graph(graph_name, session, d):
                 raise BundleError(f"{what} is not a tensor; re-export the bundle")
             g_elem = _ELEM.get(arg.type, arg.type)
             if g_elem != elem:
-                raise BundleError(
-                    f"{what} has element type {g_elem}, expected {elem} (graph I/O stays "
-                    "float32/int64 even for fp16/int8 weights); re-export the bundle"
-                )
+                raise BundleError(f"{what} has element type {g_elem}, expected {elem} (graph I/O stays "
+                                  "float32/int64 even for fp16/int8 weights); re-export the bundle")
             g_shape = [x if isinstance(x, int) and x > 0 else -1 for x in (arg.shape or [])]
             want = [x if isinstance(x, int) else (0 if x == "B" else n[x]) for x in dim_names]
             if len(g_shape) != len(want) or any(w > 0 and g > 0 and w != g for w, g in zip(want, g_shape)):
-                raise BundleError(
-                    f"{what} has shape {_fmt(g_shape)}, the manifest implies {_fmt(want)}: "
-                    "the bundle is inconsistent, re-export it"
-                )
+                raise BundleError(f"{what} has shape {_fmt(g_shape)}, the manifest implies {_fmt(want)}: "
+                                  "the bundle is inconsistent, re-export it")
             shapes[name] = g_shape
     return shapes
 
@@ -84,21 +70,15 @@ def load_checked(bundle_dir, entry):
     try:
         props = step.get_modelmeta().custom_metadata_map
     except UnicodeDecodeError as e:  # the C++ parser reads the same bytes and rejects them as JSON
-        raise BundleError(
-            f"invalid bundle manifest: not valid JSON (ill-formed UTF-8: {e}). "
-            "Re-export the bundle with oat_edge's exporter."
-        ) from None
+        raise BundleError(f"invalid bundle manifest: not valid JSON (ill-formed UTF-8: {e}). "
+                          "Re-export the bundle with oat_edge's exporter.") from None
     if MANIFEST_KEY not in props:
-        raise BundleError(
-            f"{entry} has no '{MANIFEST_KEY}' metadata: it is not an oat_edge bundle entry file. "
-            "Export one with oat_edge's exporter."
-        )
+        raise BundleError(f"{entry} has no '{MANIFEST_KEY}' metadata: it is not an oat_edge bundle entry file. "
+                          "Export one with oat_edge's exporter.")
     d = validate(parse(props[MANIFEST_KEY]), bundle_dir)
     if d["files"]["step"] != entry:
-        raise BundleError(
-            f"manifest files.step is '{d['files']['step']}' but the entry file is '{entry}': "
-            "the entry file must be the step graph; re-export the bundle"
-        )
+        raise BundleError(f"manifest files.step is '{d['files']['step']}' but the entry file is '{entry}': "
+                          "the entry file must be the step graph; re-export the bundle")
     sessions = {"step": step}
     for role, name in graph_files(d).items():
         if role != "step":
@@ -113,10 +93,8 @@ def _run(session, graph, feeds):
     try:
         return session.run(None, feeds)
     except Exception as e:  # ORT's own exception types
-        raise BundleError(
-            f"ONNX Runtime failed while running the {graph} graph: {e}. The graphs may not match "
-            "the manifest; re-export the bundle."
-        ) from None
+        raise BundleError(f"ONNX Runtime failed while running the {graph} graph: {e}. The graphs may not match "
+                          "the manifest; re-export the bundle.") from None
 
 
 def dry_run(sessions, d, batch=1):
@@ -132,32 +110,16 @@ def dry_run(sessions, d, batch=1):
     cb = d["tokenizer"]["codebook_size"]
     ids, token = np.zeros((B, K), np.int64), np.full(B, d["policy"]["bos_id"], np.int64)
     for t in range(K):
-        outs = dict(
-            zip(
-                out_names,
-                _run(
-                    step,
-                    "step",
-                    {
-                        "token": token,
-                        "step": np.array([t], np.int64),
-                        "past_k": past_k,
-                        "past_v": past_v,
-                        "mem_k": mem_k,
-                        "mem_v": mem_v,
-                    },
-                ),
-            )
-        )
+        outs = dict(zip(out_names, _run(step, "step", {
+            "token": token, "step": np.array([t], np.int64),
+            "past_k": past_k, "past_v": past_v, "mem_k": mem_k, "mem_v": mem_v})))
         logits = outs["logits"][:, :cb]
         finite = np.isfinite(logits)
         if not finite.all():
             bad = np.flatnonzero(~finite.all(axis=0))
-            raise BundleError(
-                f"the step graph produced a non-finite logit (id {bad[0]}); the bundle's weights or "
-                "inputs are broken: re-export it and check the parity report"
-            )
-        past_k[:, :, :, t : t + 1], past_v[:, :, :, t : t + 1] = outs["new_k"], outs["new_v"]
+            raise BundleError(f"the step graph produced a non-finite logit (id {bad[0]}); the bundle's weights or "
+                              "inputs are broken: re-export it and check the parity report")
+        past_k[:, :, :, t:t + 1], past_v[:, :, :, t:t + 1] = outs["new_k"], outs["new_v"]
         token = ids[:, t] = np.argmax(logits, axis=1)
     levels = np.asarray(d["tokenizer"]["fsq_levels"], np.int64)
     basis = np.concatenate([[1], np.cumprod(levels[:-1])])
@@ -166,7 +128,5 @@ def dry_run(sessions, d, batch=1):
     (actions,) = _run(sessions["decoder"], "decoder", {"codes": codes, "num_tokens": np.full(B, K, np.int64)})
     bad = np.flatnonzero(~np.isfinite(actions.ravel()))
     if bad.size:
-        raise BundleError(
-            f"the decoder graph produced a non-finite action (flat index {bad[0]}); the bundle is "
-            "broken: re-export it and check the parity report"
-        )
+        raise BundleError(f"the decoder graph produced a non-finite action (flat index {bad[0]}); the bundle is "
+                          "broken: re-export it and check the parity report")

@@ -23,23 +23,9 @@ from .control.telemetry import Telemetry
 from .errors import InputError
 from .sd_notify import ServiceNotifier
 
-_PRINTED = (
-    "cycles",
-    "achieved_hz",
-    "jitter_ms",
-    "inference_ms",
-    "tokens_hist",
-    "overruns",
-    "held",
-    "replans_without_obs",
-    "errors",
-    "episodes",
-    "successes",
-    "interrupted",
-    "rt_priority",
-    "rt_memory",
-    "telemetry",
-)
+_PRINTED = ("cycles", "achieved_hz", "jitter_ms", "inference_ms", "tokens_hist", "overruns", "held",
+            "replans_without_obs", "errors", "episodes", "successes", "interrupted", "rt_priority",
+            "rt_memory", "telemetry")
 
 
 class _SimPlant:
@@ -71,19 +57,17 @@ class _SimPlant:
 
 def _make_env(policy, task):
     from .sim.metaworld_env import MetaWorldEnv
-
     info = policy.info
     tasks = list(info_field(info, "tasks") or [])
     task = task or (tasks[0] if tasks else None)
     if task is None:
         raise InputError("the bundle declares no tasks: pass --task")
-    return MetaWorldEnv(
-        task, tasks=tasks, n_obs_steps=int(info_field(info, "n_obs_steps")), obs_dim=int(info_field(info, "obs_dim"))
-    )
+    return MetaWorldEnv(task, tasks=tasks, n_obs_steps=int(info_field(info, "n_obs_steps")),
+                        obs_dim=int(info_field(info, "obs_dim")))
 
 
 def _live_line(loop: ControlLoop, hz: float, episodes: dict) -> str | None:
-    recent = loop.records[-int(hz) :]
+    recent = loop.records[-int(hz):]
     if not recent:
         return None
     rec = recent[-1]
@@ -91,13 +75,11 @@ def _live_line(loop: ControlLoop, hz: float, episodes: dict) -> str | None:
     lat = [r["inference_ms"] for r in recent if r["inference_ms"] is not None]
     tok = [r["tokens_used"] for r in recent if r["tokens_used"] is not None]
     tel = "".join(f"  {k}={rec[k]:.0f}" for k in ("gpu_load_pct", "power_total_mw") if k in rec)
-    return (
-        f"cycle {rec['cycle']:6d}  jitter p99 {np.percentile(jit, 99) if jit else 0:.3f} ms  "
-        f"act {np.median(lat) if lat else float('nan'):6.1f} ms  tokens "
-        f"{tok[-1] if tok else '-'}  overruns {sum(r['overrun'] for r in loop.records)}  "
-        f"held {sum(r['held'] for r in recent)}/{len(recent)}  episodes "
-        f"{episodes['success']}/{episodes['n']}{tel}"
-    )
+    return (f"cycle {rec['cycle']:6d}  jitter p99 {np.percentile(jit, 99) if jit else 0:.3f} ms  "
+            f"act {np.median(lat) if lat else float('nan'):6.1f} ms  tokens "
+            f"{tok[-1] if tok else '-'}  overruns {sum(r['overrun'] for r in loop.records)}  "
+            f"held {sum(r['held'] for r in recent)}/{len(recent)}  episodes "
+            f"{episodes['success']}/{episodes['n']}{tel}")
 
 
 def _print_live(loop: ControlLoop, hz: float, episodes: dict, stop: threading.Event) -> None:
@@ -116,10 +98,8 @@ def _print_live(loop: ControlLoop, hz: float, episodes: dict, stop: threading.Ev
 @contextlib.contextmanager
 def _signals_stop_the_loop():
     """SIGTERM (systemd, kill) stops the run like Ctrl-C does: summary written, threads stopped."""
-
     def stop(signum, frame):
         raise KeyboardInterrupt
-
     if threading.current_thread() is not threading.main_thread():  # only there can it be set
         yield
         return
@@ -148,7 +128,8 @@ def _drive(loop: ControlLoop, a, episodes: dict) -> bool:
     """Run the loop; True when it was interrupted. The loop's threads are stopped either way."""
     stop = threading.Event()
     if not a.quiet:
-        threading.Thread(target=_print_live, args=(loop, a.hz, episodes, stop), name="oat-live", daemon=True).start()
+        threading.Thread(target=_print_live, args=(loop, a.hz, episodes, stop), name="oat-live",
+                         daemon=True).start()
     try:
         # under systemd (deploy/oat-edge.service): READY=1 once cycling, then watchdog pings
         loop.run(a.cycles, on_cycle=ServiceNotifier.from_env().cycle)
@@ -170,26 +151,21 @@ def _report(loop: ControlLoop, a, s: dict) -> int:
     print(json.dumps({k: s[k] for k in _PRINTED if k in s}, indent=2))
     if s.get("chunks_used", 0) == 0:
         first = s["error_messages"][0] if s.get("error_messages") else "none recorded"
-        print(
-            f"oat-edge: error: no inference succeeded in {s['cycles']} cycles "
-            f"({s['errors']} errors, first: {first}; {s['replans_without_obs']} replans without "
-            f"a fresh observation): the robot was only ever held",
-            file=sys.stderr,
-        )
+        print(f"oat-edge: error: no inference succeeded in {s['cycles']} cycles "
+              f"({s['errors']} errors, first: {first}; {s['replans_without_obs']} replans without "
+              f"a fresh observation): the robot was only ever held", file=sys.stderr)
         return 1
     return 0
 
 
 def run(a) -> int:
     from . import Policy
-
     for path, flag in ((a.csv, "--csv"), (a.json, "--json")):
         if path:
             check_output_file(path, flag)
     rt_memory = None
     if a.rt_memory:  # before the Policy exists, so its sessions are allocated under the new rules
         from .realtime import prepare_realtime_memory
-
         rt_memory = prepare_realtime_memory()["message"]
         print(f"rt memory: {rt_memory}", file=sys.stderr)
     policy = Policy(a.bundle, device=a.device, threads=a.threads)
@@ -199,32 +175,18 @@ def run(a) -> int:
         telemetry = None
     try:
         plant.loop = loop = ControlLoop(
-            policy,
-            plant.get_obs,
-            plant.send,
-            hz=a.hz,
-            n_action_steps=a.n_action_steps,
-            max_tokens=a.max_tokens,
-            latency_budget_ms=a.latency_budget_ms,
-            temperature=a.temperature,
-            top_k=a.top_k,
-            seed=a.seed,
-            background=not a.sync,
-            telemetry=telemetry,
-            rt_priority=a.rt_priority,
-            max_obs_age_s=None if a.max_obs_age_ms is None else a.max_obs_age_ms / 1e3,
-        )
+            policy, plant.get_obs, plant.send, hz=a.hz, n_action_steps=a.n_action_steps,
+            max_tokens=a.max_tokens, latency_budget_ms=a.latency_budget_ms,
+            temperature=a.temperature, top_k=a.top_k, seed=a.seed, background=not a.sync,
+            telemetry=telemetry, rt_priority=a.rt_priority,
+            max_obs_age_s=None if a.max_obs_age_ms is None else a.max_obs_age_ms / 1e3)
         with _signals_stop_the_loop():
             interrupted = _drive(loop, a, plant.episodes)
     finally:
         if telemetry is not None:
             telemetry.stop()
     s = loop.summary()
-    s.update(
-        episodes=plant.episodes["n"],
-        successes=plant.episodes["success"],
-        interrupted=interrupted,
-        telemetry="jtop" if telemetry is not None else "absent",
-        rt_memory=rt_memory,
-    )
+    s.update(episodes=plant.episodes["n"], successes=plant.episodes["success"],
+             interrupted=interrupted, telemetry="jtop" if telemetry is not None else "absent",
+             rt_memory=rt_memory)
     return _report(loop, a, s)

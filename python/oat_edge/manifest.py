@@ -5,7 +5,6 @@ C++ core embeds at build time and interprets the same way (cpp/src/manifest.cpp)
 and bad manifests (tests/export/manifest_cases.json) is run against both. numpy/json only; `onnxruntime`
 is imported lazily by `load_manifest`.
 """
-
 import json
 import math
 import os
@@ -38,73 +37,28 @@ def _version():
     return getattr(sys.modules.get("oat_edge"), "__version__", "0.1.0")
 
 
-def build_manifest(
-    *,
-    kind,
-    num_tokens,
-    fsq_levels,
-    horizon,
-    action_dim,
-    n_layers,
-    n_heads,
-    head_dim,
-    n_obs_steps,
-    obs_dim,
-    n_action_steps,
-    obs_scale,
-    obs_offset,
-    action_scale,
-    action_offset,
-    action_low,
-    action_high,
-    has_encoder=True,
-    temperature=1.0,
-    top_k=10,
-    precision="fp32",
-    tasks=(),
-    obs_layout="",
-    control_hz=None,
-):
+def build_manifest(*, kind, num_tokens, fsq_levels, horizon, action_dim,
+                   n_layers, n_heads, head_dim, n_obs_steps, obs_dim, n_action_steps,
+                   obs_scale, obs_offset, action_scale, action_offset, action_low, action_high,
+                   has_encoder=True, temperature=1.0, top_k=10, precision="fp32",
+                   tasks=(), obs_layout="", control_hz=None):
     """Assemble a manifest dict from plain numbers/lists and validate it (no file check)."""
     levels = [int(l) for l in fsq_levels]
     cb = math.prod(levels)
     fl = lambda v: [float(x) for x in v]  # noqa: E731  (numpy / torch lists -> JSON floats)
     d = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "producer": f"oat_edge {_version()}",
-        "tokenizer": {
-            "kind": str(kind),
-            "num_tokens": int(num_tokens),
-            "fsq_levels": levels,
-            "codebook_size": cb,
-            "horizon": int(horizon),
-            "action_dim": int(action_dim),
-        },
-        "policy": {
-            "vocab_size": cb + 1,
-            "bos_id": cb,
-            "n_layers": int(n_layers),
-            "n_heads": int(n_heads),
-            "head_dim": int(head_dim),
-            "n_obs_steps": int(n_obs_steps),
-            "obs_dim": int(obs_dim),
-            "n_action_steps": int(n_action_steps),
-        },
-        "normalization": {
-            "obs_scale": fl(obs_scale),
-            "obs_offset": fl(obs_offset),
-            "action_scale": fl(action_scale),
-            "action_offset": fl(action_offset),
-            "action_low": fl(action_low),
-            "action_high": fl(action_high),
-        },
+        "format": FORMAT, "format_version": FORMAT_VERSION, "producer": f"oat_edge {_version()}",
+        "tokenizer": {"kind": str(kind), "num_tokens": int(num_tokens), "fsq_levels": levels,
+                      "codebook_size": cb, "horizon": int(horizon), "action_dim": int(action_dim)},
+        "policy": {"vocab_size": cb + 1, "bos_id": cb, "n_layers": int(n_layers), "n_heads": int(n_heads),
+                   "head_dim": int(head_dim), "n_obs_steps": int(n_obs_steps), "obs_dim": int(obs_dim),
+                   "n_action_steps": int(n_action_steps)},
+        "normalization": {"obs_scale": fl(obs_scale), "obs_offset": fl(obs_offset),
+                          "action_scale": fl(action_scale), "action_offset": fl(action_offset),
+                          "action_low": fl(action_low), "action_high": fl(action_high)},
         "files": {k: v for k, v in FILES.items() if has_encoder or k != "encoder"},
-        "io": {
-            k: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"])}
-            for k, v in IO.items()
-            if has_encoder or k != "encoder"
-        },
+        "io": {k: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"])}
+               for k, v in IO.items() if has_encoder or k != "encoder"},
         "sampling": {"temperature": float(temperature), "top_k": int(top_k)},
         "precision": str(precision),
         "tasks": [str(t) for t in tasks],
@@ -175,13 +129,8 @@ def parse(text):
     if _depth(text) > MAX_DEPTH:
         _fail(f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        d = json.loads(
-            text,
-            object_pairs_hook=_no_duplicates,
-            parse_constant=_reject_constant,
-            parse_float=_json_float,
-            parse_int=_json_int,
-        )
+        d = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+                       parse_float=_json_float, parse_int=_json_int)
     except (json.JSONDecodeError, RecursionError) as e:
         _fail(f"not valid JSON ({e})")
     try:  # a lone UTF-16 surrogate escape ("\ud800") decodes in Python but is not text
@@ -239,11 +188,8 @@ def _check_int(d, path, v, rule):
     lo, _ = _bound(d, rule["min"])
     hi, hi_name = _bound(d, rule["max"])
     if not lo <= v <= hi:
-        _fail(
-            f"field '{path}' expected an integer in [{lo}, {hi}]"
-            + (f" (max = {hi_name})" if isinstance(rule["max"], dict) else "")
-            + f", got {v}"
-        )
+        _fail(f"field '{path}' expected an integer in [{lo}, {hi}]"
+              + (f" (max = {hi_name})" if isinstance(rule["max"], dict) else "") + f", got {v}")
     if "equals" in rule:
         want, name = _bound(d, rule["equals"])
         if v != want:
@@ -283,11 +229,9 @@ def _check_version(d, path, v, rule):
     if not _is_int(v):
         _fail(f"field '{path}' expected an integer, got {_show(v)}")
     if v != FORMAT_VERSION:
-        raise BundleError(
-            f"bundle format_version {v}, this runtime reads {FORMAT_VERSION}: re-export the bundle "
-            f"with the oat_edge exporter that matches this runtime, or install an oat_edge runtime "
-            f"that reads version {v}"
-        )
+        raise BundleError(f"bundle format_version {v}, this runtime reads {FORMAT_VERSION}: re-export the bundle "
+                          f"with the oat_edge exporter that matches this runtime, or install an oat_edge runtime "
+                          f"that reads version {v}")
 
 
 def _check_string(d, path, v, rule):
@@ -331,10 +275,8 @@ def _check_float32_list(d, path, v, rule):
         with np.errstate(over="ignore"):
             ends = (np.float32([-1, 1])[:, None] - np.asarray(vals, np.float32)) / scales
         for i in np.flatnonzero(~np.isfinite(ends).all(axis=0)):
-            _fail(
-                f"field '{path}[{i}]' expected (x - offset) / {other}[{i}] finite in float32 for x in [-1, 1], "
-                f"got offset {_show(v[i])} with scale {_show(_lookup(d, other)[0][i])}"
-            )
+            _fail(f"field '{path}[{i}]' expected (x - offset) / {other}[{i}] finite in float32 for x in [-1, 1], "
+                  f"got offset {_show(v[i])} with scale {_show(_lookup(d, other)[0][i])}")
     if "not_above" in rule:
         other = rule["not_above"]
         for i, (a, b) in enumerate(zip(vals, _lookup(d, other)[0])):
@@ -360,17 +302,10 @@ def _check_io_names(d, path, v, rule):
 
 
 # the schema's field types -> their check (d, path, value, rule)
-_CHECKS = {
-    "version": _check_version,
-    "string": _check_string,
-    "file_name": _check_string,
-    "int": _check_int,
-    "int_list": _check_int_list,
-    "float32": _check_float32,
-    "float32_list": _check_float32_list,
-    "string_list": _check_string_list,
-    "io_names": _check_io_names,
-}
+_CHECKS = {"version": _check_version, "string": _check_string, "file_name": _check_string,
+           "int": _check_int, "int_list": _check_int_list, "float32": _check_float32,
+           "float32_list": _check_float32_list, "string_list": _check_string_list,
+           "io_names": _check_io_names}
 
 
 def _check_rule(d, rule):
@@ -422,13 +357,10 @@ def check_graph_file(bundle_dir, name, role):
         st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            raise BundleError(
-                f"{where} is a dangling symbolic link (to '{os.readlink(path)}'): "
-                "copy the whole bundle directory, not links into it"
-            ) from None
-        raise BundleError(
-            f"{where} not found: copy the whole bundle directory (model.onnx and its sibling graphs) together"
-        ) from None
+            raise BundleError(f"{where} is a dangling symbolic link (to '{os.readlink(path)}'): "
+                              "copy the whole bundle directory, not links into it") from None
+        raise BundleError(f"{where} not found: copy the whole bundle directory (model.onnx and its sibling "
+                          "graphs) together") from None
     except OSError as e:
         raise BundleError(_open_error(where, e)) from None
     if stat.S_ISDIR(st.st_mode):
@@ -458,9 +390,8 @@ def entry_path(path):
     if os.path.isdir(path):
         bundle_dir, name = os.path.abspath(path), ENTRY_FILE
         if not os.path.lexists(os.path.join(bundle_dir, name)):
-            raise BundleError(
-                f"bundle directory {path} has no {ENTRY_FILE}: pass a directory written by oat_edge export"
-            )
+            raise BundleError(f"bundle directory {path} has no {ENTRY_FILE}: pass a directory written by "
+                              "oat_edge export")
     elif os.path.lexists(path):
         bundle_dir, name = os.path.dirname(os.path.abspath(path)), os.path.basename(path)
     else:

@@ -5,7 +5,6 @@ Search order: explicit argument -> $OAT_EDGE_ORT_LIBRARY -> the installed `onnxr
 the system: ld.so paths, /usr/lib, ...). The wheel is located with importlib.util.find_spec,
 never imported: importing it would load a second copy of ORT into the process for nothing.
 """
-
 from __future__ import annotations
 
 import glob
@@ -37,14 +36,12 @@ def _checked(path: str, source: str) -> str:
         if found is None:
             raise RuntimeLoadError(
                 f"{source} names the directory {path!r}, which holds no {_LIB_GLOB}: expected the "
-                "path of libonnxruntime.so.<version> (or a directory holding it)"
-            )
+                "path of libonnxruntime.so.<version> (or a directory holding it)")
         return os.path.abspath(found)
     if not os.path.isfile(path):
         raise RuntimeLoadError(
             f"{source} names {path!r}, which does not exist: expected the path of "
-            f"libonnxruntime.so.<version>; fix the path, or unset it to use the onnxruntime wheel"
-        )
+            f"libonnxruntime.so.<version>; fix the path, or unset it to use the onnxruntime wheel")
     return os.path.abspath(path)
 
 

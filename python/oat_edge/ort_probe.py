@@ -29,10 +29,8 @@ SYSTEM_NAMES = ("libonnxruntime.so.1", "libonnxruntime.so")
 
 
 class _ApiBase(ctypes.Structure):
-    _fields_ = [
-        ("GetApi", ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint32)),
-        ("GetVersionString", ctypes.CFUNCTYPE(ctypes.c_char_p)),
-    ]
+    _fields_ = [("GetApi", ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_uint32)),
+                ("GetVersionString", ctypes.CFUNCTYPE(ctypes.c_char_p))]
 
 
 def _slot(api: int, index: int, restype, *argtypes):
@@ -43,21 +41,16 @@ def _slot(api: int, index: int, restype, *argtypes):
 def _providers(api: int) -> list[str]:
     names = ctypes.POINTER(ctypes.c_char_p)()
     count = ctypes.c_int(0)
-    status = _slot(
-        api,
-        _SLOT_GET_AVAILABLE_PROVIDERS,
-        ctypes.c_void_p,
-        ctypes.POINTER(ctypes.POINTER(ctypes.c_char_p)),
-        ctypes.POINTER(ctypes.c_int),
-    )(ctypes.byref(names), ctypes.byref(count))
+    status = _slot(api, _SLOT_GET_AVAILABLE_PROVIDERS, ctypes.c_void_p,
+                   ctypes.POINTER(ctypes.POINTER(ctypes.c_char_p)), ctypes.POINTER(ctypes.c_int))(
+        ctypes.byref(names), ctypes.byref(count))
     if status:
         msg = _slot(api, _SLOT_GET_ERROR_MESSAGE, ctypes.c_char_p, ctypes.c_void_p)(status)
         _slot(api, _SLOT_RELEASE_STATUS, None, ctypes.c_void_p)(status)
         raise OSError(f"GetAvailableProviders failed: {msg.decode(errors='replace')}")
     out = [names[i].decode() for i in range(count.value)]
-    _slot(api, _SLOT_RELEASE_AVAILABLE_PROVIDERS, ctypes.c_void_p, ctypes.POINTER(ctypes.c_char_p), ctypes.c_int)(
-        names, count
-    )
+    _slot(api, _SLOT_RELEASE_AVAILABLE_PROVIDERS, ctypes.c_void_p,
+          ctypes.POINTER(ctypes.c_char_p), ctypes.c_int)(names, count)
     return out
 
 
@@ -112,17 +105,14 @@ def _resolved_path(name: str) -> str:
 def probe_in_child(path: str, timeout: float = 60.0) -> dict:
     """probe() in a fresh interpreter: a library that crashes the loader becomes an error, not a crash."""
     try:
-        res = subprocess.run(
-            [sys.executable, "-m", "oat_edge.ort_probe", path], capture_output=True, text=True, timeout=timeout
-        )
+        res = subprocess.run([sys.executable, "-m", "oat_edge.ort_probe", path], capture_output=True,
+                             text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise OSError(f"loading {path or 'the system ONNX Runtime'} did not finish in {timeout:.0f} s") from None
     lines = res.stdout.strip().splitlines()
     if res.returncode < 0:
-        raise OSError(
-            f"loading {path or 'the system ONNX Runtime'} killed the process with signal "
-            f"{-res.returncode}: the file is damaged or not a library for this machine"
-        )
+        raise OSError(f"loading {path or 'the system ONNX Runtime'} killed the process with signal "
+                      f"{-res.returncode}: the file is damaged or not a library for this machine")
     try:
         out = json.loads(lines[-1])
     except (IndexError, ValueError):

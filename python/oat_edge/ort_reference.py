@@ -6,7 +6,6 @@ docs/DESIGN.md step by step (prefill, fixed-size KV cache, oat_edge.sampling, FS
 clamp, unnormalize) with numpy buffers allocated per call: simple on purpose, it is the
 reference, not the fast path.
 """
-
 from __future__ import annotations
 
 import os
@@ -37,10 +36,8 @@ class OrtBundle:
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.sess = {
-            g: ort.InferenceSession(os.path.join(bundle_dir, f), so, providers=list(providers))
-            for g, f in self.m["files"].items()
-        }
+        self.sess = {g: ort.InferenceSession(os.path.join(bundle_dir, f), so, providers=list(providers))
+                     for g, f in self.m["files"].items()}
         t, p = self.m["tokenizer"], self.m["policy"]
         self.K, self.levels, self.cb = t["num_tokens"], t["fsq_levels"], t["codebook_size"]
         self.cache_shape = (p["n_layers"], p["n_heads"], self.K, p["head_dim"])
@@ -54,22 +51,12 @@ class OrtBundle:
         return self.sess["prefill"].run(None, {"obs": np.asarray(obs_norm, np.float32)})
 
     def step(self, token, t, past_k, past_v, mem_k, mem_v):
-        return self.sess["step"].run(
-            None,
-            {
-                "token": np.asarray(token, np.int64),
-                "step": np.array([t], np.int64),
-                "past_k": past_k,
-                "past_v": past_v,
-                "mem_k": mem_k,
-                "mem_v": mem_v,
-            },
-        )
+        return self.sess["step"].run(None, {"token": np.asarray(token, np.int64), "step": np.array([t], np.int64),
+                                            "past_k": past_k, "past_v": past_v, "mem_k": mem_k, "mem_v": mem_v})
 
     def decode(self, codes, num_tokens):
-        return self.sess["decoder"].run(
-            None, {"codes": np.asarray(codes, np.float32), "num_tokens": np.asarray(num_tokens, np.int64)}
-        )[0]
+        return self.sess["decoder"].run(None, {"codes": np.asarray(codes, np.float32),
+                                               "num_tokens": np.asarray(num_tokens, np.int64)})[0]
 
     def encode(self, actions_norm):
         return self.sess["encoder"].run(None, {"actions": np.asarray(actions_norm, np.float32)})[0]
@@ -89,8 +76,8 @@ class OrtBundle:
         ids, logits_all = [], []
         for t in range(k):
             logits, nk, nv = self.step(tok, t, pk, pv, mem_k, mem_v)
-            pk[:, :, :, t : t + 1] = nk
-            pv[:, :, :, t : t + 1] = nv
+            pk[:, :, :, t:t + 1] = nk
+            pv[:, :, :, t:t + 1] = nv
             tok = sampling.sample_batch(logits, self.cb, temperature, top_k, rng)
             ids.append(tok)
             logits_all.append(logits)

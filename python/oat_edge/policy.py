@@ -6,7 +6,6 @@ dtypes, NaN, option ranges, batch limits) is the C++ core's, which raises `Input
 argument, what was expected and what was given; `check_options` asks the core the same question
 act() would, without running anything.
 """
-
 from __future__ import annotations
 
 import os
@@ -38,9 +37,8 @@ def _path(name: str, value: Any) -> str:
     try:
         return os.fspath(value)
     except TypeError:
-        raise InputError(
-            f"{name}: expected a path (str or os.PathLike), got {type(value).__name__} {value!r}"
-        ) from None
+        got = f"{type(value).__name__} {value!r}"
+        raise InputError(f"{name}: expected a path (str or os.PathLike), got {got}") from None
 
 
 def _as_array(name: str, value: Any) -> np.ndarray:
@@ -61,9 +59,8 @@ def _float32(name: str, arr: np.ndarray) -> np.ndarray:
     overflow = np.isinf(out) & np.isfinite(arr)
     if overflow.any():
         idx = tuple(int(i) for i in np.argwhere(overflow)[0])
-        raise InputError(
-            f"{name}: {float(arr[idx])} at index {idx} is too large for float32; expected values within float32 range"
-        )
+        raise InputError(f"{name}: {float(arr[idx])} at index {idx} is too large for float32; "
+                         "expected values within float32 range")
     return out
 
 
@@ -80,33 +77,16 @@ class Policy:
     (see oat_edge.ort_library).
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike,
-        device: str | None = None,
-        threads: int | None = None,
-        allow_cpu_fallback: bool | None = None,
-        max_batch: int | None = None,
-        ort_library: str | os.PathLike | None = None,
-        *,
-        batch_limit: int | None = None,
-        spin_wait: bool | None = None,
-        optimized_model_dir: str | os.PathLike | None = None,
-        trt_cache_dir: str | os.PathLike | None = None,
-        trt_fp16: bool | None = None,
-        warmup: bool | None = None,
-    ):
+    def __init__(self, path: str | os.PathLike, device: str | None = None, threads: int | None = None,
+                 allow_cpu_fallback: bool | None = None, max_batch: int | None = None,
+                 ort_library: str | os.PathLike | None = None, *, batch_limit: int | None = None,
+                 spin_wait: bool | None = None, optimized_model_dir: str | os.PathLike | None = None,
+                 trt_cache_dir: str | os.PathLike | None = None, trt_fp16: bool | None = None,
+                 warmup: bool | None = None):
         core = _load_core()
-        options = dict(
-            device=device,
-            threads=threads,
-            allow_cpu_fallback=allow_cpu_fallback,
-            max_batch=max_batch,
-            batch_limit=batch_limit,
-            spin_wait=spin_wait,
-            trt_fp16=trt_fp16,
-            warmup=warmup,
-        )
+        options = dict(device=device, threads=threads, allow_cpu_fallback=allow_cpu_fallback,
+                       max_batch=max_batch, batch_limit=batch_limit, spin_wait=spin_wait,
+                       trt_fp16=trt_fp16, warmup=warmup)
         options = {k: v for k, v in options.items() if v is not None}
         for name, value in (("optimized_model_dir", optimized_model_dir), ("trt_cache_dir", trt_cache_dir)):
             if value is not None:
@@ -119,8 +99,7 @@ class Policy:
                 raise
             raise RuntimeLoadError(
                 f"{err} (oat_edge found no onnxruntime/onnxruntime-gpu wheel and ${ENV_VAR} is unset, "
-                f"so only the system was searched; `pip install onnxruntime` is the simplest fix)"
-            ) from err
+                f"so only the system was searched; `pip install onnxruntime` is the simplest fix)") from err
         self._info = PolicyInfo.from_core(self._core.info)
         self._obs_rank = len(self._info.inputs[0].shape)
         self.last_stats: dict | None = None
@@ -138,42 +117,21 @@ class Policy:
 
     def __repr__(self) -> str:
         i = self._info
-        return (
-            f"oat_edge.Policy({i.bundle_dir!r}, provider={i.provider!r}, K={i.num_tokens}, "
-            f"obs={[i.n_obs_steps, i.obs_dim]}, chunk={[i.horizon, i.action_dim]})"
-        )
+        return (f"oat_edge.Policy({i.bundle_dir!r}, provider={i.provider!r}, K={i.num_tokens}, "
+                f"obs={[i.n_obs_steps, i.obs_dim]}, chunk={[i.horizon, i.action_dim]})")
 
-    def check_options(
-        self,
-        max_tokens: int | None = None,
-        min_tokens: int | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        seed: int | None = None,
-        latency_budget_ms: float | None = None,
-    ) -> None:
+    def check_options(self, max_tokens: int | None = None, min_tokens: int | None = None,
+                      temperature: float | None = None, top_k: int | None = None, seed: int | None = None,
+                      latency_budget_ms: float | None = None) -> None:
         """Raise the InputError act() would raise for these options; return None when act() accepts them."""
-        self._core.check_options(
-            max_tokens=max_tokens,
-            min_tokens=min_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            seed=seed,
-            latency_budget_ms=latency_budget_ms,
-        )
+        self._core.check_options(max_tokens=max_tokens, min_tokens=min_tokens, temperature=temperature,
+                                 top_k=top_k, seed=seed, latency_budget_ms=latency_budget_ms)
 
     # ---- inference ----------------------------------------------------------------------
-    def act(
-        self,
-        obs,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        seed: int | None = None,
-        latency_budget_ms: float | None = None,
-        return_stats: bool = False,
-        min_tokens: int | None = None,
-    ):
+    def act(self, obs, max_tokens: int | None = None, temperature: float | None = None,
+            top_k: int | None = None, seed: int | None = None,
+            latency_budget_ms: float | None = None, return_stats: bool = False,
+            min_tokens: int | None = None):
         """obs [n_obs_steps, obs_dim] -> [H_a, D_a]; [B, n_obs_steps, obs_dim] -> [B, H_a, D_a].
 
         Raw units in and out. max_tokens: prefix length k, 1..K (None = K). temperature (>= 0,
@@ -182,41 +140,16 @@ class Policy:
         min_tokens (1..max_tokens), to meet the budget. return_stats=True returns (actions, stats);
         stats are also kept in `last_stats`.
         """
-        return self._run(
-            self._core.act,
-            obs,
-            return_stats,
-            max_tokens=max_tokens,
-            min_tokens=min_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            seed=seed,
-            latency_budget_ms=latency_budget_ms,
-        )
+        return self._run(self._core.act, obs, return_stats, max_tokens=max_tokens, min_tokens=min_tokens,
+                         temperature=temperature, top_k=top_k, seed=seed, latency_budget_ms=latency_budget_ms)
 
-    def generate(
-        self,
-        obs,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        seed: int | None = None,
-        latency_budget_ms: float | None = None,
-        return_stats: bool = False,
-        min_tokens: int | None = None,
-    ):
+    def generate(self, obs, max_tokens: int | None = None, temperature: float | None = None,
+                 top_k: int | None = None, seed: int | None = None,
+                 latency_budget_ms: float | None = None, return_stats: bool = False,
+                 min_tokens: int | None = None):
         """Token ids only: obs as in act -> int64 [K] or [B, K]; entries past tokens_used are -1."""
-        return self._run(
-            self._core.generate,
-            obs,
-            return_stats,
-            max_tokens=max_tokens,
-            min_tokens=min_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            seed=seed,
-            latency_budget_ms=latency_budget_ms,
-        )
+        return self._run(self._core.generate, obs, return_stats, max_tokens=max_tokens, min_tokens=min_tokens,
+                         temperature=temperature, top_k=top_k, seed=seed, latency_budget_ms=latency_budget_ms)
 
     def _run(self, core_fn, obs, return_stats: bool, **options):
         x, single = self._batched("obs", obs, self._obs_rank)
@@ -245,7 +178,7 @@ class Policy:
             if arr.ndim == 2:  # other ranks: the core names the shape it expected
                 if not 1 <= k <= arr.shape[1]:
                     raise InputError(f"k: expected 1..ids.shape[-1] = 1..{arr.shape[1]}, got {k}")
-                arr = arr[:, : int(k)]
+                arr = arr[:, :int(k)]
         out = self._core.detokenize(np.ascontiguousarray(arr))
         return out[0] if single else out
 

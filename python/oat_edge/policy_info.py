@@ -4,7 +4,6 @@
 `info.tasks`, `info.inputs[0].shape`) instead of parsing the manifest JSON: the runtime has checked
 them already. `info["num_tokens"]` also works, for code written against the earlier dict.
 """
-
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -22,12 +21,12 @@ def _frozen(values) -> np.ndarray:
 class Normalization:
     """Per dimension, x_norm = x * scale + offset (DESIGN.md §4); actions always lie in [action_low, action_high]."""
 
-    obs_scale: np.ndarray  # float32 [obs_dim]
-    obs_offset: np.ndarray  # float32 [obs_dim]
-    action_scale: np.ndarray  # float32 [action_dim]
+    obs_scale: np.ndarray      # float32 [obs_dim]
+    obs_offset: np.ndarray     # float32 [obs_dim]
+    action_scale: np.ndarray   # float32 [action_dim]
     action_offset: np.ndarray  # float32 [action_dim]
-    action_low: np.ndarray  # float32 [action_dim]
-    action_high: np.ndarray  # float32 [action_dim]
+    action_low: np.ndarray     # float32 [action_dim]
+    action_high: np.ndarray    # float32 [action_dim]
 
     @classmethod
     def from_core(cls, d: dict) -> Normalization:

@@ -6,7 +6,6 @@ allocation reaches the kernel; `prepare_realtime_memory` applies the PREEMPT_RT 
 keeps its pages, mlockall where that is safe) so that holds after warm-up, and `thread_faults`
 shows it. Call it once at start-up, before loading the Policy (CLI: `oat-edge run --rt-memory`).
 """
-
 from oat_edge.policy import _load_core
 
 

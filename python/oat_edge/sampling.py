@@ -3,7 +3,6 @@
 The C++ runtime (cpp/src/sampler.cpp) mirrors this file bit for bit, so that a seeded
 Python generate and a seeded C++ act produce the same tokens.
 """
-
 import math
 
 import numpy as np
@@ -83,7 +82,5 @@ def sample_batch(logits, codebook_size, temperature=1.0, top_k=10, rng=None):
     logits = np.asarray(logits, dtype=np.float32)
     if logits.ndim != 2:
         raise InputError(f"logits: expected shape [B, vocab], got {list(logits.shape)}")
-    return np.array(
-        [sample_token(logits[b], codebook_size, temperature, top_k, rng) for b in range(logits.shape[0])],
-        dtype=np.int64,
-    )
+    return np.array([sample_token(logits[b], codebook_size, temperature, top_k, rng)
+                     for b in range(logits.shape[0])], dtype=np.int64)

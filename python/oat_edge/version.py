@@ -5,7 +5,6 @@ pyproject.toml; a bare checkout reads pyproject.toml itself. The C++ core gets t
 OAT_EDGE_VERSION_STRING (CMakeLists.txt parses the same line), so `oat_edge._core.__version__`
 always equals it.
 """
-
 import os
 import re
 

@@ -17,40 +17,23 @@ def test_entries_parse_into_rows_with_readable_labels():
 
 def test_best_k_is_the_reference_entry_k_with_most_success_fewest_tokens_on_ties():
     rows = C.build_rows([C.parse_entry("OAT=m@1,2,4,8"), C.parse_entry("X=x@best")])
-    summary = {
-        "OAT k=1": {"mean_success": 0.3},
-        "OAT k=2": {"mean_success": 0.6},
-        "OAT k=4": {"mean_success": 0.9},
-        "OAT k=8": {"mean_success": 0.9},
-    }
+    summary = {"OAT k=1": {"mean_success": 0.3}, "OAT k=2": {"mean_success": 0.6},
+               "OAT k=4": {"mean_success": 0.9}, "OAT k=8": {"mean_success": 0.9}}
     assert C.best_k(summary, rows) == "4"
     with pytest.raises(ValueError, match="first entry"):
         C.best_k({}, C.build_rows([C.parse_entry("OAT=m"), C.parse_entry("X=x@best")]))
 
 
 def _episodes(successes, errors):
-    return [
-        {
-            "seed": i,
-            "success": s,
-            "steps": 10,
-            "errors": e,
-            "acts": 4,
-            "tokens": 8.0,
-            "latency_ms_max": 1.0,
-            "overruns": 0,
-            "error_messages": ["UndecodableActions: x"] if e else [],
-        }
-        for i, (s, e) in enumerate(zip(successes, errors))
-    ]
+    return [{"seed": i, "success": s, "steps": 10, "errors": e, "acts": 4, "tokens": 8.0, "latency_ms_max": 1.0,
+             "overruns": 0, "error_messages": ["UndecodableActions: x"] if e else []}
+            for i, (s, e) in enumerate(zip(successes, errors))]
 
 
 def test_summary_counts_success_per_task_and_act_errors_per_episode():
     rows = C.build_rows([C.parse_entry("FAST=f")])
-    shards = [
-        {"label": "FAST", "task": "a", "episodes": _episodes([1, 0, 0, 1], [0, 2, 0, 0])},
-        {"label": "FAST", "task": "b", "episodes": _episodes([1, 1, 1, 1], [0, 0, 0, 0])},
-    ]
+    shards = [{"label": "FAST", "task": "a", "episodes": _episodes([1, 0, 0, 1], [0, 2, 0, 0])},
+              {"label": "FAST", "task": "b", "episodes": _episodes([1, 1, 1, 1], [0, 0, 0, 0])}]
     s = C.summarize_eval(rows, shards, ["a", "b"])["FAST"]
     assert s["success"] == {"a": 0.5, "b": 1.0} and s["mean_success"] == 0.75
     assert s["errors_per_episode"] == 0.25 and s["episodes_with_errors"] == 0.125
@@ -59,21 +42,13 @@ def test_summary_counts_success_per_task_and_act_errors_per_episode():
 
 def test_table_and_pareto_plot_are_written_from_the_results(tmp_path):
     rows = C.build_rows([C.parse_entry(f"OAT={tmp_path}@1,8"), C.parse_entry("DP=d@ddim10")])
-    ev = {
-        r["label"]: {
-            "success": {"a": s},
-            "mean_success": s,
-            "errors_per_episode": 0.0,
-            "episodes_with_errors": 0.0,
-            "tokens_per_act": None,
-        }
-        for r, s in zip(rows, (0.4, 0.9, 0.7))
-    }
-    lat = {
-        r["label"]: {"p50_ms": p, "p99_ms": 2 * p, "tokens_per_act": t}
-        for r, p, t in zip(rows, (1.0, 3.0, 20.0), (1.0, 8.0, None))
-    }
-    res = {"tasks": ["a"], "eval": ev, "latency": lat, "rows": rows, "episodes": 5, "seed": 0, "hz": 50.0, "rounds": 10}
+    ev = {r["label"]: {"success": {"a": s}, "mean_success": s, "errors_per_episode": 0.0,
+                       "episodes_with_errors": 0.0, "tokens_per_act": None}
+          for r, s in zip(rows, (0.4, 0.9, 0.7))}
+    lat = {r["label"]: {"p50_ms": p, "p99_ms": 2 * p, "tokens_per_act": t}
+           for r, p, t in zip(rows, (1.0, 3.0, 20.0), (1.0, 8.0, None))}
+    res = {"tasks": ["a"], "eval": ev, "latency": lat, "rows": rows, "episodes": 5, "seed": 0, "hz": 50.0,
+           "rounds": 10}
     md = C.markdown(res)
     assert "| OAT k=8 | 8.0 | 90% | **90.0%** | 3.00 / 6.00 |" in md
     assert "| DP DDIM 10 | 10 denoiser runs | 70% |" in md

@@ -18,12 +18,8 @@ def test_targets_end_with_the_end_token_and_only_tokens_plus_one_end_carry_loss(
 
 def test_sequences_longer_than_max_tokens_are_cut_and_counted(fast_policy):
     from oat_edge.train.fast_tokenizer import FASTTokenizer
-
-    short = FASTTokenizer.from_checkpoint(
-        dict(
-            fast_policy.tokenizer.checkpoint(), config=dict(fast_policy.tokenizer.checkpoint()["config"], max_tokens=3)
-        )
-    )
+    short = FASTTokenizer.from_checkpoint(dict(fast_policy.tokenizer.checkpoint(),
+                                               config=dict(fast_policy.tokenizer.checkpoint()["config"], max_tokens=3)))
     ids, mask, cut = fast_targets(short, smooth_chunks(30, seed=1))
     assert cut > 0 and ids.shape[1] == 4 and mask.all()
 

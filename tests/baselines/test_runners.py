@@ -41,11 +41,8 @@ def test_fast_runner_generates_what_pytorch_generates_and_raises_when_it_does_no
     r = open_runner(bundles["fast"])
     decoded = undecodable = 0
     for seed in range(12):
-        a, ok, n = (
-            fast_policy.predict(obs[None], temperature=0.0, seed=seed)
-            if seed == 0
-            else fast_policy.predict(obs[None], seed=seed)
-        )
+        a, ok, n = fast_policy.predict(obs[None], temperature=0.0, seed=seed) if seed == 0 else \
+            fast_policy.predict(obs[None], seed=seed)
         ids = r.generate(obs[None], temperature=0.0 if seed == 0 else None, seed=seed)
         assert ids.shape[1] == min(n[0] + 1, r.K)  # the end token ends generation
         if ok[0]:
@@ -75,11 +72,9 @@ def test_bin_runner_matches_the_pytorch_token_policy_and_decodes_prefixes(bin_po
 
 def test_ddim_in_numpy_is_diffusers_ddim():
     from diffusers import DDIMScheduler
-
     for steps in (1, 10, 100):
-        s = DDIMScheduler(
-            num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", clip_sample=True, prediction_type="epsilon"
-        )
+        s = DDIMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", clip_sample=True,
+                          prediction_type="epsilon")
         s.set_timesteps(steps)
         np.testing.assert_array_equal(ddim_timesteps(100, steps), s.timesteps.numpy())
         rng = np.random.default_rng(steps)
@@ -117,8 +112,7 @@ def test_runners_reject_bad_bundles_and_inputs_with_clear_errors(bundles, tmp_pa
     (tmp_path / "baseline.json").write_text(
         '{"format": "oat_edge.baseline", "kind": "fast", "files": {"step": "../x.onnx"}, '
         '"horizon": 8, "action_dim": 3, "n_obs_steps": 2, "obs_dim": 5, '
-        '"n_action_steps": 4, "normalization": {}}'
-    )
+        '"n_action_steps": 4, "normalization": {}}')
     with pytest.raises(BundleError, match="plain file name"):
         open_runner(tmp_path)
     r = open_runner(bundles["fast"])

@@ -12,7 +12,8 @@ from oat_edge import cli
 def test_help_lists_every_subcommand_and_exits_zero(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for sub in ("demos", "train-tokenizer", "train-policy", "export", "eval", "bench", "run", "inspect"):
+    for sub in ("demos", "train-tokenizer", "train-policy", "export", "eval", "bench", "run",
+                "inspect"):
         assert sub in out
 
 
@@ -27,19 +28,10 @@ def test_no_subcommand_prints_help_and_fails(capsys):
     assert "SUBCOMMAND" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["frobnicate"],
-        ["eval", "b", "--episodes", "0"],
-        ["eval", "b", "--ks", "x"],
-        ["run", "b", "--hz", "-5"],
-        ["run", "b", "--rt-priority", "100"],
-        ["run", "b", "--device", "gpu"],
-        ["run", "b", "--rt-memory", "yes"],
-        ["eval"],
-    ],
-)
+@pytest.mark.parametrize("argv", [["frobnicate"], ["eval", "b", "--episodes", "0"],
+                                  ["eval", "b", "--ks", "x"], ["run", "b", "--hz", "-5"],
+                                  ["run", "b", "--rt-priority", "100"], ["run", "b", "--device", "gpu"],
+                                  ["run", "b", "--rt-memory", "yes"], ["eval"]])
 def test_bad_arguments_exit_2_with_usage_not_traceback(argv, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
@@ -54,7 +46,6 @@ def test_missing_bundle_is_one_line_error(tmp_path, capsys):
 
 def test_inspect_prints_manifest_summary_and_json(tiny_bundle, capsys):
     from oat_edge import manifest as mf
-
     assert cli.main(["inspect", str(tiny_bundle)]) == 0
     out = capsys.readouterr().out
     assert "K=4" in out and "tiny-v0" in out and "obs=2x5" in out
@@ -73,23 +64,18 @@ def test_forwarded_subcommand_gets_its_arguments_and_exit_code(monkeypatch):
 
 
 def test_forwarded_subcommand_without_its_dependency_explains_the_install(monkeypatch, capsys):
-    monkeypatch.setitem(cli.FORWARD, "train-policy", ("no_such_module_xyz", "main", "x", "train"))
+    monkeypatch.setitem(cli.FORWARD, "train-policy",
+                        ("no_such_module_xyz", "main", "x", "train"))
     assert cli.main(["train-policy"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'oat_edge[train]'" in err and "Traceback" not in err
 
 
 def test_help_and_inspect_do_not_import_torch():
-    code = (
-        "import sys; from oat_edge.cli import main; main(['--help']); "
-        "main(['inspect', '/nonexistent']); print('torch' in sys.modules)"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": ":".join(p for p in sys.path if p)},
-    )
+    code = ("import sys; from oat_edge.cli import main; main(['--help']); "
+            "main(['inspect', '/nonexistent']); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"PYTHONPATH": ":".join(p for p in sys.path if p)})
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
@@ -98,10 +84,10 @@ def test_run_rejects_a_bundle_that_is_not_for_meta_world(tmp_path, capsys, monke
 
     class P:
         def __init__(self, *a, **k):
-            self.info = {"tasks": ["reach-v3"], "n_obs_steps": 2, "obs_dim": 5, "horizon": 4, "action_dim": 4}
+            self.info = {"tasks": ["reach-v3"], "n_obs_steps": 2, "obs_dim": 5,
+                         "horizon": 4, "action_dim": 4}
 
     import oat_edge
-
     monkeypatch.setattr(oat_edge, "Policy", P)
     assert cli.main(["run", "b", "--cycles", "1"]) == 2
     assert "obs_dim 5" in capsys.readouterr().err
@@ -113,41 +99,19 @@ def test_run_drives_the_sim_at_fixed_rate_and_writes_summary(tmp_path, capsys, m
     class ExpertPolicy:
         def __init__(self, *a, **k):
             from metaworld.policies import ENV_POLICY_MAP
-
             self.expert = ENV_POLICY_MAP["reach-v3"]()
-            self.info = {
-                "tasks": ["reach-v3"],
-                "n_obs_steps": 2,
-                "obs_dim": 40,
-                "horizon": 4,
-                "action_dim": 4,
-                "n_action_steps": 1,
-                "action_low": [-1] * 4,
-                "action_high": [1] * 4,
-            }
+            self.info = {"tasks": ["reach-v3"], "n_obs_steps": 2, "obs_dim": 40, "horizon": 4,
+                         "action_dim": 4, "n_action_steps": 1,
+                         "action_low": [-1] * 4, "action_high": [1] * 4}
 
         def act(self, obs, return_stats=False, **kw):
             a = self.expert.get_action(np.asarray(obs[-1, :39], dtype=np.float64))
             return np.repeat(a[None], 4, axis=0), {"tokens_used": 8}
 
     import oat_edge
-
     monkeypatch.setattr(oat_edge, "Policy", ExpertPolicy)
-    rc = cli.main(
-        [
-            "run",
-            "b",
-            "--cycles",
-            "150",
-            "--hz",
-            "100",
-            "--quiet",
-            "--json",
-            str(tmp_path / "s.json"),
-            "--csv",
-            str(tmp_path / "c.csv"),
-        ]
-    )
+    rc = cli.main(["run", "b", "--cycles", "150", "--hz", "100", "--quiet",
+                   "--json", str(tmp_path / "s.json"), "--csv", str(tmp_path / "c.csv")])
     assert rc == 0
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["cycles"] == 150 and s["errors"] == 0
@@ -163,17 +127,14 @@ def test_run_rt_memory_prepares_memory_before_loading_the_policy(capsys, monkeyp
     class P:
         def __init__(self, *a, **k):
             calls.append("policy")
-            self.info = {"tasks": ["reach-v3"], "n_obs_steps": 2, "obs_dim": 5, "horizon": 4, "action_dim": 4}
+            self.info = {"tasks": ["reach-v3"], "n_obs_steps": 2, "obs_dim": 5,
+                         "horizon": 4, "action_dim": 4}
 
     import oat_edge
     import oat_edge.realtime
-
     monkeypatch.setattr(oat_edge, "Policy", P)
-    monkeypatch.setattr(
-        oat_edge.realtime,
-        "prepare_realtime_memory",
-        lambda lock_memory=True: calls.append("memory") or {"message": "pinned"},
-    )
+    monkeypatch.setattr(oat_edge.realtime, "prepare_realtime_memory",
+                        lambda lock_memory=True: calls.append("memory") or {"message": "pinned"})
     assert cli.main(["run", "b", "--cycles", "1", "--rt-memory"]) == 2  # obs_dim 5: refused later
     assert calls == ["memory", "policy"]
     assert "rt memory: pinned" in capsys.readouterr().err

@@ -1,6 +1,5 @@
 """Ctrl-C stops every long-running verb within seconds, with its worker processes, and keeps
 what had finished. Ctrl-C at a terminal signals the whole process group; so do these tests."""
-
 import json
 import os
 import signal
@@ -52,14 +51,9 @@ def _members(pgid) -> int:
 def _interrupt(argv, ready, env, timeout=120):
     """Start `oat-edge argv` in its own process group, wait until ready() is true, Ctrl-C it.
     Returns (returncode, stdout, stderr, seconds from Ctrl-C to exit)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "oat_edge.cli", *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "oat_edge.cli", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + timeout
         while not ready(proc):
@@ -99,25 +93,8 @@ def test_ctrl_c_stops_eval_and_its_workers_and_saves_finished_episodes(tmp_path,
         return "t" in started and time.monotonic() - started["t"] > 12
 
     rc, _, err, stopped = _interrupt(
-        [
-            "eval",
-            BUNDLE,
-            "--tasks",
-            "reach-v3",
-            "push-v3",
-            "--ks",
-            "8",
-            "--episodes",
-            "2000",
-            "--workers",
-            "2",
-            "--no-expert",
-            "--out",
-            str(out),
-        ],
-        ready,
-        child_env,
-    )
+        ["eval", BUNDLE, "--tasks", "reach-v3", "push-v3", "--ks", "8", "--episodes", "2000",
+         "--workers", "2", "--no-expert", "--out", str(out)], ready, child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert "interrupted" in err
     assert "eval shards" not in err  # no progress bar when stderr is not a terminal
@@ -133,27 +110,14 @@ def test_ctrl_c_stops_training_and_saves_a_resumable_checkpoint(tmp_path, child_
     write_demos(tmp_path / "d.npz", lengths=(40, 41))
     run = tmp_path / "tok"
     rc, out, err, stopped = _interrupt(
-        [
-            "train-tokenizer",
-            "--demos",
-            str(tmp_path / "d.npz"),
-            "--out",
-            str(run),
-            "--steps",
-            "100000",
-            "--threads",
-            "1",
-            "--log-every",
-            "1",
-        ],
+        ["train-tokenizer", "--demos", str(tmp_path / "d.npz"), "--out", str(run), "--steps",
+         "100000", "--threads", "1", "--log-every", "1"],
         lambda p: (run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 200,
-        child_env,
-    )
+        child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert "interrupted at step" in out and "--resume" in out
     assert "it/s" not in err and "\r" not in err  # no progress bar when stderr is not a terminal
     import torch
-
     ck = torch.load(run / "ckpt.pt", weights_only=True)
     assert 0 < ck["step"] < 100000
     assert not (run / "tokenizer.pt").exists()  # an unfinished run is not passed off as done
@@ -164,9 +128,7 @@ def test_ctrl_c_stops_demos_and_its_workers_without_a_partial_file(tmp_path, chi
     out = tmp_path / "demos.npz"
     rc, _, err, stopped = _interrupt(
         ["demos", "--tasks", "reach-v3", "--episodes", "500", "--workers", "2", "--out", str(out)],
-        lambda p: _members(p.pid) >= 3,
-        child_env,
-    )
+        lambda p: _members(p.pid) >= 3, child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert not out.exists() and not [f for f in os.listdir(tmp_path) if f.startswith(".")]
 
@@ -176,9 +138,7 @@ def test_ctrl_c_stops_export_and_leaves_no_half_bundle(tmp_path, child_env):
     out = tmp_path / "bundle"
     rc, _, err, stopped = _interrupt(
         ["export", "--checkpoint", CHECKPOINT, "--out", str(out), "--variants", "fp16", "int8"],
-        lambda p: any(f.startswith(".bundle.export") for f in os.listdir(tmp_path)),
-        child_env,
-    )
+        lambda p: any(f.startswith(".bundle.export") for f in os.listdir(tmp_path)), child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert os.listdir(tmp_path) == []  # no bundle, no staging directory
 
@@ -187,7 +147,7 @@ def test_ctrl_c_stops_bench_without_writing_results(tmp_path, child_env):
     pytest.importorskip("torch")
     out = tmp_path / "bench.json"
     rc, _, err, stopped = _interrupt(
-        ["bench", "--checkpoint", CHECKPOINT, "--iters", "100000", "--out", str(out)], _after(8), child_env
-    )
+        ["bench", "--checkpoint", CHECKPOINT, "--iters", "100000", "--out", str(out)],
+        _after(8), child_env)
     assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
     assert not out.exists() and os.listdir(tmp_path) == []

@@ -20,16 +20,9 @@ class BrokenPolicy:
     """Meta-World shaped, accepts every option, fails every act()."""
 
     def __init__(self, *a, **k):
-        self.info = {
-            "tasks": ["reach-v3"],
-            "n_obs_steps": 2,
-            "obs_dim": 40,
-            "horizon": 4,
-            "action_dim": 4,
-            "n_action_steps": 2,
-            "action_low": [-1] * 4,
-            "action_high": [1] * 4,
-        }
+        self.info = {"tasks": ["reach-v3"], "n_obs_steps": 2, "obs_dim": 40, "horizon": 4,
+                     "action_dim": 4, "n_action_steps": 2,
+                     "action_low": [-1] * 4, "action_high": [1] * 4}
 
     def check_options(self, **kw):
         pass
@@ -41,9 +34,9 @@ class BrokenPolicy:
 def test_run_exits_nonzero_when_every_inference_failed(tmp_path, capsys, monkeypatch):
     pytest.importorskip("metaworld")
     import oat_edge
-
     monkeypatch.setattr(oat_edge, "Policy", BrokenPolicy)
-    rc = cli.main(["run", "b", "--cycles", "20", "--hz", "200", "--quiet", "--json", str(tmp_path / "s.json")])
+    rc = cli.main(["run", "b", "--cycles", "20", "--hz", "200", "--quiet",
+                   "--json", str(tmp_path / "s.json")])
     assert rc == 1
     err = capsys.readouterr().err
     assert "no inference succeeded in 20 cycles" in err and "inference backend lost" in err
@@ -54,28 +47,24 @@ def test_run_exits_nonzero_when_every_inference_failed(tmp_path, capsys, monkeyp
 @pytest.fixture(scope="module")
 def shipped_policy():
     import oat_edge
-
     return oat_edge.Policy(BUNDLE)
 
 
 def _act_error(policy, **opt):
     from oat_edge.errors import InputError
-
     obs = np.zeros((policy.info["n_obs_steps"], policy.info["obs_dim"]), np.float32)
     with pytest.raises(InputError) as e:
         policy.act(obs, **opt)
     return str(e.value)
 
 
-@pytest.mark.parametrize(
-    "flags,opt",
-    [
-        (["--max-tokens", "9"], {"max_tokens": 9}),
-        (["--top-k", "5000"], {"top_k": 5000}),
-        (["--temperature", "-1"], {"temperature": -1.0}),
-    ],
-)
-def test_impossible_options_stop_run_with_the_error_act_would_give(flags, opt, shipped_policy, capsys):
+@pytest.mark.parametrize("flags,opt", [
+    (["--max-tokens", "9"], {"max_tokens": 9}),
+    (["--top-k", "5000"], {"top_k": 5000}),
+    (["--temperature", "-1"], {"temperature": -1.0}),
+])
+def test_impossible_options_stop_run_with_the_error_act_would_give(flags, opt, shipped_policy,
+                                                                    capsys):
     pytest.importorskip("metaworld")
     rc = cli.main(["run", BUNDLE, "--cycles", "5", "--quiet", *flags])
     err = capsys.readouterr().err
@@ -100,26 +89,11 @@ def test_signal_stops_a_live_run_promptly_and_writes_what_ran(sig, tmp_path, chi
     pytest.importorskip("metaworld")
     out_json, out_csv = tmp_path / "s.json", tmp_path / "c.csv"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "oat_edge.cli",
-            "run",
-            BUNDLE,
-            "--cycles",
-            "1000000",
-            "--json",
-            str(out_json),
-            "--csv",
-            str(out_csv),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=child_env,
-    )
+        [sys.executable, "-m", "oat_edge.cli", "run", BUNDLE, "--cycles", "1000000",
+         "--json", str(out_json), "--csv", str(out_csv)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env)
     try:
-        line = proc.stdout.readline()  # the first live line: the loop is running
+        line = proc.stdout.readline()           # the first live line: the loop is running
         assert line.startswith("cycle"), line + proc.stderr.read()
         t = time.monotonic()
         proc.send_signal(sig)
@@ -132,4 +106,4 @@ def test_signal_stops_a_live_run_promptly_and_writes_what_ran(sig, tmp_path, chi
     s = json.loads(out_json.read_text())
     assert s["interrupted"] is True and 0 < s["cycles"] < 1000000 and s["chunks_used"] > 0
     assert len(out_csv.read_text().splitlines()) == s["cycles"] + 1
-    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp files left
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]   # no temp files left

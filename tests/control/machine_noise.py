@@ -1,6 +1,5 @@
 """How much a bare process on this machine gets preempted: the yardstick that separates loop
 jitter from a noisy (shared, virtualized) machine in the timing tests."""
-
 import time
 
 

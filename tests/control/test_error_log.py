@@ -14,7 +14,7 @@ def test_repeated_messages_are_counted_once_each_and_sources_apart():
     for _ in range(3):
         log.record("sensor", "stalled")
     log.record("policy", "boom")
-    log.record("policy", "another")  # a third distinct message: counted, not listed
+    log.record("policy", "another")   # a third distinct message: counted, not listed
     s = log.summary()
     assert s["errors"] == 5
     assert s["errors_by_source"] == {"sensor": 3, "policy": 2}

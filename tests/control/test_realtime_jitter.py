@@ -38,14 +38,10 @@ def test_50hz_period_jitter_p99_is_within_1ms_with_background_inference():
         return
     noisy = preempted_window_fraction(seconds=6.0)
     if noisy > 0:
-        pytest.skip(
-            f"machine preempts a bare spinning process in {noisy:.1%} of 20 ms windows; "
-            f"loop jitter p99 {s['jitter_ms']['p99']:.3f} ms not attributable to the loop"
-        )
-    pytest.fail(
-        f"jitter p99 {s['jitter_ms']['p99']:.3f} ms > 1 ms on a quiet machine "
-        f"(bare-spin preemption {noisy:.1%}); stats {s['jitter_ms']}"
-    )
+        pytest.skip(f"machine preempts a bare spinning process in {noisy:.1%} of 20 ms windows; "
+                    f"loop jitter p99 {s['jitter_ms']['p99']:.3f} ms not attributable to the loop")
+    pytest.fail(f"jitter p99 {s['jitter_ms']['p99']:.3f} ms > 1 ms on a quiet machine "
+                f"(bare-spin preemption {noisy:.1%}); stats {s['jitter_ms']}")
 
 
 _RT_SCRIPT = r"""
@@ -75,8 +71,8 @@ def test_50hz_jitter_p99_within_1ms_under_sched_fifo_even_on_a_loaded_machine(ch
     import json
     import subprocess
     import sys
-
-    out = subprocess.run([sys.executable, "-c", _RT_SCRIPT], capture_output=True, text=True, env=child_env, timeout=60)
+    out = subprocess.run([sys.executable, "-c", _RT_SCRIPT], capture_output=True, text=True,
+                         env=child_env, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     r = json.loads(out.stdout.strip().splitlines()[-1])
     if not r["rt"].startswith("SCHED_FIFO"):
@@ -84,14 +80,11 @@ def test_50hz_jitter_p99_within_1ms_under_sched_fifo_even_on_a_loaded_machine(ch
     if r["jitter"]["p99"] > 1.0 and r["bare_spin_preempted"] > 0:
         # SCHED_FIFO beats every process on this kernel, not the hypervisor: a VM whose vCPU is
         # descheduled stalls a bare spin loop just the same, so the loop is not what is measured.
-        pytest.skip(
-            f"even under SCHED_FIFO a bare spinning thread lost the CPU for > 1 ms in "
-            f"{r['bare_spin_preempted']:.1%} of 20 ms windows (vCPU preemption); loop jitter "
-            f"p99 {r['jitter']['p99']:.3f} ms not attributable to the loop"
-        )
-    assert r["jitter"]["p99"] <= 1.0, (
-        f"measured jitter {r['jitter']}, bare-spin preemption {r['bare_spin_preempted']:.1%}"
-    )
+        pytest.skip(f"even under SCHED_FIFO a bare spinning thread lost the CPU for > 1 ms in "
+                    f"{r['bare_spin_preempted']:.1%} of 20 ms windows (vCPU preemption); loop jitter "
+                    f"p99 {r['jitter']['p99']:.3f} ms not attributable to the loop")
+    why = f"measured jitter {r['jitter']}, bare-spin preemption {r['bare_spin_preempted']:.1%}"
+    assert r["jitter"]["p99"] <= 1.0, why
 
 
 def test_inference_worker_never_inherits_real_time_priority():

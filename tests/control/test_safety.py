@@ -39,3 +39,4 @@ def test_chunk_with_nan_is_rejected_whole():
 def test_bad_bounds_are_an_error(low, high):
     with pytest.raises(ValueError):
         SafetyFilter(low, high)
+

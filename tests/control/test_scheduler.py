@@ -17,7 +17,7 @@ def test_deadlines_are_absolute_so_1000_cycles_do_not_drift():
         wakes.append(wake - deadline)
     lateness = np.array(wakes)
     assert lateness.min() >= 0.0
-    assert lateness.max() < 1e-5  # spin phase absorbs the oversleep
+    assert lateness.max() < 1e-5          # spin phase absorbs the oversleep
     assert s.skipped == 0
 
 

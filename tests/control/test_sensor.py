@@ -7,16 +7,13 @@ from oat_edge.control.error_log import ErrorLog
 from oat_edge.control.sensor import InlineSensor, ObservationCheck, SensorThread
 
 
-@pytest.mark.parametrize(
-    "value,why",
-    [
-        (np.full((2, 3), np.nan), "NaN"),
-        (np.zeros((3, 2)), "shape (3, 2)"),
-        ([[1, 2, 3], [4, 5]], "expected a finite numeric array"),
-        (None, "dtype object"),
-        ("abc", "dtype <U3"),
-    ],
-)
+@pytest.mark.parametrize("value,why", [
+    (np.full((2, 3), np.nan), "NaN"),
+    (np.zeros((3, 2)), "shape (3, 2)"),
+    ([[1, 2, 3], [4, 5]], "expected a finite numeric array"),
+    (None, "dtype object"),
+    ("abc", "dtype <U3"),
+])
 def test_garbage_readings_are_rejected_with_what_was_expected(value, why):
     with pytest.raises(ValueError, match="expected a finite numeric array of shape \\(2, 3\\)") as e:
         ObservationCheck((2, 3))(value)
@@ -51,18 +48,20 @@ def _take_when_read(s, cycle, now, timeout=2.0):
 
 def test_sensor_thread_reading_is_taken_once_and_stamped_with_its_cycle():
     clock = {"t": 10.0}
-    s = SensorThread(lambda: np.zeros((1, 1)), ObservationCheck((1, 1)), ErrorLog(), lambda: clock["t"], max_age_s=0.05)
+    s = SensorThread(lambda: np.zeros((1, 1)), ObservationCheck((1, 1)), ErrorLog(),
+                     lambda: clock["t"], max_age_s=0.05)
     try:
         s.after_send(7)
         obs, err = _take_when_read(s, 7, 10.01)
         assert err is None and obs.cycle == 7 and obs.t == 10.0
-        assert s.take(7, 10.01) == (None, None)  # a reading is planned from once
+        assert s.take(7, 10.01) == (None, None)       # a reading is planned from once
     finally:
         s.close()
 
 
 def test_sensor_thread_discards_a_reading_older_than_the_limit():
-    s = SensorThread(lambda: np.zeros((1, 1)), ObservationCheck((1, 1)), ErrorLog(), lambda: 10.0, max_age_s=0.05)
+    s = SensorThread(lambda: np.zeros((1, 1)), ObservationCheck((1, 1)), ErrorLog(),
+                     lambda: 10.0, max_age_s=0.05)
     try:
         s.after_send(3)
         obs, err = _take_when_read(s, 6, 10.06)
@@ -86,7 +85,7 @@ def test_a_stalled_read_ignores_new_requests_and_close_does_not_wait_for_it():
     while not calls and time.monotonic() < end:
         time.sleep(0.001)
     for c in range(1, 5):
-        s.after_send(c)  # ignored: the read for cycle 0 is still running
+        s.after_send(c)                     # ignored: the read for cycle 0 is still running
     assert s.take(4, time.perf_counter()) == (None, None)
     t = time.perf_counter()
     s.close(timeout=0.05)

@@ -18,20 +18,9 @@ class FakeJtop:
     @property
     def stats(self):
         self.n += 1
-        return {
-            "time": "x",
-            "CPU1": 10,
-            "CPU2": 30,
-            "CPU3": "OFF",
-            "GPU": 55.0,
-            "Temp CPU": 41.5,
-            "Temp GPU": 40.0,
-            "Power TOT": 7100,
-            "Power VDD_CPU_GPU_CV": 2300,
-            "jetson_clocks": "OFF",
-            "nvp model": "MAXN",
-            "sample": self.n,
-        }
+        return {"time": "x", "CPU1": 10, "CPU2": 30, "CPU3": "OFF", "GPU": 55.0,
+                "Temp CPU": 41.5, "Temp GPU": 40.0, "Power TOT": 7100, "Power VDD_CPU_GPU_CV": 2300,
+                "jetson_clocks": "OFF", "nvp model": "MAXN", "sample": self.n}
 
     def close(self):
         self.closed = True
@@ -39,7 +28,6 @@ class FakeJtop:
 
 def test_without_jtop_fields_are_absent_and_nothing_crashes(monkeypatch):
     import builtins
-
     real_import = builtins.__import__
 
     def no_jtop(name, *a, **k):

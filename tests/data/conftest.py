@@ -1,5 +1,4 @@
 """Fixtures of the data tests: the committed datasets and a private frame cache per test."""
-
 import os
 import shutil
 import sys

@@ -1,13 +1,12 @@
 """Paths of the committed datasets and frame makers shared by the data tests."""
-
 import os
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "fixtures")
-V30 = os.path.join(FIXTURES, "lerobot_v30")  # written by lerobot 0.4.4 itself
-V21 = os.path.join(FIXTURES, "lerobot_v21")  # written per the v2.1 layout
+V30 = os.path.join(FIXTURES, "lerobot_v30")      # written by lerobot 0.4.4 itself
+V21 = os.path.join(FIXTURES, "lerobot_v21")      # written per the v2.1 layout
 ROBOMIMIC = os.path.join(FIXTURES, "robomimic.hdf5")
 CAMERA = "observation.images.front"
 

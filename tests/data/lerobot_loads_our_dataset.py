@@ -22,24 +22,17 @@ from oat_edge.data import open_dataset  # noqa: E402  (numpy, pyarrow, PyAV only
 def synthetic(out):
     from make_lerobot_fixture import frame_image
     from oat_edge.data.lerobot_writer import write_lerobot
-
     rng = np.random.default_rng(1)
-    eps = [
-        {
-            "observation.state": rng.normal(size=(n, 5)).astype(np.float32),
+    eps = [{"observation.state": rng.normal(size=(n, 5)).astype(np.float32),
             "action": rng.uniform(-1, 1, size=(n, 4)).astype(np.float32),
             "observation.images.corner": np.stack([frame_image(e, t, 64) for t in range(n)]),
-            "task": ("reach-v3", "push-v3")[e % 2],
-        }
-        for e, n in enumerate((12, 20, 8))
-    ]
+            "task": ("reach-v3", "push-v3")[e % 2]} for e, n in enumerate((12, 20, 8))]
     write_lerobot(out, 80, eps, robot_type="sawyer")
     return out
 
 
 def main(argv):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
     path = argv[1] if len(argv) > 1 else synthetic(os.path.join(tempfile.mkdtemp(), "ours"))
     ours = open_dataset(path)
     theirs = LeRobotDataset("oat_edge/ours", root=path, video_backend="pyav")
@@ -50,14 +43,17 @@ def main(argv):
         print(f"{'ok  ' if cond else 'FAIL'} {what}")
         ok &= bool(cond)
 
-    check(f"episodes {theirs.num_episodes} == {ours.num_episodes}", theirs.num_episodes == ours.num_episodes)
+    check(f"episodes {theirs.num_episodes} == {ours.num_episodes}",
+          theirs.num_episodes == ours.num_episodes)
     check(f"frames {theirs.num_frames} == {ours.num_frames}", theirs.num_frames == ours.num_frames)
     check(f"fps {theirs.fps} == {ours.fps}", float(theirs.fps) == ours.fps)
     ep = theirs.meta.episodes
-    check("episode boundaries", np.array_equal(np.asarray(ep["dataset_to_index"]), ours.episode_ends))
+    check("episode boundaries", np.array_equal(np.asarray(ep["dataset_to_index"]),
+                                               ours.episode_ends))
     items = [theirs[i] for i in range(len(theirs))]
     for key in [ours.action_key] + ours.state_keys:
-        check(f"{key} bit-exact", np.array_equal(np.stack([it[key].numpy() for it in items]), ours.column(key)))
+        check(f"{key} bit-exact", np.array_equal(np.stack([it[key].numpy() for it in items]),
+                                                 ours.column(key)))
     tasks = [ours.tasks[t] for t in np.repeat(ours.episode_task, ours.episode_lengths)]
     check("task strings", [it["task"] for it in items] == tasks)
     for key in ours.camera_keys:

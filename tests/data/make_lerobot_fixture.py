@@ -40,20 +40,14 @@ def main():
         "action": {"dtype": "float32", "shape": (3,), "names": ["x", "y", "z"]},
         CAMERA: {"dtype": "video", "shape": (32, 32, 3), "names": ["height", "width", "channels"]},
     }
-    ds = LeRobotDataset.create(
-        repo_id="oat_edge/fixture", fps=10, features=features, root=OUT, robot_type="test_arm", use_videos=True
-    )
+    ds = LeRobotDataset.create(repo_id="oat_edge/fixture", fps=10, features=features, root=OUT,
+                               robot_type="test_arm", use_videos=True)
     rng = np.random.default_rng(0)
     for e, (n, task) in enumerate(zip(LENGTHS, TASKS)):
         for t in range(n):
-            ds.add_frame(
-                {
-                    "observation.state": rng.normal(size=6).astype(np.float32),
-                    "action": rng.uniform(-1, 1, size=3).astype(np.float32),
-                    CAMERA: frame_image(e, t),
-                    "task": task,
-                }
-            )
+            ds.add_frame({"observation.state": rng.normal(size=6).astype(np.float32),
+                          "action": rng.uniform(-1, 1, size=3).astype(np.float32),
+                          CAMERA: frame_image(e, t), "task": task})
         ds.save_episode()
     ds.finalize()
 
@@ -72,9 +66,9 @@ def main():
         task=np.array([it["task"] for it in items]),
         dataset_from_index=np.asarray(ep["dataset_from_index"]),
         dataset_to_index=np.asarray(ep["dataset_to_index"]),
-        source_frames=np.stack([frame_image(e, t) for e, n in enumerate(LENGTHS) for t in range(n)]),
-        fps=back.fps,
-    )
+        source_frames=np.stack([frame_image(e, t) for e, n in enumerate(LENGTHS)
+                                for t in range(n)]),
+        fps=back.fps)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {OUT} ({size / 1024:.0f} KB, {len(back)} frames) and {EXPECTED}")
 

@@ -26,7 +26,8 @@ def main():
     with h5py.File(tmp, "w") as f:
         data = f.create_group("data")
         data.attrs["total"] = sum(DEMOS.values())
-        data.attrs["env_args"] = json.dumps({"env_name": "Lift", "type": 1, "env_kwargs": {"control_freq": 20}})
+        data.attrs["env_args"] = json.dumps({"env_name": "Lift", "type": 1,
+                                             "env_kwargs": {"control_freq": 20}})
         for name, n in DEMOS.items():
             g = data.create_group(name)
             g.attrs["num_samples"] = n

@@ -1,5 +1,4 @@
 """`oat-edge inspect-dataset`: what a user sees before training."""
-
 import json
 
 from data_fixtures import CAMERA, ROBOMIMIC, V30

@@ -1,5 +1,4 @@
 """LeRobot readers against datasets written by lerobot itself (v3.0) and per the v2.1 layout."""
-
 import os
 import shutil
 
@@ -83,10 +82,9 @@ def test_frames_are_decoded_once_and_cached(frame_cache, v30_copy):
 def test_v30_episodes_spread_over_several_data_files(v30_copy, expected):
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     data = v30_copy / "data/chunk-000/file-000.parquet"
     t = pq.read_table(data)
-    pq.write_table(t.slice(0, 16), data)  # episodes 0 and 1
+    pq.write_table(t.slice(0, 16), data)                     # episodes 0 and 1
     os.makedirs(v30_copy / "data/chunk-001")
     pq.write_table(t.slice(16), v30_copy / "data/chunk-001/file-003.parquet")  # episode 2
     ep_path = v30_copy / "meta/episodes/chunk-000/file-000.parquet"
@@ -103,12 +101,10 @@ def test_v30_episodes_spread_over_several_data_files(v30_copy, expected):
 def test_reading_a_dataset_never_imports_torch(child_env):
     import subprocess
     import sys
-
-    code = (
-        "import sys; from oat_edge.data import open_dataset; "
-        f"ds = open_dataset({V30!r}); ds.column('action'); "
-        f"ds.frames({CAMERA!r}, progress=False); print('torch' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True, text=True, timeout=120)
+    code = ("import sys; from oat_edge.data import open_dataset; "
+            f"ds = open_dataset({V30!r}); ds.column('action'); "
+            f"ds.frames({CAMERA!r}, progress=False); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True,
+                         text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"

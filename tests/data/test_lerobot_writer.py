@@ -1,5 +1,4 @@
 """Writer -> reader round trip, and the writer's all-or-nothing behaviour."""
-
 import os
 
 import numpy as np
@@ -13,11 +12,9 @@ def _episodes(lengths=(12, 5, 9), camera=True):
     rng = np.random.default_rng(7)
     eps = []
     for e, n in enumerate(lengths):
-        ep = {
-            "observation.state": rng.normal(size=(n, 39)).astype(np.float32),
-            "action": rng.uniform(-1, 1, (n, 4)).astype(np.float32),
-            "task": ("reach-v3", "push-v3")[e % 2],
-        }
+        ep = {"observation.state": rng.normal(size=(n, 39)).astype(np.float32),
+              "action": rng.uniform(-1, 1, (n, 4)).astype(np.float32),
+              "task": ("reach-v3", "push-v3")[e % 2]}
         if camera:
             ep["observation.images.corner"] = smooth_frames(n, 32, seed=e)
         eps.append(ep)
@@ -38,21 +35,17 @@ def test_round_trip_is_bit_exact_for_states_and_actions_and_close_for_frames(tmp
     err = np.abs(ds.frames("observation.images.corner", progress=False).astype(np.int16) - src)
     assert err.mean() < 8 and np.percentile(err, 99) < 40, (err.mean(), np.percentile(err, 99))
     # declared stats are the data's
-    np.testing.assert_allclose(ds.stats["action"]["max"], np.concatenate([e["action"] for e in eps]).max(0), rtol=1e-6)
+    np.testing.assert_allclose(ds.stats["action"]["max"], np.concatenate(
+        [e["action"] for e in eps]).max(0), rtol=1e-6)
 
 
 def test_round_trip_of_meta_world_demos_keeps_every_value(tmp_path):
     from oat_edge.train.demos import Demos, save_lerobot
-
     rng = np.random.default_rng(0)
-    demos = Demos(
-        obs=rng.normal(size=(30, 39)).astype(np.float32),
-        actions=rng.uniform(-1, 1, (30, 4)).astype(np.float32),
-        episode_ends=np.array([10, 18, 30]),
-        episode_task=np.array([0, 1, 1]),
-        task_names=["reach-v3", "push-v3"],
-        meta={"seed": 1},
-    )
+    demos = Demos(obs=rng.normal(size=(30, 39)).astype(np.float32),
+                  actions=rng.uniform(-1, 1, (30, 4)).astype(np.float32),
+                  episode_ends=np.array([10, 18, 30]), episode_task=np.array([0, 1, 1]),
+                  task_names=["reach-v3", "push-v3"], meta={"seed": 1})
     save_lerobot(demos, tmp_path / "mw")
     ds = open_dataset(tmp_path / "mw")
     np.testing.assert_array_equal(ds.column("observation.state"), demos.obs)
@@ -79,7 +72,8 @@ def test_failed_write_leaves_no_partial_dataset_and_keeps_the_old_one(tmp_path):
         write_lerobot(tmp_path / "ds", 10, bad, overwrite=True)
     assert sorted(os.listdir(tmp_path / "ds" / "meta")) == before
     assert open_dataset(tmp_path / "ds").num_frames == 26
-    assert sorted(os.listdir(tmp_path)) == ["ds", "frame_cache"] or sorted(os.listdir(tmp_path)) == ["ds"]
+    assert sorted(os.listdir(tmp_path)) == ["ds", "frame_cache"] or \
+        sorted(os.listdir(tmp_path)) == ["ds"]
 
 
 def test_no_episodes_is_an_error(tmp_path):

@@ -1,5 +1,4 @@
 """robomimic-layout HDF5 reader against the h5py-written fixture."""
-
 import h5py
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """Which arrays a policy trains on, picked out of a dataset."""
-
 import numpy as np
 import pytest
 from data_fixtures import CAMERA, ROBOMIMIC, V30
@@ -21,19 +20,15 @@ def test_defaults_are_every_state_feature_and_the_action():
 def test_state_features_concatenate_in_the_order_given():
     arr = select_features(ROBOMIMIC, obs_keys=["obs/robot0_gripper_qpos", "obs/robot0_eef_pos"])
     ds = open_dataset(ROBOMIMIC)
-    np.testing.assert_array_equal(
-        arr.state,
-        np.concatenate([ds.column("obs/robot0_gripper_qpos"), ds.column("obs/robot0_eef_pos")], 1).astype(np.float32),
-    )
+    np.testing.assert_array_equal(arr.state, np.concatenate(
+        [ds.column("obs/robot0_gripper_qpos"), ds.column("obs/robot0_eef_pos")], 1)
+        .astype(np.float32))
     assert arr.state.dtype == np.float32 and arr.actions.shape == (22, 7)
 
 
 def test_asking_for_a_camera_says_camera_policies_are_not_supported_yet():
-    with pytest.raises(
-        DatasetError,
-        match=r"camera observations are not supported .*"
-        r"--obs-keys observation.state",
-    ):
+    with pytest.raises(DatasetError, match=r"camera observations are not supported .*"
+                                           r"--obs-keys observation.state"):
         select_features(V30, obs_keys=["observation.state", CAMERA])
 
 
@@ -68,7 +63,6 @@ def test_short_episodes_are_skipped_and_counted():
 
 def test_a_bad_video_fails_before_training_even_when_cameras_are_not_used(v30_copy):
     import os
-
     os.remove(v30_copy / f"videos/{CAMERA}/chunk-000/file-000.mp4")
     with pytest.raises(DatasetError, match="video file missing"):
         select_features(v30_copy, progress=False)

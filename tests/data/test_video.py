@@ -1,5 +1,4 @@
 """Video encode/decode through PyAV: both codecs LeRobot datasets use, frame-accurate lookup."""
-
 import numpy as np
 import pytest
 from data_fixtures import smooth_frames
@@ -21,7 +20,8 @@ def test_encode_then_decode_every_frame_by_timestamp(tmp_path, codec):
     err = np.abs(got.astype(np.int16) - src.astype(np.int16))
     assert err.mean() < 8
     # out of order and repeated timestamps answer with the right frames
-    back = decode_frames([(str(tmp_path / "v.mp4"), np.array([0.5, 0.05, 0.5]), None)], 20, cache=False)
+    back = decode_frames([(str(tmp_path / "v.mp4"), np.array([0.5, 0.05, 0.5]), None)], 20,
+                         cache=False)
     np.testing.assert_array_equal(back[0], got[10])
     np.testing.assert_array_equal(back[1], got[1])
     np.testing.assert_array_equal(back[2], got[10])

@@ -1,5 +1,4 @@
 """Episode-aware windows: no observation history or action chunk crosses an episode."""
-
 import numpy as np
 import pytest
 from oat_edge.data.windows import window_indices

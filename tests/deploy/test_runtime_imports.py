@@ -22,13 +22,8 @@ print(json.dumps({"shape": list(chunk.shape), "doctor_rc": rc,
 
 
 def test_policy_act_and_doctor_import_no_training_module(tiny_bundle, child_env):
-    res = subprocess.run(
-        [sys.executable, "-c", CHILD, tiny_bundle, *TRAINING_MODULES],
-        capture_output=True,
-        text=True,
-        env=child_env,
-        timeout=300,
-    )
+    res = subprocess.run([sys.executable, "-c", CHILD, tiny_bundle, *TRAINING_MODULES], capture_output=True,
+                         text=True, env=child_env, timeout=300)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["loaded"] == [] and len(out["shape"]) == 2 and out["doctor_rc"] in (0, 1)

@@ -9,7 +9,8 @@ from oat_edge.sd_notify import ServiceNotifier
 
 def test_ready_once_then_watchdog_pings_at_half_the_period(notify_socket):
     now = [100.0]
-    n = ServiceNotifier.from_env({"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "200000"}, clock=lambda: now[0])
+    n = ServiceNotifier.from_env({"NOTIFY_SOCKET": notify_socket.path, "WATCHDOG_USEC": "200000"},
+                                 clock=lambda: now[0])
     assert n.watchdog_s == 0.2
     n.cycle()
     for _ in range(3):

@@ -30,7 +30,6 @@ def test_unit_grants_real_time_limits_restart_and_watchdog():
 def test_run_sends_ready_and_watchdog_pings_from_the_loop(notify_socket, monkeypatch, capsys):
     pytest.importorskip("metaworld")
     from oat_edge import cli
-
     monkeypatch.setenv("NOTIFY_SOCKET", notify_socket.path)
     monkeypatch.setenv("WATCHDOG_USEC", "100000")  # a ping every 50 ms of cycling
     rc = cli.main(["run", BUNDLE, "--cycles", "40", "--hz", "200", "--quiet", "--no-telemetry"])

@@ -10,12 +10,8 @@ from oat_edge import doctor
 from oat_edge.doctor import Check, Host, LatencyProbe
 
 INF = resource.RLIM_INFINITY
-CPU_ORT = {
-    "path": "/opt/ort/libonnxruntime.so.1.32.0",
-    "version": "1.32.0",
-    "api": 32,
-    "providers": ["CPUExecutionProvider"],
-}
+CPU_ORT = {"path": "/opt/ort/libonnxruntime.so.1.32.0", "version": "1.32.0", "api": 32,
+           "providers": ["CPUExecutionProvider"]}
 
 
 def make_host(tmp_path, files=None, limits=None, commands=None, modules=(), ort=CPU_ORT):
@@ -30,13 +26,9 @@ def make_host(tmp_path, files=None, limits=None, commands=None, modules=(), ort=
             raise ort
         return ort
 
-    return Host(
-        root=str(tmp_path),
-        getrlimit=lambda r: lim[r],
-        run=lambda cmd: (commands or {}).get(cmd[0]),
-        module_available=lambda m: m in modules,
-        probe_ort=probe,
-    )
+    return Host(root=str(tmp_path), getrlimit=lambda r: lim[r],
+                run=lambda cmd: (commands or {}).get(cmd[0]), module_available=lambda m: m in modules,
+                probe_ort=probe)
 
 
 def caps(*bits):
@@ -44,15 +36,11 @@ def caps(*bits):
 
 
 def cpus(n, **leaves):
-    return {
-        f"/sys/devices/system/cpu/cpu{i}/cpufreq/{leaf}": (v[i] if isinstance(v, list) else v)
-        for i in range(n)
-        for leaf, v in leaves.items()
-    }
+    return {f"/sys/devices/system/cpu/cpu{i}/cpufreq/{leaf}": (v[i] if isinstance(v, list) else v)
+            for i in range(n) for leaf, v in leaves.items()}
 
 
 # ------------------------------------------------------------------ ONNX Runtime
-
 
 def test_ort_check_passes_with_version_api_and_path(tmp_path):
     c, info = doctor.check_ort(make_host(tmp_path), None)
@@ -97,7 +85,6 @@ def test_providers_fail_without_a_library():
 
 # ------------------------------------------------------------------ privileges
 
-
 def test_rt_priority_passes_with_an_rtprio_limit_or_cap_sys_nice(tmp_path):
     assert doctor.check_rt_priority(make_host(tmp_path, limits={resource.RLIMIT_RTPRIO: (99, 99)}), 50).status == "pass"
     c = doctor.check_rt_priority(make_host(tmp_path, files=caps(doctor.CAP_SYS_NICE)), 50)
@@ -124,7 +111,6 @@ def test_memlock_warns_under_a_finite_limit(tmp_path):
 
 # ------------------------------------------------------------------ clocks and cores
 
-
 def test_governor_passes_at_performance_or_without_cpufreq(tmp_path):
     assert doctor.check_governor(make_host(tmp_path / "a", cpus(4, scaling_governor="performance"))).status == "pass"
     c = doctor.check_governor(make_host(tmp_path / "b"))
@@ -146,7 +132,6 @@ def test_isolated_cores_pass_when_listed_and_warn_when_none(tmp_path):
 
 
 # ------------------------------------------------------------------ Jetson
-
 
 def test_jetson_detected_by_tegra_release_or_device_tree_model(tmp_path):
     assert doctor.jetson_model(make_host(tmp_path / "a", {"/etc/nv_tegra_release": "# R36 (release)"}))
@@ -182,14 +167,12 @@ def test_jetson_lines_appear_only_on_a_jetson(tmp_path):
     names = [c.name for c in doctor.run_checks(make_host(tmp_path / "a"))]
     assert "jetson power mode" not in names and names.count("jetson") == 1
     jetson = make_host(
-        tmp_path / "b", {"/etc/nv_tegra_release": "R36"}, commands={"nvpmodel": "NV Power Mode: MAXN\n0"}
-    )
+        tmp_path / "b", {"/etc/nv_tegra_release": "R36"}, commands={"nvpmodel": "NV Power Mode: MAXN\n0"})
     names = [c.name for c in doctor.run_checks(jetson)]
     assert {"jetson power mode", "jetson_clocks", "jtop telemetry"} <= set(names)
 
 
 # ------------------------------------------------------------------ latency
-
 
 def test_trained_rate_read_from_the_manifest():
     assert doctor.trained_rate_hz({"policy": {"control_hz": 20}}) == 20.0
@@ -222,7 +205,6 @@ def test_real_latency_probe_on_the_tiny_bundle(tiny_bundle):
 
 # ------------------------------------------------------------------ verdict, output, CLI
 
-
 def test_verdict_fails_on_any_fail_but_not_on_warnings():
     assert doctor.ready([Check("a", "pass", ""), Check("b", "warn", "", "x"), Check("c", "skip", "")])
     assert not doctor.ready([Check("a", "pass", ""), Check("b", "fail", "", "x")])
@@ -234,12 +216,8 @@ def test_text_report_shows_the_fix_and_json_report_parses():
     assert text[0] == "[pass] a: fine" and text[1] == "[fail] b: broken  -> fix: do this"
     assert text[-1].startswith("NOT ready")
     data = json.loads(doctor.report(checks, as_json=True))
-    assert data["ready"] is False and data["checks"][1] == {
-        "name": "b",
-        "status": "fail",
-        "detail": "broken",
-        "fix": "do this",
-    }
+    assert data["ready"] is False and data["checks"][1] == {"name": "b", "status": "fail", "detail": "broken",
+                                                           "fix": "do this"}
 
 
 def test_latency_not_probed_when_the_runtime_cannot_load(tmp_path):
@@ -249,18 +227,11 @@ def test_latency_not_probed_when_the_runtime_cannot_load(tmp_path):
 
 def test_cli_doctor_on_this_machine_reports_every_check_as_json(capsys, tiny_bundle):
     from oat_edge.cli import main
-
     rc = main(["doctor", tiny_bundle, "--json", "--iters", "5", "--hz", "1"])
     data = json.loads(capsys.readouterr().out)
     names = [c["name"] for c in data["checks"]]
-    assert names[:6] == [
-        "onnxruntime",
-        "execution providers",
-        "real-time priority",
-        "memory locking",
-        "cpu governor",
-        "isolated cores",
-    ]
+    assert names[:6] == ["onnxruntime", "execution providers", "real-time priority", "memory locking",
+                         "cpu governor", "isolated cores"]
     assert data["checks"][0]["status"] == "pass"  # the real library of this venv
     assert names[-1] == "act() latency" and data["checks"][-1]["status"] in ("pass", "warn")
     assert rc == (0 if data["ready"] else 1) and all(c["status"] in doctor.STATUSES for c in data["checks"])
@@ -268,7 +239,6 @@ def test_cli_doctor_on_this_machine_reports_every_check_as_json(capsys, tiny_bun
 
 def test_cli_doctor_fails_for_a_missing_named_library(capsys, tmp_path):
     from oat_edge.cli import main
-
     rc = main(["doctor", "--ort-library", str(tmp_path / "missing.so")])
     out = capsys.readouterr().out
     assert rc == 1 and "[fail] onnxruntime" in out and "NOT ready" in out

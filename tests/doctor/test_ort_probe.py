@@ -52,9 +52,8 @@ def test_an_old_library_has_no_api_level(tmp_path):
     src = os.path.join(ROOT, "cpp", "tests", "fake_old_ort.c")
     out = tmp_path / "libfake_old_ort.so"
     try:
-        subprocess.run(
-            [os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", str(out), src], check=True, capture_output=True
-        )
+        subprocess.run([os.environ.get("CC", "cc"), "-shared", "-fPIC", "-o", str(out), src], check=True,
+                       capture_output=True)
     except (OSError, subprocess.CalledProcessError) as exc:
         pytest.skip(f"cannot compile {src}: {exc}")
     info = ort_probe.probe_in_child(str(out), timeout=SLOW_START_S)

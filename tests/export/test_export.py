@@ -20,27 +20,14 @@ OBS, T, H, D, K = 5, 2, 8, 3, 4
 
 def tiny_token_policy():
     torch.manual_seed(0)
-    tok = OATTokenizer(
-        OATConfig(
-            action_dim=D,
-            horizon=H,
-            num_tokens=K,
-            enc_width=16,
-            enc_depth=1,
-            enc_heads=2,
-            dec_width=16,
-            dec_depth=1,
-            dec_heads=2,
-            dec_ff=32,
-        )
-    )
+    tok = OATTokenizer(OATConfig(action_dim=D, horizon=H, num_tokens=K, enc_width=16, enc_depth=1, enc_heads=2,
+                                 dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32))
     tok.set_normalizer(Normalizer.fit(torch.randn(50, H, D)))
     with torch.no_grad():  # non-zero heads so decoded actions depend on the ids
         tok.encoder.head.weight.normal_(0, 0.5)
         tok.decoder.head.weight.normal_(0, 0.5)
-    pol = ARPolicy(
-        PolicyConfig(obs_dim=OBS, n_obs_steps=T, num_tokens=K, width=16, n_layers=2, n_heads=2, n_action_steps=4)
-    )
+    pol = ARPolicy(PolicyConfig(obs_dim=OBS, n_obs_steps=T, num_tokens=K, width=16, n_layers=2, n_heads=2,
+                                n_action_steps=4))
     with torch.no_grad():
         pol.tok_emb.weight.normal_(0, 0.5)  # peaked logits: greedy tokens are not near-ties
     return TokenPolicy(tok, pol, Normalizer.fit(torch.randn(50, T, OBS) * 2)).eval()
@@ -66,14 +53,8 @@ def test_export_writes_checked_graphs_and_passes_parity(bundle):
 def test_manifest_records_model_and_normalizers(bundle):
     tp, out, _ = bundle
     d = mf.load_manifest(out)
-    assert d["tokenizer"] == {
-        "kind": "oat",
-        "num_tokens": K,
-        "fsq_levels": [8, 5, 5, 5],
-        "codebook_size": 1000,
-        "horizon": H,
-        "action_dim": D,
-    }
+    assert d["tokenizer"] == {"kind": "oat", "num_tokens": K, "fsq_levels": [8, 5, 5, 5], "codebook_size": 1000,
+                              "horizon": H, "action_dim": D}
     assert d["policy"]["n_layers"] == 2 and d["policy"]["head_dim"] == 8 and d["policy"]["obs_dim"] == OBS
     assert np.allclose(d["normalization"]["obs_scale"], tp.obs_normalizer.scale.numpy())
     assert np.allclose(d["normalization"]["action_low"], tp.tokenizer.normalizer.low.numpy())
@@ -88,11 +69,8 @@ def _io(path):
 def test_graph_io_matches_design_contract(bundle):
     _, out, _ = bundle
     i, o = _io(out / "model.onnx")
-    assert list(i) == ["token", "step", "past_k", "past_v", "mem_k", "mem_v"] and list(o) == [
-        "logits",
-        "new_k",
-        "new_v",
-    ]
+    assert list(i) == ["token", "step", "past_k", "past_v", "mem_k", "mem_v"]
+    assert list(o) == ["logits", "new_k", "new_v"]
     assert i["token"] == ("tensor(int64)", ["B"]) and i["step"] == ("tensor(int64)", [1])
     assert i["past_k"] == ("tensor(float)", [2, "B", 2, K, 8]) and i["mem_v"] == ("tensor(float)", [2, "B", 2, T, 8])
     assert o["logits"] == ("tensor(float)", ["B", 1001]) and o["new_k"] == ("tensor(float)", [2, "B", 2, 1, 8])
@@ -126,9 +104,8 @@ def test_dynamic_batch_generate_and_act_match_pytorch(bundle, B):
     ids = tp.policy.generate(tp.obs_normalizer.normalize(raw), temperature=1.0, seed=9)
     assert np.array_equal(ob.generate_norm(tp.obs_normalizer.normalize(raw).numpy(), seed=9), ids.numpy())
     for k in (1, K):
-        assert np.allclose(
-            ob.act(raw.numpy(), max_tokens=k, seed=9), tp.predict(raw, max_tokens=k, seed=9).numpy(), atol=1e-4
-        )
+        ref = tp.predict(raw, max_tokens=k, seed=9).numpy()
+        assert np.allclose(ob.act(raw.numpy(), max_tokens=k, seed=9), ref, atol=1e-4)
 
 
 def test_parity_detects_a_model_changed_after_export(bundle):
@@ -175,19 +152,8 @@ def test_bad_precision_raises(tmp_path):
 
 def test_cli_exports_a_saved_checkpoint(tmp_path, capsys):
     tiny_token_policy().save(tmp_path / "policy.pt")
-    rc = cli_main(
-        [
-            "--checkpoint",
-            str(tmp_path / "policy.pt"),
-            "--out",
-            str(tmp_path / "b"),
-            "--precision",
-            "int8",
-            "--tasks",
-            "reach-v3",
-            "push-v3",
-        ]
-    )
+    rc = cli_main(["--checkpoint", str(tmp_path / "policy.pt"), "--out", str(tmp_path / "b"), "--precision", "int8",
+                   "--tasks", "reach-v3", "push-v3"])
     rep = json.loads(capsys.readouterr().out)
     assert rc == 0 and rep["ok"] and "int8" in rep["variants"]
     d = mf.load_manifest(tmp_path / "b")

@@ -1,5 +1,4 @@
 """An export that fails or is interrupted at any file it writes leaves the previous bundle intact."""
-
 import os
 
 import numpy as np
@@ -19,24 +18,11 @@ torch.set_num_threads(1)
 def _tiny_token_policy(seed=0):
     """A tiny model whose weights (and so actions) differ with the seed."""
     torch.manual_seed(seed)
-    tok = OATTokenizer(
-        OATConfig(
-            action_dim=3,
-            horizon=8,
-            num_tokens=4,
-            enc_width=16,
-            enc_depth=1,
-            enc_heads=2,
-            dec_width=16,
-            dec_depth=1,
-            dec_heads=2,
-            dec_ff=32,
-        )
-    )
+    tok = OATTokenizer(OATConfig(action_dim=3, horizon=8, num_tokens=4, enc_width=16, enc_depth=1,
+                                 enc_heads=2, dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32))
     tok.set_normalizer(Normalizer.fit(torch.randn(50, 8, 3)))
-    pol = ARPolicy(
-        PolicyConfig(obs_dim=5, n_obs_steps=2, num_tokens=4, width=16, n_layers=1, n_heads=2, n_action_steps=4)
-    )
+    pol = ARPolicy(PolicyConfig(obs_dim=5, n_obs_steps=2, num_tokens=4, width=16, n_layers=1,
+                                n_heads=2, n_action_steps=4))
     with torch.no_grad():
         for p in (*tok.parameters(), *pol.parameters()):
             p.normal_(0, 0.5)
@@ -53,7 +39,8 @@ class FaultInjector:
 
     def __init__(self, monkeypatch, fail_at=None, exc=Fault):
         self.n, self.fail_at, self.exc = 0, fail_at, exc
-        for owner, name in ((os, "replace"), (os, "rename"), (atomic, "_exchange"), (atomic, "_write_all")):
+        for owner, name in ((os, "replace"), (os, "rename"), (atomic, "_exchange"),
+                            (atomic, "_write_all")):
             monkeypatch.setattr(owner, name, self._wrap(getattr(owner, name)))
 
     def _wrap(self, fn):
@@ -62,7 +49,6 @@ class FaultInjector:
             if self.n == self.fail_at:
                 raise self.exc("injected fault")
             return fn(*a, **k)
-
         return counted
 
 
@@ -112,7 +98,6 @@ def test_export_failing_parity_does_not_replace_the_bundle(old_bundle, monkeypat
     out, obs, acts, _ = old_bundle
     before = _snapshot(out)
     import oat_export.export as ex
-
     monkeypatch.setattr(ex, "check_parity_fn", lambda tp, d: {"ok": False})
     rep = export_bundle(_tiny_token_policy(seed=3), out)
     assert rep["ok"] is False and rep["installed"] is False
@@ -127,7 +112,6 @@ def test_export_onto_a_file_fails_before_exporting(tmp_path):
 
 def test_export_on_a_full_disk_is_one_line_and_keeps_the_old_bundle(old_bundle, monkeypatch):
     import errno
-
     out, obs, acts, _ = old_bundle
     before = _snapshot(out)
     real = os.replace

@@ -67,27 +67,10 @@ def test_table_covers_every_schema_rule_and_type():
 
 
 def good(**kw):
-    args = dict(
-        kind="oat",
-        num_tokens=8,
-        fsq_levels=[8, 5, 5, 5],
-        horizon=32,
-        action_dim=4,
-        n_layers=4,
-        n_heads=4,
-        head_dim=64,
-        n_obs_steps=2,
-        obs_dim=3,
-        n_action_steps=16,
-        obs_scale=np.ones(3),
-        obs_offset=np.zeros(3),
-        action_scale=[2.0] * 4,
-        action_offset=[0.0] * 4,
-        action_low=[-0.5] * 4,
-        action_high=[0.5] * 4,
-        tasks=["reach-v3"],
-        obs_layout="test",
-    )
+    args = dict(kind="oat", num_tokens=8, fsq_levels=[8, 5, 5, 5], horizon=32, action_dim=4, n_layers=4,
+                n_heads=4, head_dim=64, n_obs_steps=2, obs_dim=3, n_action_steps=16,
+                obs_scale=np.ones(3), obs_offset=np.zeros(3), action_scale=[2.0] * 4, action_offset=[0.0] * 4,
+                action_low=[-0.5] * 4, action_high=[0.5] * 4, tasks=["reach-v3"], obs_layout="test")
     args.update(kw)
     return mf.build_manifest(**args)
 
@@ -113,7 +96,6 @@ def test_schema_tables_agree_with_the_exported_names():
 
 def test_schema_file_ships_inside_the_package():
     import oat_edge
-
     assert os.path.isfile(os.path.join(os.path.dirname(oat_edge.__file__), "bundle_schema.json"))
 
 
@@ -128,24 +110,17 @@ def test_bundle_dir_check_reports_missing_file(tmp_path):
 
 # ---- a graph file that is not a readable file says what it is ---------------------------------
 
-
 def _bundle_files(tmp_path):
     for f in ("model.onnx", "policy_prefill.onnx", "decoder.onnx", "encoder.onnx"):
         (tmp_path / f).write_bytes(b"x")
 
 
-@pytest.mark.parametrize(
-    "graph,make,match",
-    [
-        ("decoder.onnx", os.mkdir, "decoder.onnx' in .* is a directory, expected an ONNX file"),
-        ("policy_prefill.onnx", os.mkfifo, "is not a regular file \\(a FIFO"),  # reading it would block
-        (
-            "encoder.onnx",
-            lambda p: os.symlink(os.path.join(os.path.dirname(p), "gone.onnx"), p),
-            "dangling symbolic link .*gone.onnx",
-        ),
-    ],
-)
+@pytest.mark.parametrize("graph,make,match", [
+    ("decoder.onnx", os.mkdir, "decoder.onnx' in .* is a directory, expected an ONNX file"),
+    ("policy_prefill.onnx", os.mkfifo, "is not a regular file \\(a FIFO"),  # reading it would block
+    ("encoder.onnx", lambda p: os.symlink(os.path.join(os.path.dirname(p), "gone.onnx"), p),
+     "dangling symbolic link .*gone.onnx"),
+])
 def test_graph_file_that_is_not_a_regular_file_says_what_it_is(tmp_path, graph, make, match):
     _bundle_files(tmp_path)
     os.remove(tmp_path / graph)
@@ -154,13 +129,8 @@ def test_graph_file_that_is_not_a_regular_file_says_what_it_is(tmp_path, graph, 
         mf.validate(good(), tmp_path)
 
 
-@pytest.mark.parametrize(
-    "call,graph",
-    [
-        ("open", "decoder.onnx"),  # a file other users cannot read
-        ("stat", "encoder.onnx"),
-    ],
-)  # a directory they cannot search
+@pytest.mark.parametrize("call,graph", [("open", "decoder.onnx"),  # a file other users cannot read
+                                        ("stat", "encoder.onnx")])  # a directory they cannot search
 def test_permission_denied_is_said_as_such(tmp_path, monkeypatch, call, graph):
     # Tests run as root, who reads anything: fake the EACCES the kernel gives other users.
     _bundle_files(tmp_path)
@@ -188,17 +158,12 @@ def test_entry_path_that_is_a_directory_without_model_says_so(tmp_path):
 
 # ---- load_manifest: reads model.onnx, checks the graphs --------------------------------------
 
-
 def _tiny_onnx(path, props):
     import onnx
     from onnx import TensorProto, helper
-
-    g = helper.make_graph(
-        [helper.make_node("Identity", ["x"], ["y"])],
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-    )
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     for k, v in props.items():
         m.metadata_props.add(key=k, value=v)

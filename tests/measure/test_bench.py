@@ -1,5 +1,4 @@
 """The benchmark measures all three backends side by side and reports ratios and overhead."""
-
 from oat_edge.measure import bench
 
 

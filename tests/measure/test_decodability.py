@@ -31,20 +31,8 @@ def smooth_chunks(n=200, seed=0):
 
 def tiny_oat():
     torch.manual_seed(0)
-    tok = OATTokenizer(
-        OATConfig(
-            action_dim=D,
-            horizon=H,
-            num_tokens=K,
-            enc_width=16,
-            enc_depth=1,
-            enc_heads=2,
-            dec_width=16,
-            dec_depth=1,
-            dec_heads=2,
-            dec_ff=32,
-        )
-    )
+    tok = OATTokenizer(OATConfig(action_dim=D, horizon=H, num_tokens=K, enc_width=16, enc_depth=1,
+                                 enc_heads=2, dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32))
     tok.set_normalizer(Normalizer.fit(torch.randn(200, H, D) * 2 + 1))
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():  # large random weights: the decoder output is far outside [-1, 1]
@@ -63,9 +51,9 @@ def test_near_miss_sequences_differ_from_a_real_one_by_exactly_one_edit():
         if k == "replace":
             assert any(sum(a != b for a, b in zip(s, r)) <= 1 for r in cands)
         elif k == "drop":
-            assert any(any(r[:i] + r[i + 1 :] == s for i in range(len(r))) for r in cands)
+            assert any(any(r[:i] + r[i + 1:] == s for i in range(len(r))) for r in cands)
         else:
-            assert any(any(s[:i] + s[i + 1 :] == r for i in range(len(s))) for r in cands)
+            assert any(any(s[:i] + s[i + 1:] == r for i in range(len(s))) for r in cands)
     # insertion into a sequence already at max_len keeps max_len tokens
     seqs, kinds = near_miss_sequences(rng, [[1, 2, 3, 4]], 30, vocab=50, max_len=4)
     assert all(len(s) == (3 if k == "drop" else 4) for s, k in zip(seqs, kinds))
@@ -120,39 +108,17 @@ def test_cli_writes_json_with_both_tokenizers(tmp_path):
     rng = np.random.default_rng(0)
     n_ep, T = 12, 20
     acts = np.concatenate([smooth_chunks(1, seed=i)[0].repeat(3, 1)[:T].numpy() for i in range(n_ep)])
-    demos = Demos(
-        obs=rng.normal(size=(n_ep * T, 39)).astype(np.float32),
-        actions=acts.astype(np.float32),
-        episode_ends=np.arange(1, n_ep + 1) * T,
-        episode_task=np.arange(n_ep) % 2,
-        task_names=["a", "b"],
-        meta={},
-    )
+    demos = Demos(obs=rng.normal(size=(n_ep * T, 39)).astype(np.float32), actions=acts.astype(np.float32),
+                  episode_ends=np.arange(1, n_ep + 1) * T, episode_task=np.arange(n_ep) % 2,
+                  task_names=["a", "b"], meta={})
     import oat_edge.measure.decodability as dec
-
     tiny_oat().save(tmp_path / "oat.pt")
     orig = dec.run_experiment
     out = tmp_path / "d.json"
     try:  # the CLI takes a path; hand the in-memory demos through
         dec.run_experiment = lambda _d, *a, **k: orig(demos, *a, **k)
-        main(
-            [
-                "--demos",
-                "unused.npz",
-                "--oat",
-                str(tmp_path / "oat.pt"),
-                "--samples",
-                "60",
-                "--prefix-chunks",
-                "10",
-                "--vocab-size",
-                "128",
-                "--max-tokens",
-                "24",
-                "--out",
-                str(out),
-            ]
-        )
+        main(["--demos", "unused.npz", "--oat", str(tmp_path / "oat.pt"), "--samples", "60",
+              "--prefix-chunks", "10", "--vocab-size", "128", "--max-tokens", "24", "--out", str(out)])
     finally:
         dec.run_experiment = orig
     res = json.loads(out.read_text())

@@ -15,19 +15,12 @@ class ExpertBackedPolicy:
 
     def __init__(self, bundle, threads=1):
         from metaworld.policies import ENV_POLICY_MAP
-
         self.expert = ENV_POLICY_MAP["reach-v3"]()
-        self.info = {
-            "horizon": 4,
-            "action_dim": 4,
-            "n_obs_steps": 2,
-            "obs_dim": 40,
-            "n_action_steps": 1,
-            "num_tokens": 8,
-            "tasks": ["reach-v3"],
-            "codebook_size": 1000,
-            "manifest": {"normalization": {"action_low": [-1] * 4, "action_high": [1] * 4}},
-        }
+        self.info = {"horizon": 4, "action_dim": 4, "n_obs_steps": 2, "obs_dim": 40,
+                     "n_action_steps": 1, "num_tokens": 8, "tasks": ["reach-v3"],
+                     "codebook_size": 1000,
+                     "manifest": {"normalization": {"action_low": [-1] * 4,
+                                                    "action_high": [1] * 4}}}
 
     def act(self, obs, max_tokens=None, seed=None, return_stats=False, **kw):
         a = self.expert.get_action(np.asarray(obs[-1, :39], dtype=np.float64))
@@ -38,41 +31,31 @@ class ExpertBackedPolicy:
 
 
 def test_evaluate_reports_success_per_k_expert_and_writes_artifacts(tmp_path):
-    res = evaluate(
-        "fake-bundle",
-        episodes=1,
-        ks=(1, 8),
-        workers=1,
-        out_dir=tmp_path,
-        policy_factory=ExpertBackedPolicy,
-        progress=False,
-    )
+    res = evaluate("fake-bundle", episodes=1, ks=(1, 8), workers=1, out_dir=tmp_path,
+                   policy_factory=ExpertBackedPolicy, progress=False)
     cell = res["per_task"]["reach-v3"]
     assert cell["8"]["success_rate"] == 1.0 and cell["1"]["success_rate"] == 0.0
     assert res["expert"]["reach-v3"] == 1.0
     assert cell["8"]["tokens_hist"] == {"8": sum(cell["8"]["tokens_hist"].values())}
     assert cell["8"]["latency_ms"]["p50"] >= 0 and cell["8"]["errors"] == 0
     assert res["bits"]["8"] == pytest.approx(8 * np.log2(1000))
-    for name in ("results.json", "results.md", "success_vs_k.png", "latency_vs_k.png", "rate_distortion.png"):
+    for name in ("results.json", "results.md", "success_vs_k.png", "latency_vs_k.png",
+                 "rate_distortion.png"):
         assert (tmp_path / name).stat().st_size > 0
-    assert json.loads((tmp_path / "results.json").read_text())["mean_success"] == {"1": 0.0, "8": 1.0}
+    assert json.loads((tmp_path / "results.json").read_text())["mean_success"] == {"1": 0.0,
+                                                                                  "8": 1.0}
     assert "| reach-v3 | 0% | 100% | 100% |" in markdown_table(res)
 
 
-@pytest.mark.parametrize(
-    "kw,msg",
-    [
-        ({"ks": (0,)}, "ks must be"),
-        ({"ks": (9,)}, "ks must be"),
-        ({"tasks": ["push-v3"]}, "not in the bundle"),
-        ({"episodes": 0}, "episodes"),
-        ({"n_action_steps": 0}, "n_action_steps"),
-        ({"n_action_steps": 5}, "n_action_steps"),
-    ],
-)
+@pytest.mark.parametrize("kw,msg", [({"ks": (0,)}, "ks must be"), ({"ks": (9,)}, "ks must be"),
+                                    ({"tasks": ["push-v3"]}, "not in the bundle"),
+                                    ({"episodes": 0}, "episodes"),
+                                    ({"n_action_steps": 0}, "n_action_steps"),
+                                    ({"n_action_steps": 5}, "n_action_steps")])
 def test_evaluate_rejects_bad_arguments(tmp_path, kw, msg):
     with pytest.raises(ValueError, match=msg):
-        evaluate("fake-bundle", workers=1, out_dir=tmp_path, policy_factory=ExpertBackedPolicy, progress=False, **kw)
+        evaluate("fake-bundle", workers=1, out_dir=tmp_path, policy_factory=ExpertBackedPolicy,
+                 progress=False, **kw)
 
 
 class CountingPolicy(ExpertBackedPolicy):
@@ -86,19 +69,9 @@ class CountingPolicy(ExpertBackedPolicy):
 def test_evaluate_n_action_steps_overrides_the_bundles_receding_horizon(tmp_path):
     def run(**kw):
         CountingPolicy.calls = 0
-        res = evaluate(
-            "fake-bundle",
-            episodes=1,
-            ks=(8,),
-            workers=1,
-            out_dir=tmp_path,
-            expert=False,
-            policy_factory=CountingPolicy,
-            progress=False,
-            background=False,
-            force=True,
-            **kw,
-        )
+        res = evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path, expert=False,
+                       policy_factory=CountingPolicy, progress=False, background=False,
+                       force=True, **kw)
         cell = res["per_task"]["reach-v3"]["8"]
         return res["n_action_steps"], CountingPolicy.calls / cell["mean_steps"]
 
@@ -111,7 +84,6 @@ def test_evaluate_n_action_steps_overrides_the_bundles_receding_horizon(tmp_path
 
 class InterruptedPolicy(ExpertBackedPolicy):
     """Ctrl-C arrives during the third episode's inference."""
-
     calls = 0
 
     def act(self, obs, **kw):
@@ -123,32 +95,15 @@ class InterruptedPolicy(ExpertBackedPolicy):
 
 def test_ctrl_c_saves_the_finished_episodes_and_marks_the_results(tmp_path):
     # one act per episode step with n_action_steps 1; measure two episodes' worth of calls
-    InterruptedPolicy.calls, InterruptedPolicy.stop_at = 0, 10**9
-    evaluate(
-        "fake-bundle",
-        episodes=2,
-        ks=(1,),
-        workers=1,
-        out_dir=tmp_path / "probe",
-        expert=False,
-        policy_factory=InterruptedPolicy,
-        progress=False,
-        background=False,
-        plots=False,
-    )
+    InterruptedPolicy.calls, InterruptedPolicy.stop_at = 0, 10 ** 9
+    evaluate("fake-bundle", episodes=2, ks=(1,), workers=1, out_dir=tmp_path / "probe",
+             expert=False, policy_factory=InterruptedPolicy, progress=False, background=False,
+             plots=False)
     per_two = InterruptedPolicy.calls - 3  # minus the warm-up acts
     InterruptedPolicy.calls, InterruptedPolicy.stop_at = 0, 3 + per_two + 2
-    res = evaluate(
-        "fake-bundle",
-        episodes=5,
-        ks=(8, 1),
-        workers=1,
-        out_dir=tmp_path / "out",
-        expert=False,
-        policy_factory=InterruptedPolicy,
-        progress=False,
-        background=False,
-    )
+    res = evaluate("fake-bundle", episodes=5, ks=(8, 1), workers=1, out_dir=tmp_path / "out",
+                   expert=False, policy_factory=InterruptedPolicy, progress=False,
+                   background=False)
     assert res["interrupted"] is True
     cell = res["per_task"]["reach-v3"]["1"]  # ks are sorted: k=1 runs first
     assert cell["episodes_done"] == 2 and cell["interrupted"] is True
@@ -159,40 +114,24 @@ def test_ctrl_c_saves_the_finished_episodes_and_marks_the_results(tmp_path):
     assert "Interrupted" in md and "| – |" in md
     assert not (tmp_path / "out" / "success_vs_k.png").exists()  # no plots of a partial run
     import signal
-
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C still works
 
 
 def test_existing_results_are_not_overwritten_without_force(tmp_path):
     from oat_edge.atomic import OutputError
-
     (tmp_path / "results.json").write_text("{}")
     with pytest.raises(OutputError, match="--force"):
-        evaluate(
-            "fake-bundle",
-            episodes=1,
-            ks=(8,),
-            workers=1,
-            out_dir=tmp_path,
-            policy_factory=ExpertBackedPolicy,
-            progress=False,
-        )
+        evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path,
+                 policy_factory=ExpertBackedPolicy, progress=False)
     assert (tmp_path / "results.json").read_text() == "{}"
     (tmp_path / "file").write_text("")
     with pytest.raises(OutputError, match="is a file"):
-        evaluate(
-            "fake-bundle",
-            episodes=1,
-            ks=(8,),
-            workers=1,
-            out_dir=tmp_path / "file",
-            policy_factory=ExpertBackedPolicy,
-            progress=False,
-            force=True,
-        )
+        evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path / "file",
+                 policy_factory=ExpertBackedPolicy, progress=False, force=True)
 
 
-def test_full_disk_at_the_end_still_prints_the_results_and_fails_in_one_line(tmp_path, capsys, monkeypatch):
+def test_full_disk_at_the_end_still_prints_the_results_and_fails_in_one_line(tmp_path, capsys,
+                                                                            monkeypatch):
     import errno
 
     from oat_edge import atomic, cli
@@ -202,21 +141,8 @@ def test_full_disk_at_the_end_still_prints_the_results_and_fails_in_one_line(tmp
 
     monkeypatch.setattr(atomic, "_write_all", full)
     monkeypatch.setattr("oat_edge.Policy", ExpertBackedPolicy)
-    rc = cli.main(
-        [
-            "eval",
-            "fake-bundle",
-            "--episodes",
-            "1",
-            "--ks",
-            "8",
-            "--workers",
-            "1",
-            "--no-expert",
-            "--out",
-            str(tmp_path / "out"),
-        ]
-    )
+    rc = cli.main(["eval", "fake-bundle", "--episodes", "1", "--ks", "8", "--workers", "1",
+                   "--no-expert", "--out", str(tmp_path / "out")])
     out, err = capsys.readouterr()
     assert rc == 2 and "| reach-v3 | 100% |" in out  # what was measured is not lost
     assert "no space left on device" in err and len(err.strip().splitlines()) == 1

@@ -1,5 +1,4 @@
 """The tokenizer report: held-out reconstruction error per prefix length, of your own tokenizer."""
-
 import json
 
 import numpy as np
@@ -13,36 +12,12 @@ from oat_edge import cli  # noqa: E402
 def test_report_of_a_trained_tokenizer_and_refusal_to_overwrite(tmp_path, capsys, write_demos):
     demos = write_demos(tmp_path / "d.npz", n_eps=8, lengths=(40, 50))
     for variant in ("oat", "bin"):
-        assert (
-            cli.main(
-                [
-                    "train-tokenizer",
-                    "--demos",
-                    demos,
-                    "--out",
-                    str(tmp_path / variant),
-                    "--variant",
-                    variant,
-                    "--steps",
-                    "3",
-                    "--threads",
-                    "1",
-                    "--no-progress",
-                ]
-            )
-            == 0
-        )
+        assert cli.main(["train-tokenizer", "--demos", demos, "--out", str(tmp_path / variant),
+                         "--variant", variant, "--steps", "3", "--threads", "1",
+                         "--no-progress"]) == 0
     out = tmp_path / "report"
-    argv = [
-        "tokenizer-report",
-        "--demos",
-        demos,
-        "--tokenizers",
-        str(tmp_path / "oat"),
-        str(tmp_path / "bin"),
-        "--out",
-        str(out),
-    ]
+    argv = ["tokenizer-report", "--demos", demos, "--tokenizers", str(tmp_path / "oat"),
+            str(tmp_path / "bin"), "--out", str(out)]
     assert cli.main(argv) == 0
     res = json.loads((out / "results.json").read_text())
     oat = res["tokenizers"]["oat"]

@@ -1,7 +1,6 @@
 """The parity ladder on the trained bundle the repo ships (models/, made by scripts/recipe.sh):
 PyTorch eager -> onnxruntime from Python -> the C++ Policy give the same greedy tokens and the
 same action chunks, for every prefix length, on real Meta-World observations."""
-
 import os
 
 import numpy as np
@@ -11,9 +10,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BUNDLE = os.path.join(ROOT, "models", "oat-metaworld-mt3")
 CHECKPOINT = BUNDLE + ".pt"
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isfile(os.path.join(BUNDLE, "model.onnx")), reason="no shipped bundle in models/"
-)
+pytestmark = pytest.mark.skipif(not os.path.isfile(os.path.join(BUNDLE, "model.onnx")),
+                                reason="no shipped bundle in models/")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ OAT_EDGE_TEST_BUNDLE, so the same property tests can be pointed at a real model:
 
     OAT_EDGE_TEST_BUNDLE=runs/<run>/bundle .venv/bin/python -m pytest -q tests/reliability
 """
-
 import os
 
 import pytest
@@ -34,3 +33,4 @@ def policy(bundle):
 def bounds(policy):
     n = policy.info.normalization
     return n.action_low, n.action_high
+

@@ -1,7 +1,6 @@
 """The optimized-graph cache is keyed by the graph's content: new weights are never served from a
 stale cache entry, even when the file keeps its size and modification time, and a damaged entry is
 re-made instead of failing the load."""
-
 import os
 import shutil
 
@@ -23,10 +22,8 @@ def _tweak_weights_in_place(path):
 
     st = os.stat(path)
     m = onnx.load(path)
-    init = max(
-        (i for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.raw_data),
-        key=lambda i: len(i.raw_data),
-    )
+    init = max((i for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.raw_data),
+               key=lambda i: len(i.raw_data))
     w = numpy_helper.to_array(init)
     init.raw_data = (w * np.float32(-1.5) + np.float32(0.25)).astype(np.float32).tobytes()
     onnx.save(m, path)

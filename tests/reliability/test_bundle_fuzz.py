@@ -8,7 +8,6 @@ loader shows up as a failed test naming the case and the signal, not as a dead t
 (tests/runtime/test_bad_inputs.py already covers: missing path, missing decoder.onnx, model.onnx
 cut to 1/3, directory without model.onnx, format_version 2.)
 """
-
 import importlib.util
 import json
 import os
@@ -74,17 +73,15 @@ def _agree(name, r):
     assert r["inspect"] in (None, "BundleError"), (name, r)
     assert (r["inspect"] is not None) == policy_rejected, (
         f"{name}: inspect {'rejected' if r['inspect'] else 'accepted'} ({r['inspect_msg'][:300]}) but Policy() "
-        f"{'rejected' if policy_rejected else 'accepted'} ({r['msg'][:300]})"
-    )
+        f"{'rejected' if policy_rejected else 'accepted'} ({r['msg'][:300]})")
 
 
 def _run_cases(cases, tmp_path, child_env):
     """cases: [(name, path)] -> {name: result dict}; fails naming the case if the child dies."""
     spec = tmp_path / "cases.json"
     spec.write_text(json.dumps([(n, str(p)) for n, p in cases]))
-    r = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(spec)], capture_output=True, text=True, env=child_env, timeout=300
-    )
+    r = subprocess.run([sys.executable, "-c", _CHILD, str(spec)], capture_output=True, text=True,
+                       env=child_env, timeout=300)
     results, started = {}, None
     for line in r.stdout.splitlines():
         if not line.startswith("{"):
@@ -128,7 +125,7 @@ def test_bit_flipped_graphs_never_crash_or_return_garbage(tiny_bundle, tmp_path,
     # 12 seeded corruptions per graph, 1..8 random bytes XOR-ed each. A flip may be harmless (a
     # weight changes: the chunk is still finite and in bounds), or must raise BundleError.
     rng = np.random.default_rng(sum(map(ord, graph)))
-    src = tmp_path / "src"
+    src = (tmp_path / "src")
     shutil.copytree(tiny_bundle, src)
     data = (src / graph).read_bytes()
     cases = []
@@ -198,22 +195,19 @@ def test_empty_and_non_onnx_files_raise_bundle_error(edit_manifest, tiny_bundle,
     assert "no 'oat_edge.manifest' metadata" in results["entry is a graph without manifest (decoder.onnx)"]["msg"]
     assert all("not valid JSON" in results["manifest of ill-formed UTF-8"][k] for k in ("msg", "inspect_msg"))
     # the real cause, in both loaders' words, not "corrupt or needs a newer ONNX Runtime"
-    for name, cause in [
-        ("decoder.onnx dangling symlink", "'decoder.onnx' in .* is a dangling symbolic link"),
-        ("model.onnx is a directory", "'model.onnx' in .* is a directory, expected an ONNX file"),
-        ("decoder.onnx is a directory", "'decoder.onnx' in .* is a directory, expected an ONNX file"),
-        ("policy_prefill.onnx is a FIFO", "'policy_prefill.onnx' in .* is not a regular file"),
-        ("model.onnx is a FIFO", "'model.onnx' in .* is not a regular file"),
-    ]:
+    for name, cause in [("decoder.onnx dangling symlink", "'decoder.onnx' in .* is a dangling symbolic link"),
+                        ("model.onnx is a directory", "'model.onnx' in .* is a directory, expected an ONNX file"),
+                        ("decoder.onnx is a directory", "'decoder.onnx' in .* is a directory, expected an ONNX file"),
+                        ("policy_prefill.onnx is a FIFO", "'policy_prefill.onnx' in .* is not a regular file"),
+                        ("model.onnx is a FIFO", "'model.onnx' in .* is not a regular file")]:
         for msg in (results[name]["msg"], results[name]["inspect_msg"]):
             assert re.search(cause, msg) and "corrupt" not in msg, (name, msg)
 
 
 # ---- manifests that disagree with the graphs, or break the contract ---------------------------------
 
-
 def _resize(d, group, n):
-    for k in [f"{group}_scale", f"{group}_offset"] + (["action_low", "action_high"] if group == "action" else []):
+    for k in ([f"{group}_scale", f"{group}_offset"] + (["action_low", "action_high"] if group == "action" else [])):
         v = d["normalization"][k]
         d["normalization"][k] = (v * n)[:n]
 
@@ -228,34 +222,16 @@ GRAPH_CASES = [
     ("n_obs_steps disagrees", lambda d: d["policy"].update(n_obs_steps=3), "step input 'mem_k' has shape"),
     ("obs_dim disagrees", lambda d: (d["policy"].update(obs_dim=6), _resize(d, "obs", 6)), "prefill input 'obs'"),
     ("horizon disagrees", lambda d: d["tokenizer"].update(horizon=9), "decoder output 'actions' has shape"),
-    (
-        "action_dim disagrees",
-        lambda d: (d["tokenizer"].update(action_dim=4), _resize(d, "action", 4)),
-        "decoder output 'actions' has shape",
-    ),
-    (
-        "code_dim (len fsq_levels) disagrees",
-        lambda d: d["tokenizer"].update(fsq_levels=[8, 5, 25]),
-        "decoder input 'codes' has shape",
-    ),
-    (
-        "vocab disagrees",
-        lambda d: (
-            d["tokenizer"].update(fsq_levels=[8, 5, 5, 4], codebook_size=800),
-            d["policy"].update(vocab_size=801, bos_id=800),
-        ),
-        "step output 'logits' has shape",
-    ),
-    (
-        "decoder file is the prefill graph",
-        lambda d: d["files"].update(decoder="policy_prefill.onnx"),
-        "decoder graph I/O is [obs]",
-    ),
-    (
-        "encoder file is the decoder graph",
-        lambda d: d["files"].update(encoder="decoder.onnx"),
-        "encoder graph I/O is [codes, num_tokens]",
-    ),
+    ("action_dim disagrees", lambda d: (d["tokenizer"].update(action_dim=4), _resize(d, "action", 4)),
+     "decoder output 'actions' has shape"),
+    ("code_dim (len fsq_levels) disagrees", lambda d: d["tokenizer"].update(fsq_levels=[8, 5, 25]),
+     "decoder input 'codes' has shape"),
+    ("vocab disagrees", lambda d: (d["tokenizer"].update(fsq_levels=[8, 5, 5, 4], codebook_size=800),
+                                   d["policy"].update(vocab_size=801, bos_id=800)), "step output 'logits' has shape"),
+    ("decoder file is the prefill graph", lambda d: d["files"].update(decoder="policy_prefill.onnx"),
+     "decoder graph I/O is [obs]"),
+    ("encoder file is the decoder graph", lambda d: d["files"].update(encoder="decoder.onnx"),
+     "encoder graph I/O is [codes, num_tokens]"),
 ]
 
 
@@ -264,10 +240,8 @@ def _poison(path):
     from onnx import numpy_helper
 
     m = onnx.load(str(path))
-    init = max(
-        (i for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.raw_data),
-        key=lambda i: len(i.raw_data),
-    )
+    init = max((i for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT and i.raw_data),
+               key=lambda i: len(i.raw_data))
     init.raw_data = np.full(numpy_helper.to_array(init).shape, np.nan, np.float32).tobytes()
     onnx.save(m, str(path))
 
@@ -286,14 +260,14 @@ def test_graphs_that_load_but_compute_nan_are_rejected_by_both_loaders(tiny_bund
 
 def _shared_table():
     spec = importlib.util.spec_from_file_location(
-        "manifest_table", os.path.join(os.path.dirname(__file__), os.pardir, "export", "test_manifest.py")
-    )
+        "manifest_table", os.path.join(os.path.dirname(__file__), os.pardir, "export", "test_manifest.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
-def test_manifests_wrong_for_their_graphs_are_rejected_by_both_loaders(edit_manifest, tiny_bundle, tmp_path, child_env):
+def test_manifests_wrong_for_their_graphs_are_rejected_by_both_loaders(edit_manifest, tiny_bundle, tmp_path,
+                                                                       child_env):
     cases = []
     for i, (name, edit, _) in enumerate(GRAPH_CASES):
         d = shutil.copytree(tiny_bundle, tmp_path / f"g{i}")
@@ -314,16 +288,12 @@ def _same_words(a, b):
 
 
 def test_every_bad_manifest_of_the_shared_table_is_rejected_alike_by_inspect_and_policy(
-    edit_manifest, tiny_bundle, tmp_path, child_env
-):
+        edit_manifest, tiny_bundle, tmp_path, child_env):
     # The shared table's edits, applied to a real bundle's manifest: inspect and the C++ loader must
     # give the same BundleError, word for word, and the table's good variants must load in both.
     table = _shared_table()
-    base = json.loads(
-        next(
-            p.value for p in onnx.load(os.path.join(tiny_bundle, "model.onnx")).metadata_props if p.key == MANIFEST_KEY
-        )
-    )
+    base = json.loads(next(p.value for p in onnx.load(os.path.join(tiny_bundle, "model.onnx")).metadata_props
+                           if p.key == MANIFEST_KEY))
     cases, want = [], {}
     for i, case in enumerate(table.TABLE["cases"]):
         try:
@@ -352,11 +322,8 @@ def test_every_bad_manifest_of_the_shared_table_is_rejected_alike_by_inspect_and
 def test_inspect_reports_pathological_json_in_one_line(edit_manifest, tiny_bundle, tmp_path, capsys):
     from oat_edge.cli import main
 
-    for name, text in [
-        ("deep", "[" * 200000 + "]" * 200000),
-        ("dup", '{"format": 1, "format": 2}'),
-        ("nan", '{"format": NaN}'),
-    ]:
+    for name, text in [("deep", "[" * 200000 + "]" * 200000), ("dup", '{"format": 1, "format": 2}'),
+                       ("nan", '{"format": NaN}')]:
         d = shutil.copytree(tiny_bundle, tmp_path / name)
         edit_manifest(d, lambda _: text)
         assert main(["inspect", str(d)]) == 2

@@ -1,7 +1,6 @@
 """Graph inputs and outputs are bound by name, never by position: a manifest that lists the names
 of any graph in another order, or a graph whose inputs/outputs are declared in another order, gives
 bit-identical tokens and actions (or is rejected; here every order must load)."""
-
 import itertools
 import shutil
 
@@ -30,18 +29,17 @@ def _orders(names):
     return [r for r in rots + [r[::-1] for r in rots] if r != names]
 
 
-def test_manifest_name_lists_in_any_order_give_identical_actions(edit_manifest, tiny_bundle, tmp_path, tiny_config):
-    obs = (
-        np.random.default_rng(0).normal(size=(3, tiny_config["n_obs_steps"], tiny_config["obs_dim"])).astype(np.float32)
-    )
+def test_manifest_name_lists_in_any_order_give_identical_actions(edit_manifest, tiny_bundle, tmp_path,
+                                                                  tiny_config):
+    shape = (3, tiny_config["n_obs_steps"], tiny_config["obs_dim"])
+    obs = np.random.default_rng(0).normal(size=shape).astype(np.float32)
     ref = _outputs(tiny_bundle, obs)
     base = load_manifest(tiny_bundle)
     n = 0
     for graph, side in LISTS:
         for order in _orders(base["io"][graph][side]):
-            d = edit_manifest(
-                shutil.copytree(tiny_bundle, tmp_path / f"b{n}"), lambda m: m["io"][graph].update({side: order})
-            )
+            d = edit_manifest(shutil.copytree(tiny_bundle, tmp_path / f"b{n}"),
+                              lambda m: m["io"][graph].update({side: order}))
             n += 1
             assert load_manifest(d)["io"][graph][side] == order  # inspect accepts it too
             got = _outputs(str(d), obs)
@@ -51,9 +49,8 @@ def test_manifest_name_lists_in_any_order_give_identical_actions(edit_manifest, 
 
 
 def test_graph_declaring_its_inputs_in_another_order_gives_identical_actions(tiny_bundle, tmp_path, tiny_config):
-    obs = (
-        np.random.default_rng(1).normal(size=(2, tiny_config["n_obs_steps"], tiny_config["obs_dim"])).astype(np.float32)
-    )
+    shape = (2, tiny_config["n_obs_steps"], tiny_config["obs_dim"])
+    obs = np.random.default_rng(1).normal(size=shape).astype(np.float32)
     ref = _outputs(tiny_bundle, obs)
     d = tmp_path / "reordered"
     shutil.copytree(tiny_bundle, d)

@@ -1,6 +1,5 @@
 """One Policy shared by threads: calls are serialized by the core's mutex (the GIL is released),
 so results must be exactly what the same calls give single-threaded, whatever the interleaving."""
-
 import threading
 
 import numpy as np

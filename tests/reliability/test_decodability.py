@@ -3,7 +3,6 @@ a finite, in-bounds action chunk, and `act` on any finite observation does too.
 
 Runs on the tiny bundle by default; OAT_EDGE_TEST_BUNDLE=<bundle> runs it on a trained one.
 """
-
 import numpy as np
 import pytest
 
@@ -12,12 +11,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-SETTINGS = settings(
-    max_examples=150,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
 def _assert_valid_chunk(chunk, policy, bounds, what):
@@ -28,8 +23,7 @@ def _assert_valid_chunk(chunk, policy, bounds, what):
     assert np.isfinite(chunk).all(), f"{what}: non-finite output {chunk}"
     below, above = chunk < lo, chunk > hi
     assert not below.any() and not above.any(), (
-        f"{what}: outside [action_low, action_high]: min {chunk.min(0)} < {lo} or max {chunk.max(0)} > {hi}"
-    )
+        f"{what}: outside [action_low, action_high]: min {chunk.min(0)} < {lo} or max {chunk.max(0)} > {hi}")
 
 
 @st.composite
@@ -103,9 +97,8 @@ def test_act_on_any_finite_observation_returns_in_bounds_chunk(policy, bounds):
     K = i["num_tokens"]
 
     @SETTINGS
-    @given(
-        _obs_strategy(shape), st.integers(1, K), st.integers(0, 2**64 - 1), st.sampled_from([None, 0.0, 0.5, 1.0, 5.0])
-    )
+    @given(_obs_strategy(shape), st.integers(1, K), st.integers(0, 2**64 - 1),
+           st.sampled_from([None, 0.0, 0.5, 1.0, 5.0]))
     def prop(obs, k, seed, temperature):
         chunk = policy.act(obs, max_tokens=k, seed=seed, temperature=temperature)
         _assert_valid_chunk(chunk, policy, bounds, f"obs={obs.tolist()} k={k} T={temperature}")

@@ -2,7 +2,6 @@
 truncated graph, a missing graph, a manifest wrong for its graphs, a corrupt decoder), in a child
 interpreter, do not grow its resident memory.
 """
-
 import os
 import shutil
 import subprocess
@@ -48,9 +47,8 @@ def test_200_failed_loads_do_not_grow_rss(edit_manifest, tiny_bundle, tmp_path, 
     baddec = shutil.copytree(tiny_bundle, tmp_path / "baddec")
     (baddec / "decoder.onnx").write_bytes(b"\0" * 100)  # fails on the third session
     paths = [str(p) for p in (trunc, nodec, badman, baddec)]
-    r = subprocess.run(
-        [sys.executable, "-c", _LEAK_CHILD, "200", *paths], capture_output=True, text=True, env=child_env, timeout=300
-    )
+    r = subprocess.run([sys.executable, "-c", _LEAK_CHILD, "200", *paths], capture_output=True, text=True,
+                       env=child_env, timeout=300)
     assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-3000:]}"
     n, r0, growth = map(int, r.stdout.split())
     print(f"RSS after warm-up {r0 / 2**20:.1f} MiB, growth over {n} failed loads: {growth / 1024:.0f} KiB")

@@ -6,7 +6,6 @@ library, an ELF without OrtGetApiBase, no library anywhere, cuda without fallbac
 ORT (cpp/tests/fake_old_ort.c) and a truncated real ORT through Python, recovery after a failed
 load, the CPU fallback actually producing CPU results, and live-file replacement.
 """
-
 import os
 import shutil
 import subprocess
@@ -68,31 +67,21 @@ def fake_old_ort(tmp_path_factory):
     if not cc:
         pytest.skip("no C compiler to build cpp/tests/fake_old_ort.c")
     out = tmp_path_factory.mktemp("fake_ort") / "libonnxruntime.so.1.10.0"
-    subprocess.run(
-        [cc, "-shared", "-fPIC", "-o", str(out), os.path.join(ROOT, "cpp", "tests", "fake_old_ort.c")],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(out), os.path.join(ROOT, "cpp", "tests", "fake_old_ort.c")],
+                   check=True, capture_output=True, timeout=60)
     return str(out)
 
 
 def _bad_then_good(bundle, bad, good, child_env):
-    r = subprocess.run(
-        [sys.executable, "-c", _LOAD_BAD_THEN_GOOD, bundle, bad, good],
-        capture_output=True,
-        text=True,
-        env=child_env,
-        timeout=120,
-    )
+    r = subprocess.run([sys.executable, "-c", _LOAD_BAD_THEN_GOOD, bundle, bad, good], capture_output=True,
+                       text=True, env=child_env, timeout=120)
     assert r.returncode == 0, f"exit {r.returncode} (negative = killed by a signal): {r.stdout}{r.stderr[-3000:]}"
     assert "RECOVERED" in r.stdout, r.stdout
     return r.stdout.split("RECOVERED")[0]
 
 
 def test_too_old_ort_raises_runtime_load_error_naming_versions_then_real_ort_loads(
-    tiny_bundle, fake_old_ort, real_ort, child_env
-):
+        tiny_bundle, fake_old_ort, real_ort, child_env):
     msg = _bad_then_good(tiny_bundle, fake_old_ort, real_ort, child_env)
     assert "ONNX Runtime 1.10.0 found at" in msg and "needs >= 1.21" in msg, msg
     assert "onnxruntime>=1.21" in msg, msg  # says how to fix it
@@ -100,8 +89,7 @@ def test_too_old_ort_raises_runtime_load_error_naming_versions_then_real_ort_loa
 
 @pytest.mark.parametrize("keep", [32, 64 * 1024, "all_but_1"])
 def test_truncated_ort_library_raises_runtime_load_error_then_real_ort_loads(
-    tiny_bundle, real_ort, tmp_path, child_env, keep
-):
+        tiny_bundle, real_ort, tmp_path, child_env, keep):
     # A real ELF cut short (an interrupted copy/download). dlopen maps such a file past its end and
     # dies of SIGBUS; the loader must check the ELF headers against the file size first.
     size = os.path.getsize(real_ort)
@@ -121,7 +109,6 @@ def test_second_different_ort_library_in_one_process_raises_runtime_load_error(t
 
 
 # ---- devices ------------------------------------------------------------------------------------------
-
 
 @pytest.mark.parametrize("device", ["cuda", "tensorrt"])
 def test_unavailable_device_falls_back_to_cpu_with_identical_outputs(tiny_bundle, device):
@@ -147,9 +134,9 @@ def test_unavailable_device_without_fallback_raises_runtime_load_error_listing_p
 # ---- bundle files changing under a loaded policy -----------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "fault", ["delete_all_files", "truncate_graphs", "replace_with_other_weights", "delete_directory"]
-)
+
+@pytest.mark.parametrize("fault", ["delete_all_files", "truncate_graphs", "replace_with_other_weights",
+                                   "delete_directory"])
 def test_loaded_policy_keeps_its_outputs_when_bundle_files_change_on_disk(tiny_bundle, tmp_path, fault):
     live = tmp_path / "live"
     shutil.copytree(tiny_bundle, live)

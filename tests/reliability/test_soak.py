@@ -1,7 +1,6 @@
 """Fast soak: scripts/soak.py (5,000 act calls after 1,000 warm-up, in a fresh interpreter so the
 RSS is this workload's alone) must stay within 1 MiB of RSS growth and leak no malloc'ed memory.
 The full run is `make soak` (100,000 calls)."""
-
 import json
 import os
 import subprocess
@@ -13,13 +12,8 @@ SOAK = os.path.join(ROOT, "scripts", "soak.py")
 
 def _soak(bundle, tmp_path, child_env, *args):
     out = tmp_path / "soak.json"
-    r = subprocess.run(
-        [sys.executable, SOAK, bundle, "--json", str(out), *args],
-        capture_output=True,
-        text=True,
-        env=child_env,
-        timeout=300,
-    )
+    r = subprocess.run([sys.executable, SOAK, bundle, "--json", str(out), *args], capture_output=True, text=True,
+                       env=child_env, timeout=300)
     return r, (json.loads(out.read_text()) if out.exists() else None)
 
 
@@ -35,5 +29,6 @@ def test_5000_act_calls_grow_rss_by_less_than_1_mib(bundle, tmp_path, child_env)
 
 def test_soak_script_fails_when_growth_exceeds_the_limit(bundle, tmp_path, child_env):
     # The gate itself must be able to fail: a negative limit is exceeded by any run.
-    r, res = _soak(bundle, tmp_path, child_env, "-n", "20", "--warmup", "0", "--every", "10", "--max-growth-mb", "-1")
+    r, res = _soak(bundle, tmp_path, child_env, "-n", "20", "--warmup", "0", "--every", "10",
+                   "--max-growth-mb", "-1")
     assert r.returncode == 1 and "FAIL" in r.stdout, r.stdout + r.stderr

@@ -3,7 +3,6 @@
 The same table runs through the C++ API (cpp/tests/test_argument_rules.cpp): the rules live in one
 place, the C++ core, and both front doors must give the same InputError for the same argument.
 """
-
 import json
 import math
 import os
@@ -22,10 +21,8 @@ def _value(v):
 
 
 def _rows(section):
-    return [
-        pytest.param(r, id=f"{section}-{i}-{json.dumps(r.get('args', r.get('shape')))}")
-        for i, r in enumerate(RULES[section])
-    ]
+    return [pytest.param(r, id=f"{section}-{i}-{json.dumps(r.get('args', r.get('shape')))}")
+            for i, r in enumerate(RULES[section])]
 
 
 def _array(row, default_dtype):

@@ -1,5 +1,4 @@
 """oat_edge.atomic: outputs appear whole or not at all, and bad output paths fail early in one line."""
-
 import errno
 import json
 import os

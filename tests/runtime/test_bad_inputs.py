@@ -1,6 +1,5 @@
 """Bad input -> the right oat_edge exception with a message naming what was expected and what was
 given; never a crash, never silent garbage."""
-
 import os
 import shutil
 import subprocess
@@ -38,23 +37,14 @@ def _with(cfg, index, value, dtype=np.float32):
 # both APIs: tests/data/argument_rules.json, tests/runtime/test_argument_rules.py. What is left
 # here is what only the Python layer does: converting array-likes and unbatched inputs.
 CONVERSION_CASES = [
-    (
-        "unbatched_wrong_steps",
-        lambda c: np.zeros((c["n_obs_steps"] + 1, c["obs_dim"]), np.float32),
-        ["obs: expected float32 [B, 2, 5]", "[1, 3, 5]"],
-    ),
+    ("unbatched_wrong_steps", lambda c: np.zeros((c["n_obs_steps"] + 1, c["obs_dim"]), np.float32),
+     ["obs: expected float32 [B, 2, 5]", "[1, 3, 5]"]),
     ("ragged_list", lambda c: [[0.0] * c["obs_dim"], [0.0]], ["obs: expected a rectangular numeric array"]),
     ("object_dtype", lambda c: np.full((c["n_obs_steps"], c["obs_dim"]), None), ["got an unsupported element type"]),
-    (
-        "complex_dtype",
-        lambda c: np.zeros((c["n_obs_steps"], c["obs_dim"]), np.complex64),
-        ["got an unsupported element type"],
-    ),
-    (
-        "float64_overflows_float32",
-        lambda c: _with(c, (1, 1, 4), 1e300, np.float64),
-        ["too large for float32", "1e+300", "(1, 1, 4)"],
-    ),
+    ("complex_dtype", lambda c: np.zeros((c["n_obs_steps"], c["obs_dim"]), np.complex64),
+     ["got an unsupported element type"]),
+    ("float64_overflows_float32", lambda c: _with(c, (1, 1, 4), 1e300, np.float64),
+     ["too large for float32", "1e+300", "(1, 1, 4)"]),
     ("float64_nan", lambda c: _with(c, (1, 0, 3), np.nan, np.float64), ["obs[1][0][3]", "NaN"]),
 ]
 
@@ -80,14 +70,11 @@ def test_input_errors_are_value_errors_and_load_errors_are_runtime_errors():
     assert issubclass(BundleError, RuntimeError) and issubclass(RuntimeLoadError, RuntimeError)
 
 
-@pytest.mark.parametrize(
-    "ids, k, parts",
-    [
-        (np.zeros(2, np.int64), 3, ["k: expected 1..ids.shape[-1] = 1..2", "got 3"]),
-        (np.zeros(2, np.int64), 0, ["k: expected 1..ids.shape[-1] = 1..2", "got 0"]),
-        (np.zeros(2, np.int64), 1.0, ["k: expected an int", "float"]),
-    ],
-)
+@pytest.mark.parametrize("ids, k, parts", [
+    (np.zeros(2, np.int64), 3, ["k: expected 1..ids.shape[-1] = 1..2", "got 3"]),
+    (np.zeros(2, np.int64), 0, ["k: expected 1..ids.shape[-1] = 1..2", "got 0"]),
+    (np.zeros(2, np.int64), 1.0, ["k: expected an int", "float"]),
+])
 def test_detokenize_prefix_argument_k_is_checked_against_the_ids_given(policy, ids, k, parts):
     with pytest.raises(InputError) as e:
         policy.detokenize(ids, k=k)
@@ -126,7 +113,6 @@ def test_batch_above_the_configured_limit_is_refused_before_allocating(tiny_bund
 
 
 # ---- broken bundles and libraries --------------------------------------------------------------
-
 
 def test_missing_bundle_path_raises_bundle_error(tmp_path):
     with pytest.raises(BundleError, match="does not exist") as e:
@@ -191,13 +177,8 @@ def test_ort_library_that_is_not_onnxruntime_raises_runtime_load_error(tiny_bund
         import oat_edge._core
 
         lib = oat_edge._core.__file__  # a real shared object, but no OrtGetApiBase
-    r = subprocess.run(
-        [sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, tiny_bundle, str(lib)],
-        capture_output=True,
-        text=True,
-        env=child_env,
-        timeout=60,
-    )
+    r = subprocess.run([sys.executable, "-c", _LOAD_IN_FRESH_PROCESS, tiny_bundle, str(lib)],
+                       capture_output=True, text=True, env=child_env, timeout=60)
     assert r.returncode == 0, f"exit {r.returncode} (negative = killed by a signal): {r.stdout}{r.stderr}"
     assert str(lib) in r.stdout, r.stdout
 
@@ -237,8 +218,7 @@ def test_no_ort_library_anywhere_raises_runtime_load_error_saying_how_to_install
     if ctypes.util.find_library("onnxruntime"):
         pytest.skip("this machine has a system-wide ONNX Runtime")
     env = {k: v for k, v in child_env.items() if k != "OAT_EDGE_ORT_LIBRARY"}
-    r = subprocess.run(
-        [sys.executable, "-c", _NO_LIBRARY_ANYWHERE, tiny_bundle], capture_output=True, text=True, env=env, timeout=60
-    )
+    r = subprocess.run([sys.executable, "-c", _NO_LIBRARY_ANYWHERE, tiny_bundle],
+                       capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, f"exit {r.returncode} (negative = killed by a signal): {r.stdout}{r.stderr}"
     assert "pip install onnxruntime" in r.stdout and "OAT_EDGE_ORT_LIBRARY" in r.stdout, r.stdout

@@ -1,7 +1,6 @@
 """fork() while another thread is inside act(): the child must be able to use the inherited Policy
 (its lock is never inherited held), or be told clearly why it cannot. Each case runs in its own
 process session with a timeout, so a deadlock fails the test instead of hanging the run."""
-
 import os
 import signal
 import subprocess
@@ -48,14 +47,9 @@ print(" ".join(map(str, codes)), calls[0])
 
 
 def _run(bundle, threads, forks, env):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _FORK_DURING_ACT, str(bundle), str(threads), str(forks)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    proc = subprocess.Popen([sys.executable, "-c", _FORK_DURING_ACT, str(bundle), str(threads), str(forks)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:

@@ -1,7 +1,6 @@
 """The shipped bundle's tokens and actions, recorded once (tests/data/golden_mt3.npz by
 scripts/check_identical.py), must come out bit for bit the same from the current runtime: a
 refactor of the core that claims "behaviour unchanged" is held to it."""
-
 import importlib.util
 import os
 
@@ -14,9 +13,8 @@ _GOLDEN = os.path.join(_ROOT, "tests", "data", "golden_mt3.npz")
 
 
 def _checker():
-    spec = importlib.util.spec_from_file_location(
-        "check_identical", os.path.join(_ROOT, "scripts", "check_identical.py")
-    )
+    path = os.path.join(_ROOT, "scripts", "check_identical.py")
+    spec = importlib.util.spec_from_file_location("check_identical", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -1,5 +1,4 @@
 """oat_edge.ort_library: which libonnxruntime the C++ core is told to dlopen."""
-
 import importlib.util
 import os
 import subprocess
@@ -67,9 +66,8 @@ def test_wheel_library_found_inside_fake_onnxruntime_package(tmp_path, monkeypat
     pkg = tmp_path / "onnxruntime"
     _touch(pkg / "__init__.py")
     lib = _touch(pkg / "capi" / "libonnxruntime.so.1.31.1")
-    spec = importlib.util.spec_from_file_location(
-        "onnxruntime", pkg / "__init__.py", submodule_search_locations=[str(pkg)]
-    )
+    spec = importlib.util.spec_from_file_location("onnxruntime", pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
     monkeypatch.setattr(ort_library.importlib.util, "find_spec", lambda name: spec)
     assert find_ort_library() == str(lib)
 
@@ -77,10 +75,8 @@ def test_wheel_library_found_inside_fake_onnxruntime_package(tmp_path, monkeypat
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="no onnxruntime wheel installed")
 def test_installed_wheel_is_found_without_importing_onnxruntime(child_env):
     # In a fresh interpreter: a test elsewhere may already have imported onnxruntime here.
-    code = (
-        "import sys; from oat_edge.ort_library import find_ort_library; p = find_ort_library(); "
-        "print(p); sys.exit(1 if 'onnxruntime' in sys.modules else 0)"
-    )
+    code = ("import sys; from oat_edge.ort_library import find_ort_library; p = find_ort_library(); "
+            "print(p); sys.exit(1 if 'onnxruntime' in sys.modules else 0)")
     env = {k: v for k, v in child_env.items() if k != ENV_VAR}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, f"onnxruntime was imported, or the call failed: {r.stderr}"

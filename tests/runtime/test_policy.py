@@ -1,6 +1,5 @@
 """oat_edge.Policy on a tiny exported bundle: shapes, bounds, sampling, parity with the
 onnxruntime-Python reference loop, stats, and the GIL being released during inference."""
-
 import dataclasses
 import os
 import subprocess
@@ -87,12 +86,9 @@ def test_greedy_tokens_and_actions_match_onnxruntime_python_loop(policy, referen
     ref_ids = reference.generate(obs, temperature=0.0, top_k=0)
     np.testing.assert_array_equal(ids, ref_ids)
     for k in (1, tiny_config["num_tokens"]):
-        np.testing.assert_allclose(
-            policy.act(obs, max_tokens=k, temperature=0),
-            reference.act(obs, max_tokens=k, temperature=0.0, top_k=0),
-            rtol=1e-4,
-            atol=1e-4,
-        )
+        np.testing.assert_allclose(policy.act(obs, max_tokens=k, temperature=0),
+                                   reference.act(obs, max_tokens=k, temperature=0.0, top_k=0),
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_seeded_sampling_matches_python_reference_sampler(policy, reference, tiny_config):
@@ -106,9 +102,8 @@ def test_act_equals_detokenize_of_generated_prefix(policy, tiny_config):
     obs = _obs(tiny_config, seed=2)
     ids = policy.generate(obs, max_tokens=2, temperature=0)
     assert (ids[2:] == -1).all(), "entries past tokens_used must be -1"
-    np.testing.assert_allclose(
-        policy.detokenize(ids, k=2), policy.act(obs, max_tokens=2, temperature=0), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(policy.detokenize(ids, k=2), policy.act(obs, max_tokens=2, temperature=0),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_float64_and_strided_obs_give_the_float32_result(policy, tiny_config):
@@ -238,11 +233,9 @@ def test_concurrent_calls_on_one_policy_give_sequential_results(policy, tiny_con
 
 
 def test_package_imports_without_torch_or_metaworld(child_env):
-    code = (
-        "import sys, oat_edge; from oat_edge import Policy, InputError, BundleError, RuntimeLoadError; "
-        "bad = [m for m in ('torch', 'metaworld', 'onnxruntime') if m in sys.modules]; "
-        "sys.exit(f'imported {bad}' if bad else 0)"
-    )
+    code = ("import sys, oat_edge; from oat_edge import Policy, InputError, BundleError, RuntimeLoadError; "
+            "bad = [m for m in ('torch', 'metaworld', 'onnxruntime') if m in sys.modules]; "
+            "sys.exit(f'imported {bad}' if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert oat_edge.__version__ == oat_edge._core.__version__  # C++ and Python: one version

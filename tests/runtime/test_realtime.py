@@ -66,13 +66,8 @@ print(f1["minor"] - f0["minor"], runs)
 
 
 def _first_act_faults(bundle, warmup, env):
-    out = subprocess.run(
-        [sys.executable, "-c", _FIRST_ACT, str(bundle), "1" if warmup else "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    out = subprocess.run([sys.executable, "-c", _FIRST_ACT, str(bundle), "1" if warmup else "0"],
+                         capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     faults, runs = map(int, out.stdout.split())
     return faults, runs

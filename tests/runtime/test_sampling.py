@@ -15,11 +15,11 @@ def test_splitmix64_first_outputs_match_reference_values():
 
 
 def test_uniform_uses_top_53_bits():
-    assert SplitMix64(0).uniform() == (0xE220A8397B1DCDAF >> 11) * 2.0**-53
+    assert SplitMix64(0).uniform() == (0xE220A8397B1DCDAF >> 11) * 2.0 ** -53
 
 
 def test_seed_wraps_to_uint64():
-    a, b = SplitMix64(-1), SplitMix64(2**64 - 1)
+    a, b = SplitMix64(-1), SplitMix64(2 ** 64 - 1)
     assert a.next_u64() == b.next_u64()
 
 
@@ -64,10 +64,8 @@ def test_sample_batch_draws_rows_in_order_from_one_rng():
     assert a.dtype == np.int64 and a.tolist() == b
 
 
-@pytest.mark.parametrize(
-    "kw,field",
-    [({"temperature": -1.0}, "temperature"), ({"top_k": -2}, "top_k"), ({"codebook_size": 0}, "codebook_size")],
-)
+@pytest.mark.parametrize("kw,field", [({"temperature": -1.0}, "temperature"), ({"top_k": -2}, "top_k"),
+                                      ({"codebook_size": 0}, "codebook_size")])
 def test_bad_parameters_raise_naming_field(kw, field):
     args = dict(codebook_size=3, temperature=1.0, top_k=2, rng=SplitMix64(0))
     args.update(kw)

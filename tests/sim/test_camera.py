@@ -13,7 +13,8 @@ TASKS = ["reach-v3", "push-v3", "pick-place-v3"]
 
 @pytest.fixture(scope="module")
 def env():
-    e = PixelMetaWorldEnv("push-v3", tasks=TASKS, cameras=("corner", "topview"), image_size=(48, 64), n_obs_steps=2)
+    e = PixelMetaWorldEnv("push-v3", tasks=TASKS, cameras=("corner", "topview"), image_size=(48, 64),
+                          n_obs_steps=2)
     yield e
     e.close()
 
@@ -34,7 +35,8 @@ def _goal_pixels(env, camera):
 
 def test_observation_is_named_uint8_channels_last_frames_and_robot_state(env):
     obs = env.reset(seed=0)
-    assert list(obs) == env.keys == ["observation.state", "observation.images.corner", "observation.images.topview"]
+    assert list(obs) == env.keys == ["observation.state", "observation.images.corner",
+                                     "observation.images.topview"]
     for cam in ("corner", "topview"):
         img = obs[f"observation.images.{cam}"]
         assert img.shape == (2, 48, 64, 3) and img.dtype == np.uint8 and img.flags.c_contiguous
@@ -125,15 +127,12 @@ def test_bad_camera_and_size_are_clear_errors():
 
 def test_renders_headless_whatever_back_end_mujoco_was_imported_with(child_env):
     # metaworld imports mujoco first; MUJOCO_GL=glfw would make mujoco.Renderer need a display.
-    code = (
-        "import metaworld, numpy as np; from oat_edge.sim.camera import PixelMetaWorldEnv\n"
-        "with PixelMetaWorldEnv('reach-v3', image_size=(16, 16)) as e:\n"
-        "    print(int(e.reset(0)['observation.images.corner'].std() > 10))"
-    )
+    code = ("import metaworld, numpy as np; from oat_edge.sim.camera import PixelMetaWorldEnv\n"
+            "with PixelMetaWorldEnv('reach-v3', image_size=(16, 16)) as e:\n"
+            "    print(int(e.reset(0)['observation.images.corner'].std() > 10))")
     env = {k: v for k, v in child_env.items() if k != "DISPLAY"}
-    r = subprocess.run(
-        [sys.executable, "-c", code], env=dict(env, MUJOCO_GL="glfw"), capture_output=True, text=True, timeout=120
-    )
+    r = subprocess.run([sys.executable, "-c", code], env=dict(env, MUJOCO_GL="glfw"),
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == "1"
     assert "Error" not in r.stderr  # and no EGL teardown noise at exit

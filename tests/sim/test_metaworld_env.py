@@ -14,7 +14,7 @@ def test_observation_is_history_of_state_plus_task_one_hot():
     np.testing.assert_array_equal(obs[0], obs[1])  # padded by repeating the first obs
     first = obs[1].copy()
     obs = env.step(np.array([1.0, 0.0, 0.0, 0.0]))
-    np.testing.assert_array_equal(obs[0], first)  # oldest first
+    np.testing.assert_array_equal(obs[0], first)   # oldest first
     assert not np.array_equal(obs[1, :39], first[:39])
 
 

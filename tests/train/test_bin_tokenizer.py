@@ -30,9 +30,8 @@ def test_round_trip_within_half_a_bin():
 
 def test_every_prefix_decodes_within_range():
     tok = fitted()
-    ids = torch.cat(
-        [torch.randint(0, 16, (5, H * D)), torch.zeros(1, H * D, dtype=torch.long), torch.full((1, H * D), 15)]
-    )
+    ids = torch.cat([torch.randint(0, 16, (5, H * D)), torch.zeros(1, H * D, dtype=torch.long),
+                     torch.full((1, H * D), 15)])
     for k in range(1, H * D + 1):
         a = tok.detokenize(ids[:, :k])
         assert torch.isfinite(a).all()

@@ -1,5 +1,4 @@
 """Checkpoints hold tensors and plain data only; a pickle that would run code is refused."""
-
 import os
 import pickle
 
@@ -31,7 +30,6 @@ def test_a_pickle_with_code_is_refused_without_running_it(tmp_path):
 
 def test_a_dataclass_config_is_refused_plain_dicts_load(tmp_path):
     from oat_edge.train.policy import PolicyConfig
-
     torch.save({"cfg": PolicyConfig(obs_dim=3)}, tmp_path / "dc.pt")
     with pytest.raises(ValueError, match="refused"):
         load_checkpoint(tmp_path / "dc.pt")
@@ -71,15 +69,13 @@ def test_shipped_checkpoint_loads_weights_only_with_the_same_weights():
 
 def test_commands_refuse_a_checkpoint_with_code_in_one_line(tmp_path, capsys):
     from oat_edge import cli
-
     _RunsCode.marker = str(tmp_path / "pwned")
     evil = tmp_path / "evil.pt"
     torch.save({"tokenizer": _RunsCode()}, evil)
-    for argv in (
-        ["export", "--checkpoint", str(evil), "--out", str(tmp_path / "b")],
-        ["bench", "--checkpoint", str(evil), "--iters", "1"],
-        ["train-policy", "--demos", str(tmp_path / "d.npz"), "--tokenizer", str(evil), "--out", str(tmp_path / "p")],
-    ):
+    for argv in (["export", "--checkpoint", str(evil), "--out", str(tmp_path / "b")],
+                 ["bench", "--checkpoint", str(evil), "--iters", "1"],
+                 ["train-policy", "--demos", str(tmp_path / "d.npz"), "--tokenizer", str(evil),
+                  "--out", str(tmp_path / "p")]):
         assert cli.main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "refused" in err and "Traceback" not in err, (argv, err)

@@ -39,8 +39,8 @@ def test_obs_history_ends_at_t_and_repeats_the_first_obs_before_the_start():
 
 def test_observation_is_state_followed_by_task_one_hot():
     c = build_chunks(_demos(), horizon=2, n_obs_steps=1)
-    assert c.obs[0, 0, 39:].tolist() == [1.0, 0.0]  # episode 0 is task 0
-    assert c.obs[5, 0, 39:].tolist() == [0.0, 1.0]  # episode 1 is task 1
+    assert c.obs[0, 0, 39:].tolist() == [1.0, 0.0]   # episode 0 is task 0
+    assert c.obs[5, 0, 39:].tolist() == [0.0, 1.0]   # episode 1 is task 1
     assert c.task.tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
     o = make_observation(np.ones((2, 39)), 1, 3)
     assert o.shape == (2, 42) and o[:, 39:].tolist() == [[0, 1, 0], [0, 1, 0]]
@@ -62,7 +62,8 @@ def test_load_dataset_keeps_every_step_of_a_held_out_episode_out_of_training(tmp
     lengths = [4, 6, 5, 7, 3, 6]
     d = _demos(lengths, tasks=[0, 0, 0, 1, 1, 1])
     save_demos(d, tmp_path / "d.npz")
-    train, val, info = load_dataset(tmp_path / "d.npz", DataConfig(horizon=4, n_obs_steps=2, val_fraction=0.34, seed=0))
+    train, val, info = load_dataset(tmp_path / "d.npz", DataConfig(horizon=4, n_obs_steps=2,
+                                                                   val_fraction=0.34, seed=0))
     assert len(train) + len(val) == sum(lengths)
     assert set(train.episode.tolist()).isdisjoint(val.episode.tolist())
     assert set(val.episode.tolist()) == set(info["val_episodes"])
@@ -79,31 +80,14 @@ def test_val_fraction_outside_unit_interval_is_rejected():
 
 # ------------------------------------------------------------------ training from a dataset
 
-V30 = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "fixtures", "lerobot_v30"
-)  # written by lerobot itself
-TINY = [
-    "--steps",
-    "3",
-    "--batch",
-    "8",
-    "--warmup",
-    "1",
-    "--log-every",
-    "1",
-    "--eval-every",
-    "2",
-    "--no-progress",
-    "--val-fraction",
-    "0.34",
-    "--threads",
-    "1",
-]
+V30 = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                   "data", "fixtures", "lerobot_v30")  # written by lerobot itself
+TINY = ["--steps", "3", "--batch", "8", "--warmup", "1", "--log-every", "1", "--eval-every", "2",
+        "--no-progress", "--val-fraction", "0.34", "--threads", "1"]
 
 
 def test_a_lerobot_dataset_gives_the_same_samples_as_the_npz_demos(tmp_path):
     from oat_edge.train.demos import save_lerobot
-
     d = _demos(lengths=(6, 4, 7), tasks=(0, 1, 0))
     save_demos(d, tmp_path / "d.npz")
     save_lerobot(d, tmp_path / "lerobot")
@@ -128,42 +112,12 @@ def test_training_from_a_lerobot_dataset_records_its_fps_layout_tasks_and_stats(
     from oat_edge.train import train_policy, train_tokenizer
     from oat_edge.train.policy import TokenPolicy
 
-    train_tokenizer.main(
-        [
-            "--dataset",
-            V30,
-            "--out",
-            str(tmp_path / "tok"),
-            "--width",
-            "16",
-            "--enc-depth",
-            "1",
-            "--dec-depth",
-            "1",
-            "--heads",
-            "2",
-            "--horizon",
-            "4",
-            *TINY,
-        ]
-    )
-    train_policy.main(
-        [
-            "--dataset",
-            V30,
-            "--tokenizer",
-            str(tmp_path / "tok/tokenizer.pt"),
-            "--out",
-            str(tmp_path / "pol"),
-            "--width",
-            "16",
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            *TINY,
-        ]
-    )
+    train_tokenizer.main(["--dataset", V30, "--out", str(tmp_path / "tok"), "--width", "16",
+                          "--enc-depth", "1", "--dec-depth", "1", "--heads", "2", "--horizon",
+                          "4", *TINY])
+    train_policy.main(["--dataset", V30, "--tokenizer", str(tmp_path / "tok/tokenizer.pt"),
+                       "--out", str(tmp_path / "pol"), "--width", "16", "--layers", "1",
+                       "--heads", "2", *TINY])
     ck = torch.load(tmp_path / "pol" / "policy.pt", weights_only=False)
     assert ck["control_hz"] == 10.0
     assert ck["tasks"] == ["pick up the cube", "open the drawer"]
@@ -171,6 +125,8 @@ def test_training_from_a_lerobot_dataset_records_its_fps_layout_tasks_and_stats(
     pol = TokenPolicy.from_checkpoint(ck)
     ds = open_dataset(V30)
     # the normalizers start from the dataset's declared min/max
-    np.testing.assert_allclose(pol.tokenizer.normalizer.low.numpy(), ds.stats["action"]["min"], rtol=1e-6)
-    np.testing.assert_allclose(pol.obs_normalizer.high.numpy()[:6], ds.stats["observation.state"]["max"], rtol=1e-6)
+    np.testing.assert_allclose(pol.tokenizer.normalizer.low.numpy(), ds.stats["action"]["min"],
+                               rtol=1e-6)
+    np.testing.assert_allclose(pol.obs_normalizer.high.numpy()[:6],
+                               ds.stats["observation.state"]["max"], rtol=1e-6)
     assert pol.predict(np.zeros((2, 6 + 2), np.float32), max_tokens=2, seed=0).shape == (4, 3)

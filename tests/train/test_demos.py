@@ -1,3 +1,4 @@
+
 import numpy as np
 import pytest
 from oat_edge.train.demos import DemoFormatError, Demos, _get_env, generate_demos, load_demos, run_episode, save_demos
@@ -7,14 +8,10 @@ def _tiny_demos(n_steps=(5, 7), action_dim=4):
     ends = np.cumsum(n_steps).astype(np.int64)
     n = int(ends[-1])
     rng = np.random.default_rng(0)
-    return Demos(
-        obs=rng.normal(size=(n, 39)).astype(np.float32),
-        actions=rng.uniform(-1, 1, size=(n, action_dim)).astype(np.float32),
-        episode_ends=ends,
-        episode_task=np.zeros(len(ends), np.int64),
-        task_names=["reach-v3"],
-        meta={"seed": 0},
-    )
+    return Demos(obs=rng.normal(size=(n, 39)).astype(np.float32),
+                 actions=rng.uniform(-1, 1, size=(n, action_dim)).astype(np.float32),
+                 episode_ends=ends, episode_task=np.zeros(len(ends), np.int64),
+                 task_names=["reach-v3"], meta={"seed": 0})
 
 
 def test_generated_reach_episodes_end_exactly_at_first_success_and_round_trip(tmp_path):
@@ -31,7 +28,6 @@ def test_generated_reach_episodes_end_exactly_at_first_success_and_round_trip(tm
     # replay the stored actions from the stored start: success first happens on the last step
     env, _ = _get_env("reach-v3")
     from oat_edge.train.demos import _episode_seed
-
     for e, sl in enumerate(d.episode_slices()):
         env.unwrapped.seed(_episode_seed(3, 0, e))
         obs, _ = env.reset()
@@ -60,44 +56,24 @@ def test_unknown_task_name_is_rejected_with_its_name(tmp_path):
 def test_load_demos_rejects_nan_in_observations_naming_field_and_row(tmp_path):
     d = _tiny_demos()
     d.obs[6, 3] = np.nan
-    np.savez(
-        tmp_path / "bad.npz",
-        obs=d.obs,
-        actions=d.actions,
-        episode_ends=d.episode_ends,
-        episode_task=d.episode_task,
-        task_names=np.array(d.task_names),
-        meta="{}",
-    )
+    np.savez(tmp_path / "bad.npz", obs=d.obs, actions=d.actions, episode_ends=d.episode_ends,
+             episode_task=d.episode_task, task_names=np.array(d.task_names), meta="{}")
     with pytest.raises(DemoFormatError, match=r"obs: expected finite values, given NaN/inf at row 6"):
         load_demos(tmp_path / "bad.npz")
 
 
 def test_load_demos_rejects_wrong_action_dim(tmp_path):
     d = _tiny_demos(action_dim=3)
-    np.savez(
-        tmp_path / "bad.npz",
-        obs=d.obs,
-        actions=d.actions,
-        episode_ends=d.episode_ends,
-        episode_task=d.episode_task,
-        task_names=np.array(d.task_names),
-        meta="{}",
-    )
+    np.savez(tmp_path / "bad.npz", obs=d.obs, actions=d.actions, episode_ends=d.episode_ends,
+             episode_task=d.episode_task, task_names=np.array(d.task_names), meta="{}")
     with pytest.raises(DemoFormatError, match=r"actions: expected shape \[N, 4\], given \[12, 3\]"):
         load_demos(tmp_path / "bad.npz")
 
 
 def test_load_demos_rejects_an_empty_dataset(tmp_path):
-    np.savez(
-        tmp_path / "empty.npz",
-        obs=np.zeros((0, 39), np.float32),
-        actions=np.zeros((0, 4), np.float32),
-        episode_ends=np.zeros(0, np.int64),
-        episode_task=np.zeros(0, np.int64),
-        task_names=np.array(["reach-v3"]),
-        meta="{}",
-    )
+    np.savez(tmp_path / "empty.npz", obs=np.zeros((0, 39), np.float32),
+             actions=np.zeros((0, 4), np.float32), episode_ends=np.zeros(0, np.int64),
+             episode_task=np.zeros(0, np.int64), task_names=np.array(["reach-v3"]), meta="{}")
     with pytest.raises(DemoFormatError, match="non-empty"):
         load_demos(tmp_path / "empty.npz")
 

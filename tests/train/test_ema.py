@@ -6,9 +6,9 @@ from oat_edge.train.ema import EMA, EMAConfig, ema_decay
 
 def test_decay_follows_the_power_schedule_and_is_clipped_at_max_value():
     assert ema_decay(0) == 0.0
-    assert ema_decay(1) == pytest.approx(1 - 2**-0.75)
-    assert ema_decay(100) == pytest.approx(1 - 101**-0.75)
-    assert ema_decay(10**9) == 0.9999
+    assert ema_decay(1) == pytest.approx(1 - 2 ** -0.75)
+    assert ema_decay(100) == pytest.approx(1 - 101 ** -0.75)
+    assert ema_decay(10 ** 9) == 0.9999
     assert ema_decay(10, EMAConfig(power=1.0, inv_gamma=1.0, max_value=0.5)) == 0.5
 
 

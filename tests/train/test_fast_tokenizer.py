@@ -79,9 +79,8 @@ def test_dropped_token_is_undecodable_and_decodes_to_zero_coefficients(fitted):
 
 def test_unknown_ids_are_undecodable_and_eos_ends_a_sequence(fitted):
     s = fitted.tokenize(smooth_chunks(1, seed=4))[0]
-    _, ok = fitted.decode_coefficients(
-        [s + [fitted.eos_id, 3, 7], s[:-1] + [fitted.num_ids], s[:-1] + [-1], [fitted.eos_id], []]
-    )
+    _, ok = fitted.decode_coefficients([s + [fitted.eos_id, 3, 7], s[:-1] + [fitted.num_ids],
+                                        s[:-1] + [-1], [fitted.eos_id], []])
     assert ok.tolist() == [True, False, False, False, False]
     with_eos = fitted.tokenize(smooth_chunks(1, seed=4), add_eos=True)[0]
     assert with_eos == s + [fitted.eos_id]

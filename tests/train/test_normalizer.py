@@ -22,9 +22,8 @@ def test_constant_dim_passes_through_centred():
     assert torch.allclose(n.normalize(x)[:, 1], torch.zeros(20))
 
 
-@pytest.mark.parametrize(
-    "bad", [torch.tensor([[1.0, float("nan")]]), torch.tensor([[1.0, float("inf")]]), torch.zeros(0, 2)]
-)
+@pytest.mark.parametrize("bad", [torch.tensor([[1.0, float("nan")]]), torch.tensor([[1.0, float("inf")]]),
+                                 torch.zeros(0, 2)])
 def test_fit_rejects_nan_inf_and_empty(bad):
     with pytest.raises(ValueError, match="x: expected"):
         Normalizer.fit(bad)

@@ -20,11 +20,9 @@ SMALL = VisionConfig(width=8, stage_blocks=(1, 1), feature_dim=12, num_keypoints
 
 def _spec(n_obs_steps=2):
     # Two cameras of different sizes: a swapped height/width or camera order is a shape error.
-    return ObservationSpec(
-        n_obs_steps,
-        StateInput(5, scale=[2.0, 1.0, 0.5, 4.0, 1.0], offset=[0.1, -0.2, 0.0, 0.3, 1.0]),
-        (CameraInput("corner", 32, 40), CameraInput("topview", 24, 28, crop=(20, 24))),
-    )
+    return ObservationSpec(n_obs_steps, StateInput(5, scale=[2.0, 1.0, 0.5, 4.0, 1.0],
+                                                   offset=[0.1, -0.2, 0.0, 0.3, 1.0]),
+                           (CameraInput("corner", 32, 40), CameraInput("topview", 24, 28, crop=(20, 24))))
 
 
 def _batch(spec, b=3, seed=0):
@@ -42,24 +40,16 @@ def _encoder(spec=None, shared=False, seed=0):
 
 # -- spec ----------------------------------------------------------------------------------------
 
-
 def test_spec_round_trips_through_json_with_lerobot_names_and_channels_last_shapes():
     spec = _spec()
     d = json.loads(json.dumps(spec.to_dict()))
     assert ObservationSpec.from_dict(d) == spec
-    assert [i["name"] for i in d["inputs"]] == [
-        "observation.state",
-        "observation.images.corner",
-        "observation.images.topview",
-    ]
+    assert [i["name"] for i in d["inputs"]] == ["observation.state", "observation.images.corner",
+                                                "observation.images.topview"]
     assert d["inputs"][0]["dtype"] == "float32" and d["inputs"][0]["shape"] == [5]
-    assert d["inputs"][1] == {
-        "name": "observation.images.corner",
-        "dtype": "uint8",
-        "shape": [32, 40, 3],
-        "crop": [28, 35],
-        "normalize": {"mean": [0.5] * 3, "std": [0.5] * 3},
-    }
+    assert d["inputs"][1] == {"name": "observation.images.corner", "dtype": "uint8",
+                              "shape": [32, 40, 3], "crop": [28, 35],
+                              "normalize": {"mean": [0.5] * 3, "std": [0.5] * 3}}
     assert d["n_obs_steps"] == 2
 
 
@@ -69,27 +59,24 @@ def _bad(edit):
     return d
 
 
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda d: d["inputs"][1].update(shape=[3, 32, 40]), r"observation.images.corner.*channels last"),
-        (lambda d: d["inputs"][1].update(dtype="float32"), r"observation.images.corner.*uint8"),
-        (lambda d: d["inputs"][1].update(crop=[33, 20]), r"observation.images.corner.crop.*at most"),
-        (lambda d: d["inputs"][1].pop("crop"), r"observation.images.corner.*crop"),
-        (lambda d: d["inputs"][1]["normalize"].update(std=[0.5, 0.0, 0.5]), r"corner.normalize.std.*positive"),
-        (lambda d: d["inputs"][1].update(name="observation.images.front cam"), r"front cam"),
-        (lambda d: d["inputs"][1].update(lens="wide"), r"inputs\[1\].*unknown \['lens'\]"),
-        (lambda d: d["inputs"][0].update(dtype="float64"), r"observation.state.*float32"),
-        (lambda d: d["inputs"][0]["normalize"].update(scale=[1.0] * 4), r"observation.state.normalize.scale.*5"),
-        (lambda d: d["inputs"][0]["normalize"].update(scale=[1.0, 0.0, 1.0, 1.0, 1.0]), r"scale.*non-zero"),
-        (lambda d: d["inputs"][0]["normalize"].update(offset=[float("nan")] * 5), r"offset.*finite"),
-        (lambda d: d["inputs"].pop(0), r"expected a 'observation.state' input"),
-        (lambda d: d["inputs"].append(copy.deepcopy(d["inputs"][1])), r"distinct camera names.*corner"),
-        (lambda d: d["inputs"].append({**d["inputs"][0], "name": "observation.velocity"}), r"observation.velocity"),
-        (lambda d: d.update(n_obs_steps=0), r"n_obs_steps"),
-        (lambda d: d.pop("inputs"), r"missing \['inputs'\]"),
-    ],
-)
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["inputs"][1].update(shape=[3, 32, 40]), r"observation.images.corner.*channels last"),
+    (lambda d: d["inputs"][1].update(dtype="float32"), r"observation.images.corner.*uint8"),
+    (lambda d: d["inputs"][1].update(crop=[33, 20]), r"observation.images.corner.crop.*at most"),
+    (lambda d: d["inputs"][1].pop("crop"), r"observation.images.corner.*crop"),
+    (lambda d: d["inputs"][1]["normalize"].update(std=[0.5, 0.0, 0.5]), r"corner.normalize.std.*positive"),
+    (lambda d: d["inputs"][1].update(name="observation.images.front cam"), r"front cam"),
+    (lambda d: d["inputs"][1].update(lens="wide"), r"inputs\[1\].*unknown \['lens'\]"),
+    (lambda d: d["inputs"][0].update(dtype="float64"), r"observation.state.*float32"),
+    (lambda d: d["inputs"][0]["normalize"].update(scale=[1.0] * 4), r"observation.state.normalize.scale.*5"),
+    (lambda d: d["inputs"][0]["normalize"].update(scale=[1.0, 0.0, 1.0, 1.0, 1.0]), r"scale.*non-zero"),
+    (lambda d: d["inputs"][0]["normalize"].update(offset=[float("nan")] * 5), r"offset.*finite"),
+    (lambda d: d["inputs"].pop(0), r"expected a 'observation.state' input"),
+    (lambda d: d["inputs"].append(copy.deepcopy(d["inputs"][1])), r"distinct camera names.*corner"),
+    (lambda d: d["inputs"].append({**d["inputs"][0], "name": "observation.velocity"}), r"observation.velocity"),
+    (lambda d: d.update(n_obs_steps=0), r"n_obs_steps"),
+    (lambda d: d.pop("inputs"), r"missing \['inputs'\]"),
+])
 def test_a_bad_spec_dict_is_rejected_naming_the_key(edit, match):
     with pytest.raises(ValueError, match=match):
         ObservationSpec.from_dict(_bad(edit))
@@ -99,37 +86,21 @@ def test_default_crop_is_seven_eighths_of_the_frame():
     assert CameraInput("corner", 64, 64).crop == (56, 56)
 
 
-@pytest.mark.parametrize(
-    "edit, match",
-    [
-        (lambda o: o.pop("observation.images.topview"), r"missing \['observation.images.topview'\]"),
-        (
-            lambda o: o.update({"observation.images.wrist": o["observation.images.corner"]}),
-            r"unexpected \['observation.images.wrist'\]",
-        ),
-        (
-            lambda o: o.update({"observation.images.corner": torch.zeros(3, 2, 32, 32, 3, dtype=torch.uint8)}),
-            r"observation.images.corner: expected shape \[B, 2, 32, 40, 3\]",
-        ),
-        (
-            lambda o: o.update({"observation.images.corner": torch.zeros(3, 2, 3, 32, 40, dtype=torch.uint8)}),
-            r"observation.images.corner: expected channels last",
-        ),
-        (
-            lambda o: o.update({"observation.images.corner": torch.zeros(3, 2, 32, 40, 3)}),
-            r"observation.images.corner: expected dtype uint8, got float32",
-        ),
-        (
-            lambda o: o.update({"observation.images.topview": torch.zeros(3, 1, 24, 28, 3, dtype=torch.uint8)}),
-            r"observation.images.topview: expected shape \[B, 2, 24, 28, 3\].*n_obs_steps",
-        ),
-        (lambda o: o.update({"observation.state": torch.zeros(3, 2, 4)}), r"observation.state: expected shape"),
-        (
-            lambda o: o.update({"observation.state": torch.zeros(4, 2, 5)}),
-            r"observation.images.corner: expected batch 4",
-        ),
-    ],
-)
+@pytest.mark.parametrize("edit, match", [
+    (lambda o: o.pop("observation.images.topview"), r"missing \['observation.images.topview'\]"),
+    (lambda o: o.update({"observation.images.wrist": o["observation.images.corner"]}),
+     r"unexpected \['observation.images.wrist'\]"),
+    (lambda o: o.update({"observation.images.corner": torch.zeros(3, 2, 32, 32, 3, dtype=torch.uint8)}),
+     r"observation.images.corner: expected shape \[B, 2, 32, 40, 3\]"),
+    (lambda o: o.update({"observation.images.corner": torch.zeros(3, 2, 3, 32, 40, dtype=torch.uint8)}),
+     r"observation.images.corner: expected channels last"),
+    (lambda o: o.update({"observation.images.corner": torch.zeros(3, 2, 32, 40, 3)}),
+     r"observation.images.corner: expected dtype uint8, got float32"),
+    (lambda o: o.update({"observation.images.topview": torch.zeros(3, 1, 24, 28, 3, dtype=torch.uint8)}),
+     r"observation.images.topview: expected shape \[B, 2, 24, 28, 3\].*n_obs_steps"),
+    (lambda o: o.update({"observation.state": torch.zeros(3, 2, 4)}), r"observation.state: expected shape"),
+    (lambda o: o.update({"observation.state": torch.zeros(4, 2, 5)}), r"observation.images.corner: expected batch 4"),
+])
 def test_a_bad_batch_is_rejected_naming_the_key(edit, match):
     obs = _batch(_spec())
     edit(obs)
@@ -143,7 +114,6 @@ def test_check_batch_accepts_numpy_arrays_too():
 
 
 # -- encoder ---------------------------------------------------------------------------------------
-
 
 def test_features_are_each_cameras_features_then_the_normalized_state():
     spec = _spec()
@@ -187,9 +157,8 @@ def test_training_mode_augments_and_inference_mode_is_deterministic():
 def test_the_policy_loss_trains_the_image_encoders():
     spec = _spec()
     enc = _encoder(spec)
-    pol = ARPolicy(
-        PolicyConfig(obs_dim=enc.feature_dim, num_tokens=4, width=32, n_layers=1, n_heads=2, codebook_size=10)
-    )
+    pol = ARPolicy(PolicyConfig(obs_dim=enc.feature_dim, num_tokens=4, width=32, n_layers=1, n_heads=2,
+                                codebook_size=10))
     loss, _ = pol.loss(enc(_batch(spec)), torch.randint(0, 10, (3, 4)))
     loss.backward()
     for cam in ("corner", "topview"):
@@ -211,29 +180,18 @@ def test_prefill_rejects_a_policy_sized_for_other_features():
 
 # -- ONNX ------------------------------------------------------------------------------------------
 
-
 def _export_and_run(module, spec, out_names, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
     args = tuple(_batch(spec, b=3, seed=7)[n] for n in spec.names)
     path = str(tmp_path / "graph.onnx")
     dyn = {n: {0: "B"} for n in spec.names}
-    torch.onnx.export(
-        module,
-        args,
-        path,
-        input_names=spec.names,
-        output_names=out_names,
-        dynamic_axes=dyn,
-        opset_version=17,
-        dynamo=False,
-    )
+    torch.onnx.export(module, args, path, input_names=spec.names, output_names=out_names,
+                      dynamic_axes=dyn, opset_version=17, dynamo=False)
     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     assert [(i.name, i.type) for i in sess.get_inputs()] == [
-        ("observation.state", "tensor(float)"),
-        ("observation.images.corner", "tensor(uint8)"),
-        ("observation.images.topview", "tensor(uint8)"),
-    ]
+        ("observation.state", "tensor(float)"), ("observation.images.corner", "tensor(uint8)"),
+        ("observation.images.topview", "tensor(uint8)")]
     for b in (1, 3):
         feed = {n: a[:b].numpy() for n, a in zip(spec.names, args)}
         with torch.no_grad():

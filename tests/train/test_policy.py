@@ -18,21 +18,8 @@ def tiny_policy(K=K, codebook=1000, **kw):
 
 def tiny_oat(**kw):
     torch.manual_seed(0)
-    tok = OATTokenizer(
-        OATConfig(
-            action_dim=D,
-            horizon=H,
-            num_tokens=K,
-            enc_width=16,
-            enc_depth=1,
-            enc_heads=2,
-            dec_width=16,
-            dec_depth=1,
-            dec_heads=2,
-            dec_ff=32,
-            **kw,
-        )
-    )
+    tok = OATTokenizer(OATConfig(action_dim=D, horizon=H, num_tokens=K, enc_width=16, enc_depth=1, enc_heads=2,
+                                 dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32, **kw))
     tok.set_normalizer(Normalizer.fit(torch.randn(50, H, D)))
     return tok
 
@@ -70,7 +57,7 @@ def test_kv_cache_step_loop_equals_full_forward_even_with_garbage_in_future_slot
     for t in range(K):
         logits, nk, nv = p.step(tok, torch.tensor([t]), pk, pv, mk, mv)
         assert torch.allclose(logits, full[:, t], atol=1e-5)
-        pk[:, :, :, t : t + 1], pv[:, :, :, t : t + 1] = nk, nv
+        pk[:, :, :, t:t + 1], pv[:, :, :, t:t + 1] = nk, nv
         tok = ids[:, t]
 
 
@@ -123,14 +110,8 @@ def test_loss_trains_policy_only_and_is_finite():
     assert tp.policy.tok_emb.weight.grad is not None
 
 
-@pytest.mark.parametrize(
-    "make_tok",
-    [
-        lambda: tiny_oat(),
-        lambda: tiny_oat(nested_dropout=False),
-        lambda: BinTokenizer(D, H, bins=16).fit(torch.randn(20, H, D)),
-    ],
-)
+@pytest.mark.parametrize("make_tok", [lambda: tiny_oat(), lambda: tiny_oat(nested_dropout=False),
+                                      lambda: BinTokenizer(D, H, bins=16).fit(torch.randn(20, H, D))])
 def test_predict_works_with_oat_oatx_and_bin(make_tok):
     tp = tiny_token_policy(make_tok())
     raw = tp.obs_normalizer.unnormalize(obs())

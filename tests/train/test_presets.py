@@ -1,5 +1,4 @@
 """Model and recipe defaults have one source: the config dataclasses, with named presets."""
-
 import pytest
 from oat_edge.train.policy import PolicyConfig
 from oat_edge.train.presets import PRESETS, value
@@ -16,27 +15,17 @@ POL = TOK + ["--tokenizer", "t.pt"]
 def test_flags_left_out_take_the_config_dataclass_defaults():
     a = tokenizer_args(TOK)
     assert (a.width, a.enc_depth, a.dec_depth, a.heads, a.dropout, a.keep_k) == (
-        OATConfig.enc_width,
-        OATConfig.enc_depth,
-        OATConfig.dec_depth,
-        OATConfig.enc_heads,
-        OATConfig.dropout,
-        OATConfig.keep_k,
-    )
+        OATConfig.enc_width, OATConfig.enc_depth, OATConfig.dec_depth, OATConfig.enc_heads,
+        OATConfig.dropout, OATConfig.keep_k)
     assert (a.steps, a.batch, a.lr, a.warmup) == (
-        TokenizerTrainConfig.steps,
-        TokenizerTrainConfig.batch,
-        TokenizerTrainConfig.lr,
-        TokenizerTrainConfig.warmup,
-    )
+        TokenizerTrainConfig.steps, TokenizerTrainConfig.batch, TokenizerTrainConfig.lr,
+        TokenizerTrainConfig.warmup)
     b = policy_args(POL)
     assert (b.width, b.layers, b.heads, b.n_action_steps) == (
-        PolicyConfig.width,
-        PolicyConfig.n_layers,
-        PolicyConfig.n_heads,
-        PolicyConfig.n_action_steps,
-    )
-    assert (b.steps, b.batch, b.lr) == (PolicyTrainConfig.steps, PolicyTrainConfig.batch, PolicyTrainConfig.lr)
+        PolicyConfig.width, PolicyConfig.n_layers, PolicyConfig.n_heads,
+        PolicyConfig.n_action_steps)
+    assert (b.steps, b.batch, b.lr) == (PolicyTrainConfig.steps, PolicyTrainConfig.batch,
+                                        PolicyTrainConfig.lr)
 
 
 def test_cpu_defaults_are_the_recipes_sizes():
@@ -48,7 +37,8 @@ def test_cpu_defaults_are_the_recipes_sizes():
 
 def test_paper_preset_sets_the_reference_sizes_and_flags_still_win():
     a = tokenizer_args(TOK + ["--preset", "paper"])
-    assert (a.width, a.enc_depth, a.dec_depth, a.keep_k, a.lr, a.batch) == (256, 2, 4, "pow2", 5e-5, 256)
+    assert (a.width, a.enc_depth, a.dec_depth, a.keep_k, a.lr, a.batch) == (
+        256, 2, 4, "pow2", 5e-5, 256)
     b = policy_args(POL + ["--preset", "paper", "--batch", "32"])
     assert (b.width, b.n_action_steps, b.lr, b.batch, b.obs_lr_scale) == (256, 16, 5e-5, 32, 0.2)
 

@@ -8,18 +8,8 @@ H, D, K = 8, 3, 4
 
 
 def tiny(**kw):
-    cfg = dict(
-        action_dim=D,
-        horizon=H,
-        num_tokens=K,
-        enc_width=16,
-        enc_depth=2,
-        enc_heads=2,
-        dec_width=16,
-        dec_depth=1,
-        dec_heads=2,
-        dec_ff=32,
-    )
+    cfg = dict(action_dim=D, horizon=H, num_tokens=K, enc_width=16, enc_depth=2, enc_heads=2,
+               dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32)
     cfg.update(kw)
     torch.manual_seed(0)
     tok = OATTokenizer(OATConfig(**cfg))
@@ -59,7 +49,7 @@ def test_later_registers_cannot_change_earlier_tokens(causal):
 
 def test_register_mask_blocks_actions_to_registers():
     m = register_mask(3, 2, True)
-    allowed = m == 0
+    allowed = (m == 0)
     assert allowed[:3, :3].all() and not allowed[:3, 3:].any()
     assert allowed[3:, :3].all()
     assert allowed[3:, 3:].tolist() == [[True, False], [True, True]]
@@ -101,7 +91,8 @@ def test_loss_backpropagates_through_fsq_into_encoder():
 def test_every_id_sequence_and_prefix_decodes_within_action_range():
     tok = randomize(tiny(), std=1.0)
     low, high = tok.normalizer.low, tok.normalizer.high
-    seqs = torch.cat([torch.randint(0, 1000, (16, K)), torch.zeros(1, K, dtype=torch.long), torch.full((1, K), 999)])
+    seqs = torch.cat([torch.randint(0, 1000, (16, K)), torch.zeros(1, K, dtype=torch.long),
+                      torch.full((1, K), 999)])
     for k in range(1, K + 1):
         a = tok.detokenize(seqs[:, :k])
         assert torch.isfinite(a).all()
@@ -117,19 +108,16 @@ def test_decode_of_prefix_ignores_later_ids():
     assert torch.equal(tok.detokenize(a, 2), tok.detokenize(b, 2))
 
 
-@pytest.mark.parametrize(
-    "call,match",
-    [
-        (lambda t: t.tokenize(torch.zeros(2, H, D + 1)), r"actions_raw: expected shape \[B, 8, 3\].*got \[2, 8, 4\]"),
-        (lambda t: t.tokenize(torch.full((2, H, D), float("nan"))), "actions_raw: expected finite.*got NaN"),
-        (lambda t: t.detokenize(torch.zeros(1, K, dtype=torch.long), 0), "k: expected an int in 1..4, got 0"),
-        (lambda t: t.detokenize(torch.zeros(1, K, dtype=torch.long), K + 1), "k: expected an int in 1..4, got 5"),
-        (lambda t: t.detokenize(torch.tensor([[0, 1000]])), r"ids: expected values in \[0, 1000\).*max 1000"),
-        (lambda t: t.detokenize(torch.tensor([[-1, 3]])), r"ids: expected values in \[0, 1000\).*min -1"),
-        (lambda t: t.detokenize(torch.zeros(1, K + 1, dtype=torch.long), 2), "ids: expected at most 4"),
-        (lambda t: t.detokenize(torch.zeros(1, 2)), "ids: expected an integer array"),
-    ],
-)
+@pytest.mark.parametrize("call,match", [
+    (lambda t: t.tokenize(torch.zeros(2, H, D + 1)), r"actions_raw: expected shape \[B, 8, 3\].*got \[2, 8, 4\]"),
+    (lambda t: t.tokenize(torch.full((2, H, D), float("nan"))), "actions_raw: expected finite.*got NaN"),
+    (lambda t: t.detokenize(torch.zeros(1, K, dtype=torch.long), 0), "k: expected an int in 1..4, got 0"),
+    (lambda t: t.detokenize(torch.zeros(1, K, dtype=torch.long), K + 1), "k: expected an int in 1..4, got 5"),
+    (lambda t: t.detokenize(torch.tensor([[0, 1000]])), r"ids: expected values in \[0, 1000\).*max 1000"),
+    (lambda t: t.detokenize(torch.tensor([[-1, 3]])), r"ids: expected values in \[0, 1000\).*min -1"),
+    (lambda t: t.detokenize(torch.zeros(1, K + 1, dtype=torch.long), 2), "ids: expected at most 4"),
+    (lambda t: t.detokenize(torch.zeros(1, 2)), "ids: expected an integer array"),
+])
 def test_bad_inputs_raise_with_field_expected_given(call, match):
     with pytest.raises(ValueError, match=match):
         call(tiny())
@@ -158,7 +146,6 @@ def test_set_normalizer_copies_instead_of_aliasing():
 
 def test_paper_preset_matches_reference_parameter_counts():
     from oat_edge.train.presets import PRESETS
-
     tok = OATTokenizer(OATConfig(**PRESETS["paper"]["OATConfig"]))
     n_enc = sum(p.numel() for p in tok.encoder.parameters())
     n_dec = sum(p.numel() for p in tok.decoder.parameters())

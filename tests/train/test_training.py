@@ -12,38 +12,15 @@ from oat_edge.train.normalizer import Normalizer
 from oat_edge.train.tokenizer import OATConfig, OATTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TINY_TOK = [
-    "--width",
-    "16",
-    "--enc-depth",
-    "1",
-    "--dec-depth",
-    "1",
-    "--heads",
-    "2",
-    "--horizon",
-    "8",
-    "--batch",
-    "8",
-    "--warmup",
-    "1",
-    "--log-every",
-    "1",
-    "--eval-every",
-    "2",
-    "--no-progress",
-    "--threads",
-    "1",
-]
+TINY_TOK = ["--width", "16", "--enc-depth", "1", "--dec-depth", "1", "--heads", "2",
+            "--horizon", "8", "--batch", "8", "--warmup", "1", "--log-every", "1",
+            "--eval-every", "2", "--no-progress", "--threads", "1"]
 
 
 def _tiny_tok(seed=0, **kw):
     torch.manual_seed(seed)
-    tok = OATTokenizer(
-        OATConfig(
-            horizon=8, enc_width=16, enc_depth=1, enc_heads=2, dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32, **kw
-        )
-    )
+    tok = OATTokenizer(OATConfig(horizon=8, enc_width=16, enc_depth=1, enc_heads=2,
+                                 dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32, **kw))
     tok.set_normalizer(Normalizer.fit(torch.rand(64, 4) * 2 - 1))
     return tok
 
@@ -69,17 +46,8 @@ def test_loss_decreases_on_a_fixed_batch(tmp_path):
     tok = _tiny_tok(nested_dropout=False, dropout=0.0)  # deterministic loss: only learning moves it
     t = torch.linspace(0, 1, 8)[None, :, None]
     batch = torch.sin(3 * t * torch.randn(16, 1, 4) + torch.randn(16, 1, 4))  # smooth chunks
-    cfg = D.TrainConfig(
-        steps=80,
-        batch=16,
-        lr=1e-2,
-        warmup=1,
-        schedule="constant",
-        log_every=1,
-        eval_every=100,
-        ckpt_every=100,
-        progress=False,
-    )
+    cfg = D.TrainConfig(steps=80, batch=16, lr=1e-2, warmup=1, schedule="constant",
+                        log_every=1, eval_every=100, ckpt_every=100, progress=False)
     D.fit(tok, lambda m, idx: m.loss(batch)[:1] + ({},), 16, cfg, str(tmp_path), D.Dist())
     losses = [json.loads(l)["loss"] for l in open(tmp_path / "metrics.jsonl")]
     assert len(losses) == 80
@@ -94,17 +62,8 @@ def test_resume_continues_from_the_saved_step_drops_a_torn_log_line_and_matches_
         return loss, {}
 
     def cfg(steps):
-        return D.TrainConfig(
-            steps=steps,
-            batch=8,
-            lr=1e-3,
-            warmup=2,
-            schedule="constant",
-            log_every=1,
-            eval_every=100,
-            ckpt_every=3,
-            progress=False,
-        )
+        return D.TrainConfig(steps=steps, batch=8, lr=1e-3, warmup=2, schedule="constant",
+                             log_every=1, eval_every=100, ckpt_every=3, progress=False)
 
     full = _tiny_tok()
     D.fit(full, loss_fn, 32, cfg(8), str(tmp_path / "a"), D.Dist())
@@ -124,20 +83,15 @@ def test_resume_continues_from_the_saved_step_drops_a_torn_log_line_and_matches_
 
 def test_resume_without_a_checkpoint_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="ckpt.pt"):
-        D.fit(
-            _tiny_tok(),
-            lambda m, i: (m.loss(torch.zeros(2, 8, 4))[0], {}),
-            4,
-            D.TrainConfig(steps=1, batch=2, progress=False),
-            str(tmp_path),
-            D.Dist(),
-            resume=True,
-        )
+        D.fit(_tiny_tok(), lambda m, i: (m.loss(torch.zeros(2, 8, 4))[0], {}), 4,
+              D.TrainConfig(steps=1, batch=2, progress=False), str(tmp_path), D.Dist(),
+              resume=True)
 
 
 def test_empty_training_set_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="empty dataset"):
-        D.fit(_tiny_tok(), None, 0, D.TrainConfig(steps=1, progress=False), str(tmp_path), D.Dist())
+        D.fit(_tiny_tok(), None, 0, D.TrainConfig(steps=1, progress=False), str(tmp_path),
+              D.Dist())
 
 
 def test_tokenizer_then_policy_cli_produce_a_loadable_token_policy(tmp_path, write_demos):
@@ -145,37 +99,15 @@ def test_tokenizer_then_policy_cli_produce_a_loadable_token_policy(tmp_path, wri
     from oat_edge.train.policy import TokenPolicy
 
     demos = write_demos(tmp_path / "demos.npz")
-    train_tokenizer.main(["--demos", str(demos), "--out", str(tmp_path / "tok"), "--steps", "4", *TINY_TOK])
+    train_tokenizer.main(["--demos", str(demos), "--out", str(tmp_path / "tok"),
+                          "--steps", "4", *TINY_TOK])
     tok = train_tokenizer.load_tokenizer(str(tmp_path / "tok" / "tokenizer.pt"))
     # the tokenizer's normalizer was fitted on the data, not left at identity
     assert not torch.equal(tok.normalizer.scale, torch.ones(4))
-    train_policy.main(
-        [
-            "--demos",
-            str(demos),
-            "--tokenizer",
-            str(tmp_path / "tok/tokenizer.pt"),
-            "--out",
-            str(tmp_path / "pol"),
-            "--steps",
-            "4",
-            "--width",
-            "16",
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--batch",
-            "8",
-            "--warmup",
-            "1",
-            "--log-every",
-            "1",
-            "--eval-every",
-            "2",
-            "--no-progress",
-        ]
-    )
+    train_policy.main(["--demos", str(demos), "--tokenizer", str(tmp_path / "tok/tokenizer.pt"),
+                       "--out", str(tmp_path / "pol"), "--steps", "4", "--width", "16",
+                       "--layers", "1", "--heads", "2", "--batch", "8", "--warmup", "1",
+                       "--log-every", "1", "--eval-every", "2", "--no-progress"])
     pol = TokenPolicy.load(str(tmp_path / "pol" / "policy.pt"))
     ck = torch.load(tmp_path / "pol" / "policy.pt", weights_only=False)
     assert ck["tasks"] == ["reach-v3", "push-v3"]
@@ -189,58 +121,24 @@ def test_bin_variant_needs_no_training_and_trains_a_128_token_policy(tmp_path, w
     from oat_edge.train import train_policy, train_tokenizer
 
     demos = write_demos(tmp_path / "demos.npz")
-    train_tokenizer.main(
-        ["--demos", str(demos), "--out", str(tmp_path / "bin"), "--variant", "bin", "--horizon", "8", "--no-progress"]
-    )
+    train_tokenizer.main(["--demos", str(demos), "--out", str(tmp_path / "bin"),
+                          "--variant", "bin", "--horizon", "8", "--no-progress"])
     tok = train_tokenizer.load_tokenizer(str(tmp_path / "bin" / "tokenizer.pt"))
     assert tok.num_tokens == 8 * 4 and tok.codebook_size == 256
-    train_policy.main(
-        [
-            "--demos",
-            str(demos),
-            "--tokenizer",
-            str(tmp_path / "bin/tokenizer.pt"),
-            "--out",
-            str(tmp_path / "pol"),
-            "--steps",
-            "2",
-            "--width",
-            "16",
-            "--layers",
-            "1",
-            "--heads",
-            "2",
-            "--batch",
-            "8",
-            "--no-progress",
-        ]
-    )
+    train_policy.main(["--demos", str(demos), "--tokenizer", str(tmp_path / "bin/tokenizer.pt"),
+                       "--out", str(tmp_path / "pol"), "--steps", "2", "--width", "16",
+                       "--layers", "1", "--heads", "2", "--batch", "8", "--no-progress"])
     assert os.path.exists(tmp_path / "pol" / "policy.pt")
 
 
-@pytest.mark.skipif(
-    shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
-    reason="torchrun not installed next to this python",
-)
+@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="torchrun not installed next to this python")
 def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path, write_demos):
     demos = write_demos(tmp_path / "demos.npz")
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), OMP_NUM_THREADS="1")
-    cmd = [
-        os.path.join(os.path.dirname(sys.executable), "torchrun"),
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29561",
-        "-m",
-        "oat_edge.train.train_tokenizer",
-        "--demos",
-        str(demos),
-        "--out",
-        str(tmp_path / "tok"),
-        "--steps",
-        "4",
-        *TINY_TOK,
-    ]
+    cmd = [os.path.join(os.path.dirname(sys.executable), "torchrun"), "--nproc_per_node", "2",
+           "--master_port", "29561", "-m", "oat_edge.train.train_tokenizer",
+           "--demos", str(demos), "--out", str(tmp_path / "tok"), "--steps", "4", *TINY_TOK]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     rec = [json.loads(l) for l in open(tmp_path / "tok" / "metrics.jsonl")]
@@ -249,13 +147,14 @@ def test_two_process_torchrun_cpu_training_runs_and_rank0_writes(tmp_path, write
     assert "world size 2, ranks in sync" in r.stdout
 
 
-def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys, monkeypatch, write_demos):
+def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys, monkeypatch,
+                                                               write_demos):
     from oat_edge import cli
-
     demos = write_demos(tmp_path / "demos.npz")
     (tmp_path / "tok").mkdir()
     (tmp_path / "tok" / "tokenizer.pt").write_bytes(b"an earlier run")
-    argv = ["train-tokenizer", "--demos", str(demos), "--out", str(tmp_path / "tok"), "--steps", "2", "--no-progress"]
+    argv = ["train-tokenizer", "--demos", str(demos), "--out", str(tmp_path / "tok"),
+            "--steps", "2", "--no-progress"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "--force" in err and "Traceback" not in err
@@ -264,7 +163,6 @@ def test_training_into_a_finished_run_is_refused_without_force(tmp_path, capsys,
 
     def failing_fit(*a, **k):
         raise FloatingPointError("loss: expected a finite value")
-
     with monkeypatch.context() as m:  # a forced run that fails leaves no old result behind
         m.setattr(train_tokenizer.D, "fit", failing_fit)
         with pytest.raises(FloatingPointError):

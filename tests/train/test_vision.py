@@ -71,12 +71,8 @@ def test_training_crops_a_random_window_per_sample_shared_by_its_history():
     u8 = torch.round(out * 255).to(torch.uint8).permute(0, 1, 3, 4, 2)  # back to [n, t, h, w, 3]
     offsets = set()
     for i in range(8):
-        hits = [
-            (dy, dx)
-            for dy in range(5)
-            for dx in range(7)
-            if torch.equal(u8[i], frames[i, :, dy : dy + 16, dx : dx + 18])
-        ]
+        hits = [(dy, dx) for dy in range(5) for dx in range(7)
+                if torch.equal(u8[i], frames[i, :, dy:dy + 16, dx:dx + 18])]
         assert len(hits) == 1, "every sample is one window of its frames, the same for each step"
         offsets.add(hits[0])
     assert len(offsets) > 1, "samples get different offsets"
@@ -90,17 +86,14 @@ def test_a_crop_as_large_as_the_frame_is_the_frame_in_training_too():
     torch.testing.assert_close(pre(frames), pre.eval()(frames))
 
 
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [
-        (dict(pool="max"), "pool"),
-        (dict(width=0), "width"),
-        (dict(stage_blocks=()), "stage_blocks"),
-        (dict(stage_blocks=(2, 0)), "stage_blocks"),
-        (dict(stem_pool=1), "stem_pool"),
-        (dict(feature_dim=True), "feature_dim"),
-    ],
-)
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(pool="max"), "pool"),
+    (dict(width=0), "width"),
+    (dict(stage_blocks=()), "stage_blocks"),
+    (dict(stage_blocks=(2, 0)), "stage_blocks"),
+    (dict(stem_pool=1), "stem_pool"),
+    (dict(feature_dim=True), "feature_dim"),
+])
 def test_bad_config_fields_are_named_in_the_error(kwargs, match):
     with pytest.raises(ValueError, match=match):
         VisionConfig(**kwargs)

@@ -23,7 +23,6 @@ Two measurements, both written to --out:
 Outputs: results.json (everything, per episode too), results.md (the table), pareto.png,
 shards.json (finished closed-loop shards, kept as they finish; --reuse takes them).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -38,7 +37,6 @@ from multiprocessing import get_context
 import numpy as np
 
 # ----------------------------------------------------------------------------------- rows
-
 
 def parse_entry(text: str) -> dict:
     """'NAME=PATH[@SETTING,...]' -> {"name", "path", "specs": [...]} (specs as strings)."""
@@ -67,10 +65,8 @@ def load_row_policy(row: dict, threads: int = 1, python_loop: bool = False):
     """The policy object a row runs: oat_edge.Policy for OAT bundles (unless python_loop),
     a runner for baselines."""
     from oat_edge.baselines.runners import open_runner
-
     if is_oat_bundle(row["path"]) and not python_loop:
         import oat_edge
-
         return oat_edge.Policy(row["path"], threads=threads)
     spec = row["spec"]
     steps = int(spec[4:]) if spec.startswith("ddim") else None
@@ -105,19 +101,16 @@ def row_k(row: dict):
 
 # ----------------------------------------------------------------------------- closed loop
 
-
 def eval_shard(job: dict) -> dict:
     """One (row, task): `episodes` closed-loop episodes. Runs in a worker process."""
     from oat_edge.measure.evaluate import episode_seeds, run_policy_episode
     from oat_edge.sim.metaworld_env import MetaWorldEnv
-
     t0 = time.perf_counter()
     policy = load_row_policy(job["row"], job["threads"])
     info = policy.info
     k = row_k(job["row"])
-    env = MetaWorldEnv(
-        job["task"], tasks=info.get("tasks") or [], n_obs_steps=int(info["n_obs_steps"]), obs_dim=int(info["obs_dim"])
-    )
+    env = MetaWorldEnv(job["task"], tasks=info.get("tasks") or [], n_obs_steps=int(info["n_obs_steps"]),
+                       obs_dim=int(info["obs_dim"]))
     for _ in range(3):  # first-run costs are not part of the measured latency
         try:
             policy.act(env.reset(0), max_tokens=k, seed=0)
@@ -128,28 +121,14 @@ def eval_shard(job: dict) -> dict:
         # inline inference: the chunk is used in the cycle that asked for it, so success measures
         # the policy alone, not this machine's load; latency is measured separately
         e = run_policy_episode(policy, env, s, k, job["hz"], background=False, act_seed=s * 7919 + (k or 0))
-        episodes.append(
-            {
-                "seed": s,
-                "success": bool(e["success"]),
-                "steps": int(e["steps"]),
-                "errors": int(e["errors"]),
-                "acts": len(e["latencies"]),
-                "tokens": float(np.mean(e["tokens"])) if e["tokens"] else None,
-                "latency_ms_max": float(max(e["latencies"])) if e["latencies"] else None,
-                "overruns": int(e["overruns"]),
-                "error_messages": list(e["error_messages"])[:2],
-            }
-        )
+        episodes.append({"seed": s, "success": bool(e["success"]), "steps": int(e["steps"]),
+                         "errors": int(e["errors"]), "acts": len(e["latencies"]),
+                         "tokens": float(np.mean(e["tokens"])) if e["tokens"] else None,
+                         "latency_ms_max": float(max(e["latencies"])) if e["latencies"] else None,
+                         "overruns": int(e["overruns"]), "error_messages": list(e["error_messages"])[:2]})
     env.close()
-    return {
-        "label": job["row"]["label"],
-        "path": job["row"]["path"],
-        "spec": job["row"]["spec"],
-        "task": job["task"],
-        "episodes": episodes,
-        "seconds": time.perf_counter() - t0,
-    }
+    return {"label": job["row"]["label"], "path": job["row"]["path"], "spec": job["row"]["spec"],
+            "task": job["task"], "episodes": episodes, "seconds": time.perf_counter() - t0}
 
 
 def _run_jobs(jobs, workers: int, log, on_done) -> list[dict]:
@@ -160,7 +139,6 @@ def _run_jobs(jobs, workers: int, log, on_done) -> list[dict]:
         out.append(r)
         on_done(r)
         log(f"  {r['label']:<24} {r['task']:<15} {_succ(r):5.1f}%  ({r['seconds']:.0f} s)")
-
     if workers == 1:
         for j in jobs:
             done(eval_shard(j))
@@ -203,24 +181,18 @@ def summarize_eval(rows, shards, tasks) -> dict:
             "errors_per_episode": float(np.mean([e["errors"] for e in flat])),
             "episodes_with_errors": float(np.mean([e["errors"] > 0 for e in flat])),
             "error_share_of_acts": float(sum(e["errors"] for e in flat) / max(1, sum(e["acts"] for e in flat))),
-            "tokens_per_act": (
-                float(np.mean([e["tokens"] for e in flat if e["tokens"] is not None]))
-                if any(e["tokens"] is not None for e in flat)
-                else None
-            ),
+            "tokens_per_act": (float(np.mean([e["tokens"] for e in flat if e["tokens"] is not None]))
+                               if any(e["tokens"] is not None for e in flat) else None),
             "overruns": int(sum(e["overruns"] for e in flat)),
-            "error_messages": sorted({m for e in flat for m in e["error_messages"]})[:3],
-        }
+            "error_messages": sorted({m for e in flat for m in e["error_messages"]})[:3]}
     return out
 
 
 # -------------------------------------------------------------------------------- latency
 
-
 def bench_latency(rows, observations, rounds: int, seed: int = 0, log=print) -> dict:
     """Interleaved batch-1, one-thread act() timing of every row on the same observations."""
     from oat_edge.baselines.runners import UndecodableActions
-
     pols = {}
     for r in rows:
         pols[r["label"]] = (load_row_policy(r, 1, r.get("python_loop", False)), row_k(r))
@@ -252,23 +224,15 @@ def bench_latency(rows, observations, rounds: int, seed: int = 0, log=print) -> 
                 tokens[lab].append(st["tokens_used"])
         if (i + 1) % max(1, rounds // 5) == 0:
             log(f"  latency round {i + 1}/{rounds} ({time.perf_counter() - t_start:.0f} s)")
-    return {
-        lab: {
-            "p50_ms": float(np.percentile(times[lab], 50)),
-            "p99_ms": float(np.percentile(times[lab], 99)),
-            "mean_ms": float(np.mean(times[lab])),
-            "calls": len(times[lab]),
-            "tokens_per_act": float(np.mean(tokens[lab])) if tokens[lab] else None,
-            "undecodable_share": bad[lab] / len(times[lab]),
-        }
-        for lab in pols
-    }
+    return {lab: {"p50_ms": float(np.percentile(times[lab], 50)), "p99_ms": float(np.percentile(times[lab], 99)),
+                  "mean_ms": float(np.mean(times[lab])), "calls": len(times[lab]),
+                  "tokens_per_act": float(np.mean(tokens[lab])) if tokens[lab] else None,
+                  "undecodable_share": bad[lab] / len(times[lab])} for lab in pols}
 
 
 def held_out_observations(demos: str, n: int, seed: int = 0) -> np.ndarray:
     """n observation windows [n_obs_steps, obs_dim] from the held-out episodes of the demos."""
     from oat_edge.train.dataset import DataConfig, load_dataset
-
     _, val, _ = load_dataset(demos, DataConfig())
     idx = np.random.default_rng(seed).choice(len(val), size=min(n, len(val)), replace=False)
     return val.obs.numpy()[idx]
@@ -276,17 +240,14 @@ def held_out_observations(demos: str, n: int, seed: int = 0) -> np.ndarray:
 
 # --------------------------------------------------------------------------------- output
 
-
 def _fmt_pct(x):
     return "–" if x is None else f"{100 * x:.0f}%"
 
 
 def markdown(res: dict) -> str:
     tasks, ev, lat = res["tasks"], res["eval"], res["latency"]
-    head = (
-        "| policy | tokens / act | " + " | ".join(tasks) + " | **mean success** | act p50 / p99 ms "
-        "| act() errors per episode (episodes with ≥ 1) |\n"
-    )
+    head = ("| policy | tokens / act | " + " | ".join(tasks) + " | **mean success** | act p50 / p99 ms "
+            "| act() errors per episode (episodes with ≥ 1) |\n")
     head += "|---" * (len(tasks) + 5) + "|\n"
     lines = []
     for r in res["rows"]:
@@ -305,25 +266,18 @@ def markdown(res: dict) -> str:
     for lab, l in lat.items():
         if lab not in ev and all(lab != r["label"] for r in res["rows"]):
             tok = "–" if l["tokens_per_act"] is None else f"{l['tokens_per_act']:.1f}"
-            lines.append(
-                f"| {lab} | {tok} | "
-                + " | ".join("" for _ in tasks)
-                + f" | | {l['p50_ms']:.2f} / {l['p99_ms']:.2f} | |\n"
-            )
-    note = (
-        f"\n{res['episodes']} episodes per task and row (seed {res['seed']}, {res['hz']:g} Hz virtual clock, "
-        f"inference latency measured for real). Latency: batch 1, one ORT thread, {res['rounds']} interleaved "
-        f"rounds on held-out demo observations.\n"
-    )
+            lines.append(f"| {lab} | {tok} | " + " | ".join("" for _ in tasks)
+                         + f" | | {l['p50_ms']:.2f} / {l['p99_ms']:.2f} | |\n")
+    note = (f"\n{res['episodes']} episodes per task and row (seed {res['seed']}, {res['hz']:g} Hz virtual clock, "
+            f"inference latency measured for real). Latency: batch 1, one ORT thread, {res['rounds']} interleaved "
+            f"rounds on held-out demo observations.\n")
     return head + "".join(lines) + note
 
 
 def pareto_plot(res: dict, path: str) -> None:
     import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(7, 4.5))
     pts = []
     for r in res["rows"]:
@@ -334,46 +288,27 @@ def pareto_plot(res: dict, path: str) -> None:
         color = "C0" if is_oat_bundle(r["path"]) and r["name"] == res["rows"][0]["name"] else "C1"
         ax.plot([l["p50_ms"], l["p99_ms"]], [pts[-1][1]] * 2, "-", color=color, alpha=0.4, lw=2)
         ax.plot(l["p50_ms"], pts[-1][1], "o", color=color)
-        ax.annotate(
-            r["label"],
-            (l["p50_ms"], pts[-1][1]),
-            textcoords="offset points",
-            xytext=(5, 4 if len(pts) % 2 else -11),
-            fontsize=7,
-        )  # alternate: neighbours overlap
+        ax.annotate(r["label"], (l["p50_ms"], pts[-1][1]), textcoords="offset points",
+                    xytext=(5, 4 if len(pts) % 2 else -11), fontsize=7)  # alternate: neighbours overlap
     front, best = [], -1.0
     for x, y in sorted(pts):
         if y > best:
             front.append((x, y))
             best = y
     if front:
-        ax.step(
-            [p[0] for p in front],
-            [p[1] for p in front],
-            where="post",
-            color="gray",
-            ls="--",
-            lw=1,
-            label="Pareto front (p50)",
-        )
-    ax.set(
-        xscale="log",
-        xlabel="act() latency, ms (dot p50, bar to p99; batch 1, 1 thread)",
-        ylabel="mean closed-loop success %",
-        ylim=(-2, 102),
-        title="Success vs latency (Meta-World, 3 tasks)",
-    )
+        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="gray", ls="--", lw=1,
+                label="Pareto front (p50)")
+    ax.set(xscale="log", xlabel="act() latency, ms (dot p50, bar to p99; batch 1, 1 thread)",
+           ylabel="mean closed-loop success %", ylim=(-2, 102), title="Success vs latency (Meta-World, 3 tasks)")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     from oat_edge.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------- main
-
 
 def build_rows(entries) -> list[dict]:
     rows = []
@@ -385,11 +320,8 @@ def build_rows(entries) -> list[dict]:
 
 def best_k(summary: dict, rows: list[dict]) -> str:
     ref = rows[0]["name"]
-    cand = [
-        (summary[r["label"]]["mean_success"], -int(r["spec"]), r["spec"])
-        for r in rows
-        if r["name"] == ref and r["spec"].isdigit() and r["label"] in summary
-    ]
+    cand = [(summary[r["label"]]["mean_success"], -int(r["spec"]), r["spec"]) for r in rows
+            if r["name"] == ref and r["spec"].isdigit() and r["label"] in summary]
     if not cand:
         raise ValueError(f"'best' needs the first entry ({ref}) evaluated at token counts, e.g. {ref}=PATH@1,2,4,8")
     return max(cand)[2]  # highest success; ties: the fewer tokens
@@ -397,13 +329,8 @@ def best_k(summary: dict, rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="oat-edge compare", description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--entry",
-        action="append",
-        required=True,
-        metavar="NAME=BUNDLE[@SETTING,...]",
-        help="a policy to compare; the first is the reference (OAT)",
-    )
+    p.add_argument("--entry", action="append", required=True, metavar="NAME=BUNDLE[@SETTING,...]",
+                   help="a policy to compare; the first is the reference (OAT)")
     p.add_argument("--demos", required=True, help="demos .npz: held-out observations for the latency run")
     p.add_argument("--out", required=True)
     p.add_argument("--episodes", type=int, default=50)
@@ -412,24 +339,13 @@ def main(argv=None) -> int:
     p.add_argument("--hz", type=float, default=50.0)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=200, help="interleaved latency rounds")
-    p.add_argument(
-        "--reuse-only",
-        action="store_true",
-        help="like --reuse, and run no new closed-loop shards: rows without results get latency only",
-    )
-    p.add_argument(
-        "--reuse-from",
-        nargs="+",
-        default=[],
-        metavar="DIR",
-        help="also take finished shards from these earlier --out directories",
-    )
-    p.add_argument(
-        "--reuse",
-        action="store_true",
-        help="take closed-loop results of rows already in OUT/shards.json (same bundle, spec, "
-        "episodes, seed, rate) instead of running them again",
-    )
+    p.add_argument("--reuse-only", action="store_true",
+                   help="like --reuse, and run no new closed-loop shards: rows without results get latency only")
+    p.add_argument("--reuse-from", nargs="+", default=[], metavar="DIR",
+                   help="also take finished shards from these earlier --out directories")
+    p.add_argument("--reuse", action="store_true",
+                   help="take closed-loop results of rows already in OUT/shards.json (same bundle, spec, "
+                        "episodes, seed, rate) instead of running them again")
     a = p.parse_args(argv)
     try:
         entries = [parse_entry(e) for e in a.entry]
@@ -441,7 +357,6 @@ def main(argv=None) -> int:
     if a.episodes < 1 or a.rounds < 1 or a.workers < 1:
         p.error("--episodes, --rounds and --workers: expected >= 1")
     from oat_edge.atomic import check_output_dir, write_json, write_text
-
     check_output_dir(a.out, force=True)
     log = lambda m: print(m, flush=True)  # noqa: E731
     rows = build_rows(entries)
@@ -460,14 +375,12 @@ def main(argv=None) -> int:
         write_json(cache_path, dict(common, shards=list(finished.values())))
 
     def run(rs):
-        todo = [dict(common, row=r, task=t) for r in rs for t in tasks if _key(r, t) not in cached and not a.reuse_only]
-        log(
-            f"closed loop: {len(todo)} (row, task) shards x {a.episodes} episodes"
-            + (f" ({sum(_key(r, t) in cached for r in rs for t in tasks)} reused)" if cached else "")
-        )
-        return [cached[_key(r, t)] for r in rs for t in tasks if _key(r, t) in cached] + _run_jobs(
-            todo, a.workers, log, keep
-        )
+        todo = [dict(common, row=r, task=t) for r in rs for t in tasks
+                if _key(r, t) not in cached and not a.reuse_only]
+        log(f"closed loop: {len(todo)} (row, task) shards x {a.episodes} episodes"
+            + (f" ({sum(_key(r, t) in cached for r in rs for t in tasks)} reused)" if cached else ""))
+        done = [cached[_key(r, t)] for r in rs for t in tasks if _key(r, t) in cached]
+        return done + _run_jobs(todo, a.workers, log, keep)
 
     first = [r for r in rows if r["spec"] != "best"]
     shards = run(first)
@@ -493,19 +406,9 @@ def main(argv=None) -> int:
         bench_rows.append(dict(top, label=f"{top['label']} (Python ORT loop)", python_loop=True))
     log(f"latency: {len(bench_rows)} rows interleaved, {a.rounds} rounds")
     latency = bench_latency(bench_rows, obs, a.rounds, a.seed, log)
-    res = {
-        "tasks": tasks,
-        "episodes": a.episodes,
-        "seed": a.seed,
-        "hz": a.hz,
-        "rounds": a.rounds,
-        "best_k": best,
-        "rows": rows,
-        "eval": summary,
-        "latency": latency,
-        "shards": shards,
-        "command": "python -m oat_edge.baselines.compare " + " ".join(sys.argv[1:] if argv is None else argv),
-    }
+    res = {"tasks": tasks, "episodes": a.episodes, "seed": a.seed, "hz": a.hz, "rounds": a.rounds,
+           "best_k": best, "rows": rows, "eval": summary, "latency": latency, "shards": shards,
+           "command": "python -m oat_edge.baselines.compare " + " ".join(sys.argv[1:] if argv is None else argv)}
     write_json(os.path.join(a.out, "results.json"), res)
     table = markdown(res)
     write_text(os.path.join(a.out, "results.md"), table)

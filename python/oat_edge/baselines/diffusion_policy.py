@@ -13,7 +13,6 @@ x0 clipped to [-1, 1]: Diffusion Policy's settings). Inference: DDIM with any nu
 
     python -m oat_edge.baselines.diffusion_policy --demos runs/demos.npz --out runs/dp [--steps N]
 """
-
 from __future__ import annotations
 
 import argparse
@@ -56,29 +55,16 @@ class DiffusionConfig:
     inference_steps: int = 10  # DDIM steps a runner uses unless told otherwise
 
     def __post_init__(self):
-        for name in (
-            "obs_dim",
-            "action_dim",
-            "horizon",
-            "n_obs_steps",
-            "width",
-            "n_layers",
-            "n_heads",
-            "mlp_ratio",
-            "n_action_steps",
-            "train_timesteps",
-            "inference_steps",
-        ):
+        for name in ("obs_dim", "action_dim", "horizon", "n_obs_steps", "width", "n_layers", "n_heads",
+                     "mlp_ratio", "n_action_steps", "train_timesteps", "inference_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"DiffusionConfig.{name}: expected a positive int, got {v!r}")
         if self.width % self.n_heads:
             raise ValueError(f"DiffusionConfig.width: expected a multiple of n_heads={self.n_heads}, got {self.width}")
         if self.inference_steps > self.train_timesteps:
-            raise ValueError(
-                f"DiffusionConfig.inference_steps: expected <= train_timesteps="
-                f"{self.train_timesteps}, got {self.inference_steps}"
-            )
+            raise ValueError(f"DiffusionConfig.inference_steps: expected <= train_timesteps="
+                             f"{self.train_timesteps}, got {self.inference_steps}")
 
     @property
     def head_dim(self):
@@ -87,23 +73,17 @@ class DiffusionConfig:
 
 def scheduler_config(cfg: DiffusionConfig) -> dict:
     """The diffusers scheduler settings (DDPM for training, DDIM for inference share them)."""
-    return dict(
-        num_train_timesteps=cfg.train_timesteps,
-        beta_schedule=cfg.beta_schedule,
-        clip_sample=True,
-        prediction_type="epsilon",
-    )
+    return dict(num_train_timesteps=cfg.train_timesteps, beta_schedule=cfg.beta_schedule,
+                clip_sample=True, prediction_type="epsilon")
 
 
 def ddpm_scheduler(cfg: DiffusionConfig):
     from diffusers import DDPMScheduler
-
     return DDPMScheduler(**scheduler_config(cfg))
 
 
 def ddim_scheduler(cfg: DiffusionConfig, steps: int):
     from diffusers import DDIMScheduler
-
     s = DDIMScheduler(**scheduler_config(cfg))
     s.set_timesteps(steps)
     return s
@@ -170,10 +150,8 @@ class DiffusionChunkPolicy(nn.Module):
         super().__init__()
         c = net.cfg
         if obs_normalizer.dim != c.obs_dim or action_normalizer.dim != c.action_dim:
-            raise ValueError(
-                f"normalizers: expected dims obs {c.obs_dim} / action {c.action_dim}, got "
-                f"{obs_normalizer.dim} / {action_normalizer.dim}"
-            )
+            raise ValueError(f"normalizers: expected dims obs {c.obs_dim} / action {c.action_dim}, got "
+                             f"{obs_normalizer.dim} / {action_normalizer.dim}")
         self.net, self.obs_normalizer, self.action_normalizer = net, obs_normalizer, action_normalizer
 
     @torch.no_grad()
@@ -183,11 +161,8 @@ class DiffusionChunkPolicy(nn.Module):
         c = self.net.cfg
         obs = torch.as_tensor(np.asarray(obs_raw), dtype=torch.float32)
         B = obs.shape[0]
-        x = (
-            torch.as_tensor(np.asarray(noise), dtype=torch.float32)
-            if noise is not None
-            else torch.randn(B, c.horizon, c.action_dim, generator=torch.Generator().manual_seed(seed))
-        )
+        x = (torch.as_tensor(np.asarray(noise), dtype=torch.float32) if noise is not None else
+             torch.randn(B, c.horizon, c.action_dim, generator=torch.Generator().manual_seed(seed)))
         self.net.eval()
         sched = ddim_scheduler(c, steps or c.inference_steps)
         mem_k, mem_v = self.net.prefill(self.obs_normalizer.normalize(obs))
@@ -197,13 +172,9 @@ class DiffusionChunkPolicy(nn.Module):
         return self.action_normalizer.unnormalize(x.clamp(-1.0, 1.0))
 
     def checkpoint(self):
-        return {
-            "kind": KIND,
-            "config": asdict(self.net.cfg),
-            "state": self.net.state_dict(),
-            "obs_normalizer": self.obs_normalizer.to_dict(),
-            "action_normalizer": self.action_normalizer.to_dict(),
-        }
+        return {"kind": KIND, "config": asdict(self.net.cfg), "state": self.net.state_dict(),
+                "obs_normalizer": self.obs_normalizer.to_dict(),
+                "action_normalizer": self.action_normalizer.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, ck):
@@ -227,10 +198,8 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     d = D.setup(args.device)
-    train, val, info = load_dataset(
-        args.demos,
-        DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps, val_fraction=args.val_fraction, seed=args.seed),
-    )
+    train, val, info = load_dataset(args.demos, DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps,
+                                                           val_fraction=args.val_fraction, seed=args.seed))
     obs_norm, act_norm = Normalizer.fit(train.obs), Normalizer.fit(train.actions)
     if d.world > 1:
         train = train.shard(d.rank, d.world)
@@ -240,19 +209,10 @@ def main(argv=None):
     a_val = act_norm.normalize(val.actions[:2048]).clamp(-1, 1).to(d.device)
 
     torch.manual_seed(args.seed)
-    cfg = DiffusionConfig(
-        obs_dim=info["obs_dim"],
-        action_dim=info["action_dim"],
-        horizon=args.horizon,
-        n_obs_steps=args.n_obs_steps,
-        width=args.width,
-        n_layers=args.layers,
-        n_heads=args.heads,
-        dropout=args.dropout,
-        n_action_steps=args.n_action_steps,
-        train_timesteps=args.train_timesteps,
-        inference_steps=args.inference_steps,
-    )
+    cfg = DiffusionConfig(obs_dim=info["obs_dim"], action_dim=info["action_dim"], horizon=args.horizon,
+                          n_obs_steps=args.n_obs_steps, width=args.width, n_layers=args.layers,
+                          n_heads=args.heads, dropout=args.dropout, n_action_steps=args.n_action_steps,
+                          train_timesteps=args.train_timesteps, inference_steps=args.inference_steps)
     net = DiffusionPolicy(cfg)
     sched = ddpm_scheduler(cfg)
     n_params = sum(q.numel() for q in net.parameters())
@@ -267,40 +227,17 @@ def main(argv=None):
         loss, _ = ema_model.loss(x_val, a_val, sched, generator=g)
         return {"loss": float(loss)}
 
-    tcfg = D.TrainConfig(
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        warmup=args.warmup,
-        ckpt_every=args.ckpt_every,
-        eval_every=args.eval_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
-    run_info = {
-        "args": vars(args),
-        "config": asdict(cfg),
-        "params": n_params,
-        "train_config": asdict(tcfg),
-        "scheduler": scheduler_config(cfg),
-        "data": {k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")},
-    }
+    tcfg = D.TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                         ckpt_every=args.ckpt_every, eval_every=args.eval_every, log_every=args.log_every,
+                         seed=args.seed, device=args.device, threads=args.threads,
+                         progress=not args.no_progress)
+    run_info = {"args": vars(args), "config": asdict(cfg), "params": n_params, "train_config": asdict(tcfg),
+                "scheduler": scheduler_config(cfg),
+                "data": {k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")}}
     os.makedirs(args.out, exist_ok=True)
-    ema = D.fit(
-        net,
-        loss_fn,
-        len(x_train),
-        tcfg,
-        args.out,
-        d,
-        param_groups=param_groups(net, RECIPE["obs_lr_scale"]),
-        eval_fn=eval_fn,
-        resume=args.resume,
-        meta=run_info,
-    )
+    ema = D.fit(net, loss_fn, len(x_train), tcfg, args.out, d,
+                param_groups=param_groups(net, RECIPE["obs_lr_scale"]), eval_fn=eval_fn,
+                resume=args.resume, meta=run_info)
     if d.main:
         ck = DiffusionChunkPolicy(ema.model.cpu(), obs_norm, act_norm).checkpoint()
         ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])

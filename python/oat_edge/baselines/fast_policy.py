@@ -13,7 +13,6 @@ safe action instead of executing the tokenizer's all-zero fallback.
 
     python -m oat_edge.baselines.fast_policy --demos runs/demos.npz --out runs/fast [--steps N]
 """
-
 from __future__ import annotations
 
 import argparse
@@ -86,11 +85,10 @@ def generate_until_end(policy: ARPolicy, obs_norm, eos_id: int, temperature=1.0,
     out = []
     for t in range(c.num_tokens):
         logits, nk, nv = policy.step(token, torch.tensor([t], device=dev), past_k, past_v, mem_k, mem_v)
-        past_k[:, :, :, t : t + 1] = nk
-        past_v[:, :, :, t : t + 1] = nv
-        ids = torch.from_numpy(
-            sampling.sample_batch(logits.float().cpu().numpy(), c.codebook_size, temperature, top_k, rng)
-        ).to(dev)
+        past_k[:, :, :, t:t + 1] = nk
+        past_v[:, :, :, t:t + 1] = nv
+        ids = torch.from_numpy(sampling.sample_batch(logits.float().cpu().numpy(), c.codebook_size,
+                                                     temperature, top_k, rng)).to(dev)
         token = torch.where(ended, torch.full_like(ids, eos_id), ids)
         out.append(token)
         ended |= token == eos_id
@@ -111,8 +109,7 @@ class FASTPolicy(nn.Module):
             raise ValueError(
                 f"policy.cfg: expected codebook_size={tokenizer.vocab_size + 1} (BPE vocabulary + end "
                 f"token) and num_tokens={tokenizer.max_tokens + 1} (max_tokens + end token), got "
-                f"{c.codebook_size} and {c.num_tokens}"
-            )
+                f"{c.codebook_size} and {c.num_tokens}")
         if obs_normalizer.dim != c.obs_dim:
             raise ValueError(f"obs_normalizer.dim: expected obs_dim={c.obs_dim}, got {obs_normalizer.dim}")
         self.tokenizer, self.policy, self.obs_normalizer = tokenizer, policy, obs_normalizer
@@ -123,27 +120,17 @@ class FASTPolicy(nn.Module):
         the end token). Undecodable rows hold the tokenizer's all-zero fallback and ok=False."""
         obs = torch.as_tensor(np.asarray(obs_raw), dtype=torch.float32)
         self.policy.eval()
-        ids = (
-            generate_until_end(
-                self.policy, self.obs_normalizer.normalize(obs), self.tokenizer.eos_id, temperature, top_k, seed
-            )
-            .cpu()
-            .numpy()
-        )
-        n = np.array(
-            [int(np.argmax(r == self.tokenizer.eos_id)) if (r == self.tokenizer.eos_id).any() else len(r) for r in ids]
-        )
+        ids = generate_until_end(self.policy, self.obs_normalizer.normalize(obs), self.tokenizer.eos_id,
+                                 temperature, top_k, seed).cpu().numpy()
+        n = np.array([int(np.argmax(r == self.tokenizer.eos_id)) if (r == self.tokenizer.eos_id).any()
+                      else len(r) for r in ids])
         actions, ok = self.tokenizer.detokenize(ids)
         return actions, ok, n
 
     def checkpoint(self):
-        return {
-            "kind": KIND,
-            "tokenizer": self.tokenizer.checkpoint(),
-            "policy_config": asdict(self.policy.cfg),
-            "policy_state": self.policy.state_dict(),
-            "obs_normalizer": self.obs_normalizer.to_dict(),
-        }
+        return {"kind": KIND, "tokenizer": self.tokenizer.checkpoint(),
+                "policy_config": asdict(self.policy.cfg), "policy_state": self.policy.state_dict(),
+                "obs_normalizer": self.obs_normalizer.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, ck):
@@ -151,7 +138,8 @@ class FASTPolicy(nn.Module):
             raise ValueError(f"checkpoint kind: expected {KIND!r}, got {ck.get('kind')!r}")
         pol = ARPolicy(PolicyConfig(**ck["policy_config"]))
         pol.load_state_dict(ck["policy_state"])
-        return cls(FASTTokenizer.from_checkpoint(ck["tokenizer"]), pol, Normalizer.from_dict(ck["obs_normalizer"]))
+        return cls(FASTTokenizer.from_checkpoint(ck["tokenizer"]), pol,
+                   Normalizer.from_dict(ck["obs_normalizer"]))
 
     @classmethod
     def load(cls, path):
@@ -168,13 +156,10 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     d = D.setup(args.device)
-    train, val, info = load_dataset(
-        args.demos,
-        DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps, val_fraction=args.val_fraction, seed=args.seed),
-    )
-    tok = FASTTokenizer(
-        info["action_dim"], args.horizon, scale=args.dct_scale, vocab_size=args.vocab_size, max_tokens=args.max_tokens
-    ).fit(train.actions)
+    train, val, info = load_dataset(args.demos, DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps,
+                                                           val_fraction=args.val_fraction, seed=args.seed))
+    tok = FASTTokenizer(info["action_dim"], args.horizon, scale=args.dct_scale, vocab_size=args.vocab_size,
+                        max_tokens=args.max_tokens).fit(train.actions)
     obs_norm = Normalizer.fit(train.obs)
     y_train, m_train, cut = fast_targets(tok, train.actions)
     y_val, m_val, _ = fast_targets(tok, val.actions[:2048])
@@ -188,17 +173,10 @@ def main(argv=None):
     y_val, m_val = y_val.to(d.device), m_val.to(d.device)
 
     torch.manual_seed(args.seed)
-    pcfg = PolicyConfig(
-        obs_dim=info["obs_dim"],
-        n_obs_steps=args.n_obs_steps,
-        codebook_size=tok.vocab_size + 1,
-        num_tokens=tok.max_tokens + 1,
-        width=args.width,
-        n_layers=args.layers,
-        n_heads=args.heads,
-        dropout=args.dropout,
-        n_action_steps=args.n_action_steps,
-    )
+    pcfg = PolicyConfig(obs_dim=info["obs_dim"], n_obs_steps=args.n_obs_steps,
+                        codebook_size=tok.vocab_size + 1, num_tokens=tok.max_tokens + 1,
+                        width=args.width, n_layers=args.layers, n_heads=args.heads,
+                        dropout=args.dropout, n_action_steps=args.n_action_steps)
     policy = ARPolicy(pcfg)
     n_params = sum(q.numel() for q in policy.parameters())
 
@@ -209,55 +187,27 @@ def main(argv=None):
         loss, inf = masked_loss(ema_model, x_val, y_val, m_val)
         return {"loss": float(loss), "acc": float(inf["acc"])}
 
-    cfg = D.TrainConfig(
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        warmup=args.warmup,
-        ckpt_every=args.ckpt_every,
-        eval_every=args.eval_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
-    run_info = {
-        "args": vars(args),
-        "policy_config": asdict(pcfg),
-        "params": n_params,
-        "tokenizer_kind": "fast",
-        "train_config": asdict(cfg),
-        "tokens_per_chunk": {
-            "mean": float(lengths.float().mean()),
-            "max": int(lengths.max()),
-            "cut_at_max_tokens": cut,
-        },
-        "data": {k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")},
-    }
+    cfg = D.TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                        ckpt_every=args.ckpt_every, eval_every=args.eval_every, log_every=args.log_every,
+                        seed=args.seed, device=args.device, threads=args.threads,
+                        progress=not args.no_progress)
+    run_info = {"args": vars(args), "policy_config": asdict(pcfg), "params": n_params,
+                "tokenizer_kind": "fast", "train_config": asdict(cfg),
+                "tokens_per_chunk": {"mean": float(lengths.float().mean()), "max": int(lengths.max()),
+                                     "cut_at_max_tokens": cut},
+                "data": {k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")}}
     os.makedirs(args.out, exist_ok=True)
-    ema = D.fit(
-        policy,
-        loss_fn,
-        len(x_train),
-        cfg,
-        args.out,
-        d,
-        param_groups=param_groups(policy, RECIPE["obs_lr_scale"]),
-        eval_fn=eval_fn,
-        resume=args.resume,
-        meta=run_info,
-    )
+    ema = D.fit(policy, loss_fn, len(x_train), cfg, args.out, d,
+                param_groups=param_groups(policy, RECIPE["obs_lr_scale"]), eval_fn=eval_fn,
+                resume=args.resume, meta=run_info)
     if d.main:
         ck = FASTPolicy(tok, ema.model.cpu(), obs_norm).checkpoint()
         ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
         save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
         with open(os.path.join(args.out, "config.json"), "w") as f:
             json.dump(run_info, f, indent=1)
-        print(
-            f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, {cut} of {len(lengths)} "
-            f"training chunks longer than {tok.max_tokens} tokens)"
-        )
+        print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, {cut} of {len(lengths)} "
+              f"training chunks longer than {tok.max_tokens} tokens)")
     D.teardown(d)
 
 

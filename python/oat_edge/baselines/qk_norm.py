@@ -10,7 +10,6 @@ report.
     python -m oat_edge.baselines.qk_norm --demos runs/demos.npz --like runs/tok --out runs/qk_ln
     python -m oat_edge.baselines.qk_norm --report runs/qk_ln                  # the table
 """
-
 from __future__ import annotations
 
 import argparse
@@ -46,10 +45,8 @@ def _recipe(like: str) -> dict:
         with open(path) as f:
             a = json.load(f)["args"]
     except (OSError, ValueError, KeyError) as exc:
-        raise SystemExit(
-            f"qk_norm: --like {like!r}: expected a train-tokenizer run directory with "
-            f"config.json, could not read it ({exc})"
-        ) from None
+        raise SystemExit(f"qk_norm: --like {like!r}: expected a train-tokenizer run directory with "
+                         f"config.json, could not read it ({exc})") from None
     if a.get("variant", "oat") != "oat":
         raise SystemExit(f"qk_norm: --like {like!r}: expected an OAT tokenizer run, got variant {a['variant']!r}")
     return a
@@ -59,26 +56,14 @@ def train(args) -> dict:
     """Train the LayerNorm-QK-norm tokenizer with exactly the arguments of the --like run
     (RMSNorm, trained by train-tokenizer), then measure both on the same held-out split."""
     from oat_edge.train.train_tokenizer import load_tokenizer
-
     a = _recipe(args.like)
     d = D.setup(args.device)
-    train_set, val, info = load_dataset(
-        args.demos, DataConfig(horizon=a["horizon"], seed=a["seed"], val_fraction=a["val_fraction"])
-    )
+    train_set, val, info = load_dataset(args.demos, DataConfig(horizon=a["horizon"], seed=a["seed"],
+                                                               val_fraction=a["val_fraction"]))
     torch.manual_seed(a["seed"])
-    tok = build_tokenizer(
-        "oat",
-        info["action_dim"],
-        a["horizon"],
-        a["width"],
-        a["enc_depth"],
-        a["dec_depth"],
-        a["heads"],
-        a.get("ff") or 4 * a["width"],
-        a["dropout"],
-        num_tokens=a["num_tokens"],
-        keep_k=a["keep_k"],
-    )
+    tok = build_tokenizer("oat", info["action_dim"], a["horizon"], a["width"], a["enc_depth"], a["dec_depth"],
+                          a["heads"], a.get("ff") or 4 * a["width"], a["dropout"], num_tokens=a["num_tokens"],
+                          keep_k=a["keep_k"])
     tok.set_normalizer(Normalizer.fit(train_set.actions))
     replaced = use_layernorm_qk_norm(tok)
     actions = train_set.actions.to(d.device)
@@ -87,32 +72,18 @@ def train(args) -> dict:
         loss, inf = model.loss(actions[idx])
         return loss, {k: v for k, v in inf.items() if k != "ids"}
 
-    cfg = D.TrainConfig(
-        steps=a["steps"],
-        batch=a["batch"],
-        lr=a["lr"],
-        warmup=a["warmup"],
-        schedule=a.get("schedule", "cosine"),
-        seed=a["seed"],
-        device=args.device,
-        threads=args.threads,
-        ckpt_every=a["steps"],
-        eval_every=a["steps"],
-        progress=not args.no_progress,
-    )
+    cfg = D.TrainConfig(steps=a["steps"], batch=a["batch"], lr=a["lr"], warmup=a["warmup"],
+                        schedule=a.get("schedule", "cosine"), seed=a["seed"], device=args.device,
+                        threads=args.threads, ckpt_every=a["steps"], eval_every=a["steps"],
+                        progress=not args.no_progress)
     ema = D.fit(tok, loss_fn, len(train_set), cfg, args.out, d)
     res = {}
     if d.main:
         ref = load_tokenizer(os.path.join(args.like, "tokenizer.pt"))
         runs = {"rmsnorm": recon_mse_by_k(ref, val.actions), "layernorm": recon_mse_by_k(ema.model.cpu(), val.actions)}
-        res = {
-            "like": args.like,
-            "modules_replaced": replaced,
-            "steps": a["steps"],
-            "seed": a["seed"],
-            "val_chunks": len(val),
-            "mse_norm_by_k": {q: {str(k): v[0] for k, v in m.items()} for q, m in runs.items()},
-        }
+        res = {"like": args.like, "modules_replaced": replaced, "steps": a["steps"], "seed": a["seed"],
+               "val_chunks": len(val),
+               "mse_norm_by_k": {q: {str(k): v[0] for k, v in m.items()} for q, m in runs.items()}}
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "qk_norm.json"), "w") as f:
             json.dump(res, f, indent=1)
@@ -130,10 +101,8 @@ def report(run_dir) -> str:
     out = ["| encoder QK-norm | " + " | ".join(f"k={k}" for k in ks) + " |", "|---" * (len(ks) + 1) + "|"]
     for q, label in (("rmsnorm", "RMSNorm, learned gain (ours)"), ("layernorm", "LayerNorm, no affine (reference)")):
         out.append(f"| {label} | " + " | ".join(f"{m[q][k]:.4f}" for k in ks) + " |")
-    return "\n".join(out) + (
-        f"\n\nheld-out reconstruction MSE (normalized units) per prefix length k, "
-        f"{r['val_chunks']} chunks; both trained {r['steps']} steps, seed {r['seed']}\n"
-    )
+    return "\n".join(out) + (f"\n\nheld-out reconstruction MSE (normalized units) per prefix length k, "
+                             f"{r['val_chunks']} chunks; both trained {r['steps']} steps, seed {r['seed']}\n")
 
 
 def main(argv=None) -> int:

@@ -9,7 +9,6 @@ like-for-like latency row next to the C++ runtime's.
 numpy + onnxruntime only (no torch, no diffusers): the DDIM update and the FAST decoder are
 written out here and pinned to diffusers and to train/fast_tokenizer.py by tests.
 """
-
 from __future__ import annotations
 
 import json
@@ -31,7 +30,6 @@ class UndecodableActions(RuntimeError):
 
 def _session(path: str, threads: int):
     import onnxruntime as ort
-
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
@@ -59,30 +57,19 @@ def _obs_batch(obs, shape) -> tuple[np.ndarray, bool]:
     return arr, single
 
 
-def _check_options(
-    name: str,
-    K: int,
-    max_tokens=None,
-    temperature=None,
-    top_k=None,
-    seed=None,
-    latency_budget_ms=None,
-    min_tokens=None,
-    anytime=False,
-) -> None:
+def _check_options(name: str, K: int, max_tokens=None, temperature=None, top_k=None, seed=None,
+                   latency_budget_ms=None, min_tokens=None, anytime=False) -> None:
     """Raise InputError for act() options this policy cannot honour (what act() would raise)."""
     for opt, v in (("max_tokens", max_tokens), ("min_tokens", min_tokens)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not 1 <= v <= K):
             raise InputError(f"{opt}: expected an int in 1..{K} ({name}), got {v!r}")
-    if temperature is not None and not (
-        isinstance(temperature, (int, float)) and np.isfinite(temperature) and temperature >= 0
-    ):
+    if temperature is not None and not (isinstance(temperature, (int, float)) and np.isfinite(temperature)
+                                        and temperature >= 0):
         raise InputError(f"temperature: expected a finite number >= 0, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0):
         raise InputError(f"top_k: expected an int >= 0, got {top_k!r}")
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64
-    ):
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+                             or not 0 <= seed < 2**64):
         raise InputError(f"seed: expected an int in [0, 2**64), got {seed!r}")
     if latency_budget_ms is not None and not anytime:
         raise InputError(f"latency_budget_ms: {name} has no anytime mode, got {latency_budget_ms!r}")
@@ -92,10 +79,8 @@ def load_baseline_manifest(bundle) -> tuple[dict, str]:
     bundle = os.fspath(bundle)
     path = os.path.join(bundle, MANIFEST_FILE)
     if not os.path.isfile(path):
-        raise BundleError(
-            f"{bundle!r}: expected a baseline bundle directory with {MANIFEST_FILE} "
-            "(write one with `python -m oat_export.baselines`)"
-        )
+        raise BundleError(f"{bundle!r}: expected a baseline bundle directory with {MANIFEST_FILE} "
+                          "(write one with `python -m oat_export.baselines`)")
     try:
         with open(path) as f:
             m = json.load(f)
@@ -103,7 +88,8 @@ def load_baseline_manifest(bundle) -> tuple[dict, str]:
         raise BundleError(f"{path}: not a readable JSON manifest: {exc}") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise BundleError(f"{path}: expected format {FORMAT!r}, got {m.get('format') if isinstance(m, dict) else m!r}")
-    for key in ("kind", "files", "horizon", "action_dim", "n_obs_steps", "obs_dim", "n_action_steps", "normalization"):
+    for key in ("kind", "files", "horizon", "action_dim", "n_obs_steps", "obs_dim", "n_action_steps",
+                "normalization"):
         if key not in m:
             raise BundleError(f"{path}: field {key!r} missing")
     for name, f in m["files"].items():
@@ -124,19 +110,11 @@ class _Runner:
         self.obs_shape = (int(m["n_obs_steps"]), int(m["obs_dim"]))
         self.chunk_shape = (int(m["horizon"]), int(m["action_dim"]))
         self.last_stats: dict | None = None
-        self._info = {
-            "kind": m["kind"],
-            "bundle_dir": bundle,
-            "horizon": self.chunk_shape[0],
-            "action_dim": self.chunk_shape[1],
-            "n_obs_steps": self.obs_shape[0],
-            "obs_dim": self.obs_shape[1],
-            "n_action_steps": int(m["n_action_steps"]),
-            "tasks": list(m.get("tasks") or []),
-            "action_low": list(n["action_low"]),
-            "action_high": list(n["action_high"]),
-            "provider": "CPUExecutionProvider (Python loop)",
-        }
+        self._info = {"kind": m["kind"], "bundle_dir": bundle, "horizon": self.chunk_shape[0],
+                      "action_dim": self.chunk_shape[1], "n_obs_steps": self.obs_shape[0],
+                      "obs_dim": self.obs_shape[1], "n_action_steps": int(m["n_action_steps"]),
+                      "tasks": list(m.get("tasks") or []), "action_low": list(n["action_low"]),
+                      "action_high": list(n["action_high"]), "provider": "CPUExecutionProvider (Python loop)"}
 
     @property
     def info(self) -> dict:
@@ -179,12 +157,10 @@ class TokenRunner(_Runner):
         else:
             self.eos, self.bins = None, int(m["bin"]["bins"])
 
-    def check_options(
-        self, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None, min_tokens=None
-    ):
-        _check_options(
-            f"{self.m['kind']} policy", self.K, max_tokens, temperature, top_k, seed, latency_budget_ms, min_tokens
-        )
+    def check_options(self, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None,
+                      min_tokens=None):
+        _check_options(f"{self.m['kind']} policy", self.K, max_tokens, temperature, top_k, seed,
+                       latency_budget_ms, min_tokens)
 
     def generate(self, obs_raw, max_tokens=None, temperature=None, top_k=None, seed=None):
         """obs [B, T, obs_dim] -> ids [B, n] (FAST: rows that ended are padded with the end token)."""
@@ -203,19 +179,10 @@ class TokenRunner(_Runner):
         ended = np.zeros(B, bool)
         out = []
         for t in range(k):
-            logits, nk, nv = self.sess["step"].run(
-                None,
-                {
-                    "token": tok,
-                    "step": np.array([t], np.int64),
-                    "past_k": pk,
-                    "past_v": pv,
-                    "mem_k": mem_k,
-                    "mem_v": mem_v,
-                },
-            )
-            pk[:, :, :, t : t + 1] = nk
-            pv[:, :, :, t : t + 1] = nv
+            logits, nk, nv = self.sess["step"].run(None, {"token": tok, "step": np.array([t], np.int64),
+                                                          "past_k": pk, "past_v": pv, "mem_k": mem_k, "mem_v": mem_v})
+            pk[:, :, :, t:t + 1] = nk
+            pv[:, :, :, t:t + 1] = nv
             tok = sampling.sample_batch(logits, self.cb, temperature, top_k, rng)
             if self.eos is not None:
                 tok = np.where(ended, self.eos, tok)
@@ -241,17 +208,8 @@ class TokenRunner(_Runner):
             out[b], ok[b] = self.dct.T @ coef, True
         return out, ok
 
-    def act(
-        self,
-        obs,
-        max_tokens=None,
-        temperature=None,
-        top_k=None,
-        seed=None,
-        latency_budget_ms=None,
-        return_stats=False,
-        min_tokens=None,
-    ):
+    def act(self, obs, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None,
+            return_stats=False, min_tokens=None):
         """obs [T, obs_dim] or [B, T, obs_dim] -> raw chunk(s). FAST raises UndecodableActions when
         a row's tokens do not decode (the caller holds its last safe action)."""
         self.check_options(max_tokens, temperature, top_k, seed, latency_budget_ms, min_tokens)
@@ -266,8 +224,7 @@ class TokenRunner(_Runner):
                 raise UndecodableActions(
                     f"FAST tokens of {stats['undecodable']} of {len(ok)} rows do not decode to a "
                     f"{self.chunk_shape[0]}x{self.chunk_shape[1]} chunk (they must expand to exactly "
-                    f"{self.chunk_shape[0] * self.chunk_shape[1]} DCT coefficients)"
-                )
+                    f"{self.chunk_shape[0] * self.chunk_shape[1]} DCT coefficients)")
         else:
             n = ids.shape[1]
             a = np.zeros((len(ids), self.K))
@@ -305,41 +262,26 @@ class DiffusionRunner(_Runner):
         self.clip = float(d["clip_sample_range"])
         self._info.update(num_tokens=1, codebook_size=1, denoise_steps=self.steps)
 
-    def check_options(
-        self, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None, min_tokens=None
-    ):
+    def check_options(self, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None,
+                      min_tokens=None):
         # token options mean nothing to a continuous policy; accepted as the one-"token" K = 1
         _check_options("Diffusion Policy", 1, max_tokens, temperature, top_k, seed, latency_budget_ms, min_tokens)
 
-    def act(
-        self,
-        obs,
-        max_tokens=None,
-        temperature=None,
-        top_k=None,
-        seed=None,
-        latency_budget_ms=None,
-        return_stats=False,
-        min_tokens=None,
-        noise=None,
-    ):
+    def act(self, obs, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None,
+            return_stats=False, min_tokens=None, noise=None):
         """obs -> raw chunk(s) by DDIM from seeded Gaussian noise (or `noise`, normalized units)."""
         self.check_options(max_tokens, temperature, top_k, seed, latency_budget_ms, min_tokens)
         x_obs, single = _obs_batch(obs, self.obs_shape)
         B = x_obs.shape[0]
-        x = (
-            np.asarray(noise, np.float64).reshape(B, *self.chunk_shape)
-            if noise is not None
-            else np.random.default_rng(secrets.randbits(64) if seed is None else seed).standard_normal(
-                (B, *self.chunk_shape)
-            )
-        )
+        if noise is not None:
+            x = np.asarray(noise, np.float64).reshape(B, *self.chunk_shape)
+        else:
+            rng = np.random.default_rng(secrets.randbits(64) if seed is None else seed)
+            x = rng.standard_normal((B, *self.chunk_shape))
         mem_k, mem_v = self._prefill(x_obs)
         for t in self.timesteps:
-            eps = self.sess["denoise"].run(
-                None,
-                {"sample": x.astype(np.float32), "timestep": np.full(B, t, np.int64), "mem_k": mem_k, "mem_v": mem_v},
-            )[0]
+            eps = self.sess["denoise"].run(None, {"sample": x.astype(np.float32), "timestep": np.full(B, t, np.int64),
+                                                  "mem_k": mem_k, "mem_v": mem_v})[0]
             x = ddim_step(eps.astype(np.float64), int(t), x, self.alphas, self.T, self.steps, self.clip)
         stats = {"tokens_used": None, "denoise_steps": self.steps}
         return self._finish(self._unnormalize(x).astype(np.float32), single, stats, return_stats)
@@ -350,57 +292,29 @@ class OatRunner:
 
     def __init__(self, bundle, threads=1):
         from oat_edge.ort_reference import OrtBundle
-
         self.ort = OrtBundle(os.fspath(bundle), threads=threads)
         m = self.ort.m
         n, t, p = m["normalization"], m["tokenizer"], m["policy"]
         self.obs_shape = (p["n_obs_steps"], p["obs_dim"])
         self.last_stats = None
-        self._info = {
-            "kind": t["kind"],
-            "bundle_dir": os.fspath(bundle),
-            "horizon": t["horizon"],
-            "action_dim": t["action_dim"],
-            "n_obs_steps": p["n_obs_steps"],
-            "obs_dim": p["obs_dim"],
-            "n_action_steps": p["n_action_steps"],
-            "num_tokens": t["num_tokens"],
-            "codebook_size": t["codebook_size"],
-            "tasks": list(m.get("tasks") or []),
-            "action_low": n["action_low"],
-            "action_high": n["action_high"],
-            "provider": "CPUExecutionProvider (Python loop)",
-        }
+        self._info = {"kind": t["kind"], "bundle_dir": os.fspath(bundle), "horizon": t["horizon"],
+                      "action_dim": t["action_dim"], "n_obs_steps": p["n_obs_steps"], "obs_dim": p["obs_dim"],
+                      "n_action_steps": p["n_action_steps"], "num_tokens": t["num_tokens"],
+                      "codebook_size": t["codebook_size"], "tasks": list(m.get("tasks") or []),
+                      "action_low": n["action_low"], "action_high": n["action_high"],
+                      "provider": "CPUExecutionProvider (Python loop)"}
 
     @property
     def info(self) -> dict:
         return dict(self._info)
 
-    def check_options(
-        self, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None, min_tokens=None
-    ):
-        _check_options(
-            "OAT through the Python loop",
-            self._info["num_tokens"],
-            max_tokens,
-            temperature,
-            top_k,
-            seed,
-            latency_budget_ms,
-            min_tokens,
-        )
+    def check_options(self, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None,
+                      min_tokens=None):
+        _check_options("OAT through the Python loop", self._info["num_tokens"], max_tokens, temperature, top_k,
+                       seed, latency_budget_ms, min_tokens)
 
-    def act(
-        self,
-        obs,
-        max_tokens=None,
-        temperature=None,
-        top_k=None,
-        seed=None,
-        latency_budget_ms=None,
-        return_stats=False,
-        min_tokens=None,
-    ):
+    def act(self, obs, max_tokens=None, temperature=None, top_k=None, seed=None, latency_budget_ms=None,
+            return_stats=False, min_tokens=None):
         self.check_options(max_tokens, temperature, top_k, seed, latency_budget_ms, min_tokens)
         x, single = _obs_batch(obs, self.obs_shape)
         out = self.ort.act(x, max_tokens, temperature, top_k, secrets.randbits(64) if seed is None else seed)

@@ -1,6 +1,5 @@
 """The training flags every baseline policy shares: the token policy recipe's budget and
 transformer sizes by default, so each class is trained like OAT's policy unless told otherwise."""
-
 from oat_edge.train.train_policy import RECIPE
 
 

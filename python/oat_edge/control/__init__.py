@@ -21,17 +21,6 @@ from .scheduler import FixedRateScheduler, VirtualScheduler
 from .statistics import percentiles, summarize
 from .workers import InferenceResult, InlineWorker, ThreadWorker
 
-__all__ = [
-    "ControlLoop",
-    "FixedRateScheduler",
-    "InferenceResult",
-    "InlineWorker",
-    "ThreadWorker",
-    "VirtualScheduler",
-    "demote_to_normal_priority",
-    "info_bounds",
-    "percentiles",
-    "set_realtime_priority",
-    "summarize",
-    "write_csv",
-]
+__all__ = ["ControlLoop", "FixedRateScheduler", "InferenceResult", "InlineWorker", "ThreadWorker",
+           "VirtualScheduler", "demote_to_normal_priority", "info_bounds", "percentiles",
+           "set_realtime_priority", "summarize", "write_csv"]

@@ -20,7 +20,8 @@ class ActionQueue:
         if not (isinstance(action_dim, int) and action_dim >= 1):
             raise ValueError(f"action_dim must be an int >= 1, got {action_dim!r}")
         if not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= horizon):
-            raise ValueError(f"n_action_steps must be an int in 1..horizon ({horizon}), got {n_action_steps!r}")
+            raise ValueError(
+                f"n_action_steps must be an int in 1..horizon ({horizon}), got {n_action_steps!r}")
         self.horizon = horizon
         self.action_dim = action_dim
         self.n_action_steps = n_action_steps
@@ -38,8 +39,8 @@ class ActionQueue:
         chunk = np.asarray(chunk)
         if chunk.shape != (self.horizon, self.action_dim):
             raise ValueError(
-                f"chunk shape {chunk.shape} != (horizon, action_dim) = ({self.horizon}, {self.action_dim})"
-            )
+                f"chunk shape {chunk.shape} != (horizon, action_dim) = "
+                f"({self.horizon}, {self.action_dim})")
         if elapsed < 0:
             raise ValueError(f"elapsed must be >= 0, got {elapsed}")
         if elapsed >= self.horizon:

@@ -15,8 +15,8 @@ class ErrorLog:
         self._keep = keep
         self._lock = threading.Lock()
         self.by_source: dict[str, int] = {}
-        self.counts: dict[str, int] = {}  # first `keep` distinct messages -> occurrences
-        self.unlisted = 0  # errors whose message was not among those kept
+        self.counts: dict[str, int] = {}   # first `keep` distinct messages -> occurrences
+        self.unlisted = 0                  # errors whose message was not among those kept
 
     @property
     def errors(self) -> int:
@@ -51,10 +51,8 @@ class ErrorLog:
 
     def summary(self) -> dict:
         with self._lock:
-            return {
-                "errors": sum(self.by_source.values()),
-                "errors_by_source": dict(self.by_source),
-                "error_messages": list(self.counts),
-                "error_counts": dict(self.counts),
-                "errors_unlisted": self.unlisted,
-            }
+            return {"errors": sum(self.by_source.values()),
+                    "errors_by_source": dict(self.by_source),
+                    "error_messages": list(self.counts),
+                    "error_counts": dict(self.counts),
+                    "errors_unlisted": self.unlisted}

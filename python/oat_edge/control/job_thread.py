@@ -13,7 +13,7 @@ from .priority import demote_to_normal_priority
 
 class JobThread:
     def __init__(self, name: str, work):
-        self._work = work  # job -> result; must not raise
+        self._work = work                  # job -> result; must not raise
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._job = None

@@ -43,12 +43,10 @@ def _check_age(max_obs_age_s, period: float) -> float:
     """Default: two control periods, so one slow read is tolerated and a stalled one is not."""
     if max_obs_age_s is None:
         return 2.0 * period
-    if isinstance(max_obs_age_s, bool) or not (
-        isinstance(max_obs_age_s, (int, float)) and math.isfinite(max_obs_age_s) and max_obs_age_s > 0
-    ):
-        raise InputError(
-            f"max_obs_age_s: expected a number of seconds > 0 (None = two control periods), got {max_obs_age_s!r}"
-        )
+    if isinstance(max_obs_age_s, bool) or not (isinstance(max_obs_age_s, (int, float))
+                                               and math.isfinite(max_obs_age_s) and max_obs_age_s > 0):
+        raise InputError(f"max_obs_age_s: expected a number of seconds > 0 (None = two control "
+                         f"periods), got {max_obs_age_s!r}")
     return float(max_obs_age_s)
 
 
@@ -78,27 +76,11 @@ class ControlLoop:
     threads when it is garbage-collected. A closed loop refuses to run.
     """
 
-    def __init__(
-        self,
-        policy,
-        get_obs,
-        send_action,
-        hz: float = 50.0,
-        n_action_steps=None,
-        max_tokens=None,
-        latency_budget_ms=None,
-        background: bool = True,
-        temperature=None,
-        top_k=None,
-        seed=None,
-        action_low=None,
-        action_high=None,
-        telemetry=None,
-        virtual_time: bool = False,
-        scheduler=None,
-        rt_priority: int | None = None,
-        max_obs_age_s: float | None = None,
-    ):
+    def __init__(self, policy, get_obs, send_action, hz: float = 50.0, n_action_steps=None,
+                 max_tokens=None, latency_budget_ms=None, background: bool = True,
+                 temperature=None, top_k=None, seed=None, action_low=None, action_high=None,
+                 telemetry=None, virtual_time: bool = False, scheduler=None,
+                 rt_priority: int | None = None, max_obs_age_s: float | None = None):
         # Everything is checked before the first thread exists: a bad option leaks nothing.
         spec = PolicySpec.of(policy)
         for name, fn in (("get_obs", get_obs), ("send_action", send_action)):
@@ -106,18 +88,16 @@ class ControlLoop:
                 raise TypeError(f"{name}: expected a callable, got {type(fn).__name__}")
         self.background = _check_flag("background", background)
         self.virtual_time = _check_flag("virtual_time", virtual_time)
-        self.scheduler = scheduler or (VirtualScheduler(hz) if virtual_time else FixedRateScheduler(hz))
+        self.scheduler = scheduler or (VirtualScheduler(hz) if virtual_time
+                                       else FixedRateScheduler(hz))
         self.hz = check_rate(self.scheduler.hz)
         self.max_obs_age_s = _check_age(max_obs_age_s, self.scheduler.period)
         self.rt_priority = None if rt_priority is None else check_priority(rt_priority)
-        steps = spec.check_n_action_steps(spec.n_action_steps if n_action_steps is None else n_action_steps)
-        self._act_kwargs = {
-            k: v
-            for k, v in dict(
-                max_tokens=max_tokens, latency_budget_ms=latency_budget_ms, temperature=temperature, top_k=top_k
-            ).items()
-            if v is not None
-        }
+        steps = spec.check_n_action_steps(spec.n_action_steps if n_action_steps is None
+                                          else n_action_steps)
+        self._act_kwargs = {k: v for k, v in dict(max_tokens=max_tokens,
+                            latency_budget_ms=latency_budget_ms, temperature=temperature,
+                            top_k=top_k).items() if v is not None}
         check_act_options(policy, spec, dict(self._act_kwargs, seed=seed))
         self.safety = self._safety_filter(spec, action_low, action_high, policy)
         self.policy, self.send_action, self.telemetry = policy, send_action, telemetry
@@ -133,14 +113,12 @@ class ControlLoop:
         if low is None or high is None:
             low, high = info_bounds(policy)
         if low is None:
-            raise InputError(
-                "action bounds unknown: policy.info has no action_low/action_high; pass action_low= and action_high="
-            )
+            raise InputError("action bounds unknown: policy.info has no action_low/action_high; "
+                             "pass action_low= and action_high=")
         safety = SafetyFilter(low, high)
         if safety.action_dim != spec.action_dim:
-            raise InputError(
-                f"action bounds have {safety.action_dim} values, expected action_dim = {spec.action_dim} of the policy"
-            )
+            raise InputError(f"action bounds have {safety.action_dim} values, expected "
+                             f"action_dim = {spec.action_dim} of the policy")
         return safety
 
     def _init_state(self) -> None:
@@ -161,7 +139,8 @@ class ControlLoop:
         if self.virtual_time:
             sensor = InlineSensor(get_obs, check, self.errors)
         else:
-            sensor = SensorThread(get_obs, check, self.errors, self.scheduler.now, self.max_obs_age_s)
+            sensor = SensorThread(get_obs, check, self.errors, self.scheduler.now,
+                                  self.max_obs_age_s)
         if not self.background:
             worker = InlineWorker(policy, self.errors)
         elif self.virtual_time:
@@ -211,7 +190,8 @@ class ControlLoop:
             return
         want = (self.queue.horizon, self.queue.action_dim)
         if res.chunk.shape != want:
-            rec["error"] = self.errors.record("policy", f"act returned shape {res.chunk.shape}, expected {want}")
+            rec["error"] = self.errors.record(
+                "policy", f"act returned shape {res.chunk.shape}, expected {want}")
             return
         if not self.safety.chunk_ok(res.chunk):
             rec["error"] = self.errors.record("policy", "non-finite action chunk rejected")
@@ -224,10 +204,8 @@ class ControlLoop:
 
     def _begin(self) -> None:
         if self._closed:
-            raise RuntimeError(
-                "this ControlLoop is closed (close() was called or its with-block "
-                "ended): create a new ControlLoop to run again"
-            )
+            raise RuntimeError("this ControlLoop is closed (close() was called or its with-block "
+                               "ended): create a new ControlLoop to run again")
         if not self._started:
             self.scheduler.start()
             self._started = True
@@ -237,17 +215,12 @@ class ControlLoop:
         """Wait for the next deadline and run one cycle. Returns the cycle record."""
         self._begin()
         idx, deadline, wake = self.scheduler.wait()
-        rec = {
-            "cycle": idx,
-            "t": wake - self.scheduler.t0,
-            "period_ms": None if self._prev_wake is None else (wake - self._prev_wake) * 1e3,
-            "lateness_ms": (wake - deadline) * 1e3,
-            "inference_ms": None,
-            "tokens_used": None,
-            "error": None,
-            "obs_missing": False,
-        }
-        rec["jitter_ms"] = None if rec["period_ms"] is None else abs(rec["period_ms"] - self.scheduler.period * 1e3)
+        rec = {"cycle": idx, "t": wake - self.scheduler.t0,
+               "period_ms": None if self._prev_wake is None else (wake - self._prev_wake) * 1e3,
+               "lateness_ms": (wake - deadline) * 1e3,
+               "inference_ms": None, "tokens_used": None, "error": None, "obs_missing": False}
+        rec["jitter_ms"] = (None if rec["period_ms"] is None
+                            else abs(rec["period_ms"] - self.scheduler.period * 1e3))
         self._prev_wake = wake
         self._collect(idx, rec)
         if self.worker.idle and len(self.queue) <= self._lead():
@@ -296,24 +269,18 @@ class ControlLoop:
     def write(self, csv_path=None, json_path=None) -> None:
         """Write the records (CSV) and the summary (JSON) of the cycles run so far, atomically."""
         from ..atomic import write_json
-
         if csv_path is not None:
             write_csv(self.records, csv_path)
         if json_path is not None:
             write_json(json_path, self.summary())
 
     def summary(self) -> dict:
-        extra = {
-            "deadline_skips": self.scheduler.skipped,
-            "stale_chunks": self.stale_chunks,
-            "chunks_used": self.chunks_used,
-            "stale_obs": getattr(self.sensor, "stale", 0),
-            **self.errors.summary(),
-            "background": self.background,
-            "virtual_time": self.virtual_time,
-            "n_action_steps": self.queue.n_action_steps,
-            "rt_priority": self.rt_status,
-        }
+        extra = {"deadline_skips": self.scheduler.skipped, "stale_chunks": self.stale_chunks,
+                 "chunks_used": self.chunks_used,
+                 "stale_obs": getattr(self.sensor, "stale", 0),
+                 **self.errors.summary(),
+                 "background": self.background, "virtual_time": self.virtual_time,
+                 "n_action_steps": self.queue.n_action_steps, "rt_priority": self.rt_status}
         extra.update(self.safety.counts())
         return summarize(self.records, self.hz, extra) if self.records else {"cycles": 0, **extra}
 

@@ -44,17 +44,15 @@ def _as_count(name: str, value) -> int:
 class PolicySpec:
     horizon: int
     action_dim: int
-    n_action_steps: int  # the bundle's receding horizon
-    obs_shape: tuple[int, int] | None  # None: the policy does not declare it
+    n_action_steps: int                       # the bundle's receding horizon
+    obs_shape: tuple[int, int] | None         # None: the policy does not declare it
 
     @classmethod
     def of(cls, policy) -> "PolicySpec":
         info = getattr(policy, "info", None)
         if info is None or not callable(getattr(policy, "act", None)):
-            raise TypeError(
-                f"policy: expected an object with `info` and `act()` (the "
-                f"oat_edge.Policy API), got {type(policy).__name__}"
-            )
+            raise TypeError(f"policy: expected an object with `info` and `act()` (the "
+                            f"oat_edge.Policy API), got {type(policy).__name__}")
         dims = {}
         for name in ("horizon", "action_dim"):
             if info_field(info, name) is None:
@@ -65,19 +63,14 @@ class PolicySpec:
         obs_shape = None
         if n_obs is not None and obs_dim is not None:
             obs_shape = (_as_count("n_obs_steps", n_obs), _as_count("obs_dim", obs_dim))
-        return cls(
-            dims["horizon"],
-            dims["action_dim"],
-            dims["horizon"] if steps is None else _as_count("n_action_steps", steps),
-            obs_shape,
-        )
+        return cls(dims["horizon"], dims["action_dim"],
+                   dims["horizon"] if steps is None else _as_count("n_action_steps", steps),
+                   obs_shape)
 
     def check_n_action_steps(self, n) -> int:
         if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n <= self.horizon):
-            raise InputError(
-                f"n_action_steps: expected an int in 1..{self.horizon} (the bundle's "
-                f"horizon; it declares {self.n_action_steps}), got {n!r}"
-            )
+            raise InputError(f"n_action_steps: expected an int in 1..{self.horizon} (the bundle's "
+                             f"horizon; it declares {self.n_action_steps}), got {n!r}")
         return n
 
 

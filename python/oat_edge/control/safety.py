@@ -15,7 +15,8 @@ class SafetyFilter:
         low = np.asarray(low, dtype=np.float64).reshape(-1)
         high = np.asarray(high, dtype=np.float64).reshape(-1)
         if low.shape != high.shape or low.size == 0:
-            raise ValueError(f"action bounds must be two equal-length vectors, got {low.shape} and {high.shape}")
+            raise ValueError(f"action bounds must be two equal-length vectors, got "
+                             f"{low.shape} and {high.shape}")
         if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high))):
             raise ValueError("action bounds must be finite")
         if np.any(low > high):
@@ -61,8 +62,7 @@ class SafetyFilter:
         return clipped.copy(), False
 
     def counts(self) -> dict:
-        return {
-            "nonfinite_actions": self.nonfinite_actions,
-            "clamped_actions": self.clamped_actions,
-            "rejected_chunks": self.rejected_chunks,
-        }
+        return {"nonfinite_actions": self.nonfinite_actions,
+                "clamped_actions": self.clamped_actions,
+                "rejected_chunks": self.rejected_chunks}
+

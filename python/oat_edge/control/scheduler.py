@@ -31,8 +31,8 @@ class FixedRateScheduler:
         self.period = 1.0 / self.hz
         self._clock, self._sleep, self._spin = clock, sleep, spin_s
         self.t0: float | None = None
-        self.index = -1  # index of the deadline last waited for
-        self.skipped = 0  # deadlines dropped because we were more than a period late
+        self.index = -1          # index of the deadline last waited for
+        self.skipped = 0         # deadlines dropped because we were more than a period late
 
     def start(self) -> None:
         self.t0 = self._clock()

@@ -22,8 +22,8 @@ from .job_thread import JobThread
 @dataclass(frozen=True)
 class Observation:
     data: np.ndarray
-    cycle: int  # the cycle whose action this observation is the input for
-    t: float  # clock time when the read started (the world is at most this old)
+    cycle: int      # the cycle whose action this observation is the input for
+    t: float        # clock time when the read started (the world is at most this old)
 
 
 class ObservationCheck:
@@ -77,9 +77,10 @@ class InlineSensor:
 class SensorThread:
     """Reads in a daemon thread, once per cycle; the latest reading waits to be taken."""
 
-    def __init__(self, get_obs, check: ObservationCheck, errors: ErrorLog, clock, max_age_s: float):
+    def __init__(self, get_obs, check: ObservationCheck, errors: ErrorLog, clock,
+                 max_age_s: float):
         self.max_age_s = max_age_s
-        self.stale = 0  # readings discarded because they were too old
+        self.stale = 0                     # readings discarded because they were too old
 
         def read(cycle: int) -> tuple[Observation | None, str | None]:
             t = clock()
@@ -100,10 +101,8 @@ class SensorThread:
             return None, err
         if now - obs.t > self.max_age_s:
             self.stale += 1
-            return None, (
-                f"sensor: observation for cycle {obs.cycle} is {(now - obs.t) * 1e3:.1f} ms "
-                f"old (limit {self.max_age_s * 1e3:.1f} ms): discarded"
-            )
+            return None, (f"sensor: observation for cycle {obs.cycle} is {(now - obs.t) * 1e3:.1f} ms "
+                          f"old (limit {self.max_age_s * 1e3:.1f} ms): discarded")
         return obs, None
 
     def close(self, timeout: float = 1.0) -> None:

@@ -18,7 +18,7 @@ from .job_thread import JobThread
 
 @dataclass
 class InferenceResult:
-    cycle: int  # cycle whose observation the chunk was computed from
+    cycle: int                   # cycle whose observation the chunk was computed from
     chunk: np.ndarray | None
     latency_ms: float
     tokens_used: int | None
@@ -38,9 +38,11 @@ def call_act(policy, errors: ErrorLog, obs, cycle: int, act_kwargs: dict) -> Inf
         try:
             chunk = np.asarray(chunk, dtype=np.float64)
         except Exception as exc:  # noqa: BLE001
-            chunk, err = None, errors.record("policy", f"act returned no numeric array: {type(exc).__name__}: {exc}")
+            chunk, err = None, errors.record("policy", f"act returned no numeric array: "
+                                                       f"{type(exc).__name__}: {exc}")
     tokens = stats.get("tokens_used")
-    return InferenceResult(cycle, chunk, latency_ms, None if tokens is None else int(tokens), err, stats)
+    return InferenceResult(cycle, chunk, latency_ms, None if tokens is None else int(tokens),
+                           err, stats)
 
 
 class InlineWorker:

@@ -20,8 +20,8 @@ CAMERA_DTYPES = ("video", "image")
 @dataclass(frozen=True)
 class Feature:
     key: str
-    dtype: str  # float32, float64, int64, bool, video, image, string, ...
-    shape: tuple  # per frame; cameras are (H, W, 3)
+    dtype: str              # float32, float64, int64, bool, video, image, string, ...
+    shape: tuple            # per frame; cameras are (H, W, 3)
     names: object = None
 
     @property
@@ -37,18 +37,17 @@ class Feature:
 class EpisodeDataset:
     """Base class of the readers. Subclasses fill the fields and implement `_read_column` and
     `_read_frames`."""
-
     path: str
-    format: str  # e.g. "lerobot v3.0"
+    format: str                     # e.g. "lerobot v3.0"
     fps: float
-    features: dict  # key -> Feature
-    episode_ends: np.ndarray  # int64 [E], exclusive, cumulative
-    episode_ids: np.ndarray  # int64 [E], the dataset's own episode numbers
-    episode_task: np.ndarray  # int64 [E], index into `tasks`
-    tasks: list  # task strings
-    stats: dict | None = None  # key -> {min, max, mean, std, count}, as declared
-    action_key: str = "action"  # the feature a policy should predict
-    meta_keys: tuple = ()  # bookkeeping columns (timestamp, index, ...), not features
+    features: dict                  # key -> Feature
+    episode_ends: np.ndarray        # int64 [E], exclusive, cumulative
+    episode_ids: np.ndarray         # int64 [E], the dataset's own episode numbers
+    episode_task: np.ndarray        # int64 [E], index into `tasks`
+    tasks: list                     # task strings
+    stats: dict | None = None       # key -> {min, max, mean, std, count}, as declared
+    action_key: str = "action"      # the feature a policy should predict
+    meta_keys: tuple = ()           # bookkeeping columns (timestamp, index, ...), not features
     _columns: dict = field(default_factory=dict, repr=False)
     _frames: dict = field(default_factory=dict, repr=False)
 
@@ -82,15 +81,14 @@ class EpisodeDataset:
     @property
     def state_keys(self) -> list:
         """Numeric observation features (everything a policy may read besides cameras)."""
-        return [
-            k
-            for k, f in self.features.items()
-            if f.is_numeric and k != self.action_key and k not in self.meta_keys and _is_observation(k)
-        ]
+        return [k for k, f in self.features.items()
+                if f.is_numeric and k != self.action_key and k not in self.meta_keys
+                and _is_observation(k)]
 
     def feature(self, key: str) -> Feature:
         if key not in self.features:
-            raise DatasetError(f"{self.path}: feature {key!r} not in the dataset; it declares {sorted(self.features)}")
+            raise DatasetError(f"{self.path}: feature {key!r} not in the dataset; it declares "
+                               f"{sorted(self.features)}")
         return self.features[key]
 
     # ------------------------------------------------------------------ data
@@ -136,39 +134,30 @@ class EpisodeDataset:
 
     def _check_shape(self, f: Feature, x: np.ndarray):
         if len(x) != self.num_frames:
-            raise DatasetError(f"{self.path}: {f.key}: expected {self.num_frames} rows (one per frame), given {len(x)}")
+            raise DatasetError(f"{self.path}: {f.key}: expected {self.num_frames} rows (one per "
+                               f"frame), given {len(x)}")
         if tuple(x.shape[1:]) != tuple(f.shape):
-            raise DatasetError(
-                f"{self.path}: {f.key}: expected shape {list(f.shape)} per frame as declared, given {list(x.shape[1:])}"
-            )
+            raise DatasetError(f"{self.path}: {f.key}: expected shape {list(f.shape)} per frame "
+                               f"as declared, given {list(x.shape[1:])}")
 
     def _check_finite(self, key: str, x: np.ndarray):
         bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise DatasetError(
-                f"{self._row_where(row)}: {key}: expected finite values, given "
-                f"NaN/Inf ({int(bad.sum())} frames in all); clean or drop those "
-                f"episodes before training"
-            )
+            raise DatasetError(f"{self._row_where(row)}: {key}: expected finite values, given "
+                               f"NaN/Inf ({int(bad.sum())} frames in all); clean or drop those "
+                               f"episodes before training")
 
     def summary(self) -> dict:
         lengths = self.episode_lengths
-        return {
-            "path": self.path,
-            "format": self.format,
-            "fps": self.fps,
-            "episodes": self.num_episodes,
-            "frames": self.num_frames,
-            "episode_length": {"min": int(lengths.min()), "mean": float(lengths.mean()), "max": int(lengths.max())}
-            if len(lengths)
-            else None,
-            "features": {k: {"dtype": f.dtype, "shape": list(f.shape)} for k, f in self.features.items()},
-            "action_key": self.action_key,
-            "state_keys": self.state_keys,
-            "camera_keys": self.camera_keys,
-            "tasks": list(self.tasks),
-        }
+        return {"path": self.path, "format": self.format, "fps": self.fps,
+                "episodes": self.num_episodes, "frames": self.num_frames,
+                "episode_length": {"min": int(lengths.min()), "mean": float(lengths.mean()),
+                                   "max": int(lengths.max())} if len(lengths) else None,
+                "features": {k: {"dtype": f.dtype, "shape": list(f.shape)}
+                             for k, f in self.features.items()},
+                "action_key": self.action_key, "state_keys": self.state_keys,
+                "camera_keys": self.camera_keys, "tasks": list(self.tasks)}
 
 
 def _is_observation(key: str) -> bool:
@@ -177,7 +166,5 @@ def _is_observation(key: str) -> bool:
 
 def check_not_empty(path, num_episodes: int, num_frames: int):
     if num_episodes == 0 or num_frames == 0:
-        raise DatasetError(
-            f"{path}: expected at least one episode with frames, given "
-            f"{num_episodes} episodes / {num_frames} frames (empty dataset)"
-        )
+        raise DatasetError(f"{path}: expected at least one episode with frames, given "
+                           f"{num_episodes} episodes / {num_frames} frames (empty dataset)")

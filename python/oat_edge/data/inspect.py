@@ -57,14 +57,12 @@ def report(ds, check_video=False, progress=None) -> dict:
 
 
 def format_report(s) -> str:
-    lines = [
-        f"dataset     {s['path']}",
-        f"format      {s['format']}   fps {s['fps']:g}",
-        f"episodes    {s['episodes']}   frames {s['frames']}   length min/mean/max "
-        f"{s['episode_length']['min']}/{s['episode_length']['mean']:.1f}/"
-        f"{s['episode_length']['max']}",
-        "features",
-    ]
+    lines = [f"dataset     {s['path']}",
+             f"format      {s['format']}   fps {s['fps']:g}",
+             f"episodes    {s['episodes']}   frames {s['frames']}   length min/mean/max "
+             f"{s['episode_length']['min']}/{s['episode_length']['mean']:.1f}/"
+             f"{s['episode_length']['max']}",
+             "features"]
     for k, f in s["features"].items():
         extra = f"  decoded {f['decoded']}" if "decoded" in f else ""
         lines.append(f"  {k:40s} {f['dtype']:8s} {str(f['shape']):14s} {f['role']}{extra}")
@@ -81,15 +79,13 @@ def format_report(s) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="oat-edge inspect-dataset",
-        description="Print and check what a dataset holds: episodes, frames, features, fps, tasks and statistics.",
-    )
+    p = argparse.ArgumentParser(prog="oat-edge inspect-dataset",
+                                description="Print and check what a dataset holds: episodes, "
+                                "frames, features, fps, tasks and statistics.")
     p.add_argument("path", help="LeRobot dataset directory (v3.0 / v2.1) or robomimic .hdf5")
     p.add_argument("--filter-key", default=None, help="robomimic mask/<name> to select demos")
-    p.add_argument(
-        "--check-video", action="store_true", help="also decode every camera (frame-accurate, cached) and check it"
-    )
+    p.add_argument("--check-video", action="store_true",
+                   help="also decode every camera (frame-accurate, cached) and check it")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     a = p.parse_args(argv)
     s = report(open_dataset(a.path, filter_key=a.filter_key), check_video=a.check_video)

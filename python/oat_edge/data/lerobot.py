@@ -37,20 +37,21 @@ def _pq():
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ModuleNotFoundError:
-        raise DatasetError(
-            "reading LeRobot datasets needs pyarrow: pip install pyarrow (or pip install 'oat_edge[train]')"
-        ) from None
+        raise DatasetError("reading LeRobot datasets needs pyarrow: pip install pyarrow "
+                           "(or pip install 'oat_edge[train]')") from None
     return pa, pq
 
 
 def _read_parquet(path, columns=None):
     pa, pq = _pq()
     if not os.path.isfile(path):
-        raise DatasetError(f"{path}: file missing; the dataset's metadata points to it - re-copy the dataset")
+        raise DatasetError(f"{path}: file missing; the dataset's metadata points to it - "
+                           f"re-copy the dataset")
     try:
         return pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DatasetError(f"{path}: corrupt or truncated parquet file ({exc}); re-copy or re-export it") from None
+        raise DatasetError(f"{path}: corrupt or truncated parquet file ({exc}); re-copy or "
+                           f"re-export it") from None
     except KeyError as exc:  # a requested column is absent
         raise DatasetError(f"{path}: column {exc} missing") from None
 
@@ -59,7 +60,8 @@ def _read_columns(path, columns, why):
     """Only `columns` of a parquet file; a missing one is named with `why` it is needed."""
     pa, pq = _pq()
     if not os.path.isfile(path):
-        raise DatasetError(f"{path}: file missing; the dataset's metadata points to it - re-copy the dataset")
+        raise DatasetError(f"{path}: file missing; the dataset's metadata points to it - "
+                           f"re-copy the dataset")
     try:
         names = pq.ParquetFile(path).schema_arrow.names
         missing = [c for c in columns if c not in names]
@@ -67,14 +69,14 @@ def _read_columns(path, columns, why):
             raise DatasetError(f"{path}: column {missing[0]!r} missing; {why}")
         return pq.read_table(path, columns=list(columns))
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DatasetError(f"{path}: corrupt or truncated parquet file ({exc}); re-copy or re-export it") from None
+        raise DatasetError(f"{path}: corrupt or truncated parquet file ({exc}); re-copy or "
+                           f"re-export it") from None
 
 
 def _read_json(path):
     if not os.path.isfile(path):
-        raise DatasetError(
-            f"{path}: file missing; a LeRobot dataset directory has meta/info.json - is this the dataset's root?"
-        )
+        raise DatasetError(f"{path}: file missing; a LeRobot dataset directory has "
+                           f"meta/info.json - is this the dataset's root?")
     try:
         with open(path) as f:
             return json.load(f)
@@ -103,7 +105,8 @@ def column_to_numpy(col, path, key, rows_shape):
     n = len(col)
     x = col
     depth = 0
-    while pa.types.is_list(x.type) or pa.types.is_fixed_size_list(x.type) or pa.types.is_large_list(x.type):
+    while pa.types.is_list(x.type) or pa.types.is_fixed_size_list(x.type) or \
+            pa.types.is_large_list(x.type):
         if x.null_count:
             raise DatasetError(f"{path}: {key}: {x.null_count} empty (null) values")
         x = x.flatten()
@@ -116,21 +119,19 @@ def column_to_numpy(col, path, key, rows_shape):
         lengths = None
         if depth and hasattr(col, "value_lengths"):
             lengths = np.asarray(col.value_lengths())
-        bad = int(np.flatnonzero(lengths != per)[0]) if lengths is not None and (lengths != per).any() else None
-        raise DatasetError(
-            f"{path}: {key}: expected {per} values per frame (shape "
-            f"{list(rows_shape)}), given {flat.size} values for {n} frames"
-            + (f" (first bad row {bad})" if bad is not None else "")
-        )
+        bad = int(np.flatnonzero(lengths != per)[0]) if lengths is not None and \
+            (lengths != per).any() else None
+        raise DatasetError(f"{path}: {key}: expected {per} values per frame (shape "
+                           f"{list(rows_shape)}), given {flat.size} values for {n} frames"
+                           + (f" (first bad row {bad})" if bad is not None else ""))
     return flat.reshape((n,) + tuple(rows_shape))
 
 
 @dataclass
 class LeRobotDataset(EpisodeDataset):
     """A LeRobot dataset directory (v3.0 or v2.1), read with pyarrow (+ PyAV for cameras)."""
-
     info: dict = field(default_factory=dict, repr=False)
-    data_files: list = field(default_factory=list, repr=False)  # per row source (file, rows)
+    data_files: list = field(default_factory=list, repr=False)   # per row source (file, rows)
     _file_of_row: np.ndarray = None
     _video_spans: dict = field(default_factory=dict, repr=False)  # key -> [(file, from, ep)]
 
@@ -139,16 +140,9 @@ class LeRobotDataset(EpisodeDataset):
 
     def _tables(self, columns):
         """Read `columns` of every data file, stacked in the dataset's row order."""
-        return [
-            (
-                path,
-                _read_columns(
-                    path, columns, "info.json declares it as a feature - the data file does not match its metadata"
-                ),
-                rows,
-            )
-            for path, rows in self.data_files
-        ]
+        return [(path, _read_columns(path, columns, "info.json declares it as a feature - the "
+                                      "data file does not match its metadata"), rows)
+                for path, rows in self.data_files]
 
     def _read_column(self, f: Feature) -> np.ndarray:
         out = []
@@ -159,10 +153,8 @@ class LeRobotDataset(EpisodeDataset):
         if f.dtype.startswith(("float", "int", "uint", "bool")):
             want = np.dtype(f.dtype)
             if x.dtype != want:
-                raise DatasetError(
-                    f"{self.data_files[0][0]}: {f.key}: expected dtype {f.dtype} "
-                    f"as declared in info.json, given {x.dtype}"
-                )
+                raise DatasetError(f"{self.data_files[0][0]}: {f.key}: expected dtype {f.dtype} "
+                                   f"as declared in info.json, given {x.dtype}")
             x = x.astype(want, copy=False)
         return x
 
@@ -191,20 +183,20 @@ def open_lerobot(root) -> LeRobotDataset:
     info = _read_json(info_path)
     version = info.get("codebase_version")
     if version not in VERSIONS:
-        raise DatasetError(
-            f"{info_path}: codebase_version: expected one of {list(VERSIONS)}, "
-            f"given {version!r}; convert the dataset with lerobot's converter "
-            f"to v3.0"
-        )
+        raise DatasetError(f"{info_path}: codebase_version: expected one of {list(VERSIONS)}, "
+                           f"given {version!r}; convert the dataset with lerobot's converter "
+                           f"to v3.0")
     for k in ("fps", "features"):
         if k not in info:
             raise DatasetError(f"{info_path}: field {k!r} missing")
     features = {}
     for k, spec in info["features"].items():
         try:
-            features[k] = Feature(k, str(spec["dtype"]), tuple(int(d) for d in spec["shape"]), spec.get("names"))
+            features[k] = Feature(k, str(spec["dtype"]), tuple(int(d) for d in spec["shape"]),
+                                  spec.get("names"))
         except (KeyError, TypeError, ValueError):
-            raise DatasetError(f"{info_path}: feature {k!r}: expected dtype and shape, given {spec}") from None
+            raise DatasetError(f"{info_path}: feature {k!r}: expected dtype and shape, given "
+                               f"{spec}") from None
     # scalar features are stored as one value per row: shape [1] in info.json
     if version == "v3.0":
         ds = _open_v3(root, info, features)
@@ -216,9 +208,11 @@ def open_lerobot(root) -> LeRobotDataset:
 def _task_names(path, table):
     """tasks.parquet: task strings as the (pandas) index or a `task` column, plus task_index."""
     cols = table.column_names
-    name_col = "task" if "task" in cols else next((c for c in cols if c not in ("task_index",)), None)
+    name_col = "task" if "task" in cols else next(
+        (c for c in cols if c not in ("task_index",)), None)
     if name_col is None or "task_index" not in cols:
-        raise DatasetError(f"{path}: expected columns task_index and the task strings, given {cols}")
+        raise DatasetError(f"{path}: expected columns task_index and the task strings, given "
+                           f"{cols}")
     idx = table.column("task_index").to_numpy()
     names = table.column(name_col).to_pylist()
     out = [None] * (int(idx.max()) + 1 if len(idx) else 0)
@@ -236,10 +230,8 @@ def _open_v3(root, info, features):
     lo, hi = eps["dataset_from_index"].astype(np.int64), eps["dataset_to_index"].astype(np.int64)
     check_not_empty(root, len(lo), int((hi - lo).sum()) if len(lo) else 0)
     for e in np.flatnonzero(hi <= lo):
-        raise DatasetError(
-            f"{where(ep_files[0], eps['episode_index'][e])}: expected "
-            f"dataset_to_index > dataset_from_index, given {lo[e]}..{hi[e]}"
-        )
+        raise DatasetError(f"{where(ep_files[0], eps['episode_index'][e])}: expected "
+                           f"dataset_to_index > dataset_from_index, given {lo[e]}..{hi[e]}")
     data_files, file_of_row = _locate_rows(root, info, eps, lo, hi)
     ends = np.cumsum(hi - lo).astype(np.int64)
 
@@ -248,22 +240,12 @@ def _open_v3(root, info, features):
     stats_path = os.path.join(root, "meta", "stats.json")
     stats = _read_json(stats_path) if os.path.isfile(stats_path) else None
     spans = {k: _video_spans(root, info, eps, k) for k in cameras}
-    ds = LeRobotDataset(
-        path=root,
-        format="lerobot v3.0",
-        fps=float(info["fps"]),
-        features=features,
-        episode_ends=ends,
-        episode_ids=eps["episode_index"].astype(np.int64),
-        episode_task=np.zeros(len(ends), np.int64),
-        tasks=tasks,
-        stats=stats,
-        meta_keys=BOOKKEEPING,
-        info=info,
-        data_files=data_files,
-        _file_of_row=file_of_row,
-        _video_spans=spans,
-    )
+    ds = LeRobotDataset(path=root, format="lerobot v3.0", fps=float(info["fps"]),
+                        features=features, episode_ends=ends,
+                        episode_ids=eps["episode_index"].astype(np.int64),
+                        episode_task=np.zeros(len(ends), np.int64), tasks=tasks, stats=stats,
+                        meta_keys=BOOKKEEPING, info=info, data_files=data_files,
+                        _file_of_row=file_of_row, _video_spans=spans)
     ds.episode_task = _episode_tasks(ds, tasks_path)
     return ds
 
@@ -273,17 +255,13 @@ def _episode_meta(root, cameras):
     files read (for messages)."""
     ep_files = sorted(glob.glob(os.path.join(root, "meta", "episodes", "chunk-*", "file-*.parquet")))
     if not ep_files:
-        raise DatasetError(
-            f"{root}/meta/episodes: no chunk-*/file-*.parquet; expected the per-episode metadata of a v3.0 dataset"
-        )
-    need = ["episode_index", "dataset_from_index", "dataset_to_index", "data/chunk_index", "data/file_index"]
+        raise DatasetError(f"{root}/meta/episodes: no chunk-*/file-*.parquet; expected the "
+                           f"per-episode metadata of a v3.0 dataset")
+    need = ["episode_index", "dataset_from_index", "dataset_to_index", "data/chunk_index",
+            "data/file_index"]
     for k in cameras:
-        need += [
-            f"videos/{k}/chunk_index",
-            f"videos/{k}/file_index",
-            f"videos/{k}/from_timestamp",
-            f"videos/{k}/to_timestamp",
-        ]
+        need += [f"videos/{k}/chunk_index", f"videos/{k}/file_index",
+                 f"videos/{k}/from_timestamp", f"videos/{k}/to_timestamp"]
     eps = {c: [] for c in need}
     for p in ep_files:
         t = _read_parquet(p)
@@ -302,17 +280,13 @@ def _locate_rows(root, info, eps, lo, hi):
     global `index` order, and for every row which of those files holds it."""
     data_files, file_of_row, files = [], [], {}
     for e in range(len(lo)):
-        path = os.path.join(
-            root,
-            info["data_path"].format(
-                chunk_index=int(eps["data/chunk_index"][e]), file_index=int(eps["data/file_index"][e])
-            ),
-        )
+        path = os.path.join(root, info["data_path"].format(
+            chunk_index=int(eps["data/chunk_index"][e]), file_index=int(eps["data/file_index"][e])))
         if path not in files:
-            t = _read_columns(
-                path, BOOKKEEPING[1:4], "every LeRobot data file has index, episode_index and frame_index"
-            )
-            files[path] = [t.column(c).to_numpy() for c in ("index", "episode_index", "frame_index")]
+            t = _read_columns(path, BOOKKEEPING[1:4], "every LeRobot data file has index, "
+                              "episode_index and frame_index")
+            files[path] = [t.column(c).to_numpy() for c in ("index", "episode_index",
+                                                           "frame_index")]
         pos = _episode_rows(path, files[path], int(eps["episode_index"][e]), lo[e], hi[e])
         if not data_files or data_files[-1][0] != path:
             data_files.append([path, []])
@@ -327,55 +301,35 @@ def _episode_rows(path, columns, ep_id, lo, hi):
     index, ep_col, fr_col = columns
     want = np.arange(lo, hi)
     sorter = np.argsort(index, kind="stable")
-    pos = (
-        sorter[np.searchsorted(index, want, sorter=sorter).clip(0, max(len(index) - 1, 0))]
-        if len(index)
-        else np.zeros(0, np.int64)
-    )
+    pos = sorter[np.searchsorted(index, want, sorter=sorter).clip(0, max(len(index) - 1, 0))] \
+        if len(index) else np.zeros(0, np.int64)
     got = index[pos] if len(index) else np.full(len(want), -1)
     if len(got) != len(want) or np.any(got != want):
         k = int(np.flatnonzero(got != want)[0]) if len(got) == len(want) else 0
-        raise DatasetError(
-            f"{where(path, ep_id, k)}: row with index {lo + k} missing; "
-            f"meta/episodes says the episode spans index {lo}..{hi} - "
-            f"the data file is truncated or does not belong to this metadata"
-        )
+        raise DatasetError(f"{where(path, ep_id, k)}: row with index {lo + k} missing; "
+                           f"meta/episodes says the episode spans index {lo}..{hi} - "
+                           f"the data file is truncated or does not belong to this metadata")
     wrong = np.flatnonzero(ep_col[pos] != ep_id)
     if len(wrong):
-        raise DatasetError(
-            f"{where(path, ep_id, int(wrong[0]))}: episode_index "
-            f"{ep_col[pos][wrong[0]]} in the data, {ep_id} in meta/episodes"
-        )
+        raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: episode_index "
+                           f"{ep_col[pos][wrong[0]]} in the data, {ep_id} in meta/episodes")
     wrong = np.flatnonzero(fr_col[pos] != np.arange(len(want)))
     if len(wrong):
-        raise DatasetError(
-            f"{where(path, ep_id, int(wrong[0]))}: frame_index "
-            f"{fr_col[pos][wrong[0]]}, expected {int(wrong[0])} (frames out "
-            f"of order or missing)"
-        )
+        raise DatasetError(f"{where(path, ep_id, int(wrong[0]))}: frame_index "
+                           f"{fr_col[pos][wrong[0]]}, expected {int(wrong[0])} (frames out "
+                           f"of order or missing)")
     return pos
 
 
 def _video_spans(root, info, eps, key):
     """Camera `key`: per episode, its video file and the timestamp where the episode starts."""
     if "video_path" not in info or not info["video_path"]:
-        raise DatasetError(
-            f"{os.path.join(root, 'meta', 'info.json')}: camera {key!r} declared but no video_path template"
-        )
-    return [
-        (
-            os.path.join(
-                root,
-                info["video_path"].format(
-                    video_key=key,
-                    chunk_index=int(eps[f"videos/{key}/chunk_index"][e]),
-                    file_index=int(eps[f"videos/{key}/file_index"][e]),
-                ),
-            ),
-            float(eps[f"videos/{key}/from_timestamp"][e]),
-        )
-        for e in range(len(eps["episode_index"]))
-    ]
+        raise DatasetError(f"{os.path.join(root, 'meta', 'info.json')}: camera {key!r} declared "
+                           f"but no video_path template")
+    return [(os.path.join(root, info["video_path"].format(
+        video_key=key, chunk_index=int(eps[f"videos/{key}/chunk_index"][e]),
+        file_index=int(eps[f"videos/{key}/file_index"][e]))),
+        float(eps[f"videos/{key}/from_timestamp"][e])) for e in range(len(eps["episode_index"]))]
 
 
 def _episode_tasks(ds, tasks_path):
@@ -389,10 +343,8 @@ def _episode_tasks(ds, tasks_path):
     bad = np.flatnonzero((first < 0) | (first >= len(ds.tasks)))
     if len(bad):
         e = int(bad[0])
-        raise DatasetError(
-            f"{where(ds.source_of_row(int(ds.episode_starts[e])), ds.episode_ids[e], 0)}: "
-            f"task_index {first[e]} not in {tasks_path} ({len(ds.tasks)} tasks)"
-        )
+        raise DatasetError(f"{where(ds.source_of_row(int(ds.episode_starts[e])), ds.episode_ids[e], 0)}: "
+                           f"task_index {first[e]} not in {tasks_path} ({len(ds.tasks)} tasks)")
     return first.astype(np.int64)
 
 
@@ -401,7 +353,8 @@ def _open_v21(root, info, features):
     for k in ("data_path", "chunks_size"):
         if k not in info:
             raise DatasetError(f"{info_path}: field {k!r} missing")
-    ep_rows = sorted(_read_jsonl(os.path.join(root, "meta", "episodes.jsonl")), key=lambda r: r["episode_index"])
+    ep_rows = sorted(_read_jsonl(os.path.join(root, "meta", "episodes.jsonl")),
+                     key=lambda r: r["episode_index"])
     task_rows = _read_jsonl(os.path.join(root, "meta", "tasks.jsonl"))
     tasks = [None] * (max((r["task_index"] for r in task_rows), default=-1) + 1)
     for r in task_rows:
@@ -412,17 +365,18 @@ def _open_v21(root, info, features):
     data_files, file_of_row = [], []
     for i, r in enumerate(ep_rows):
         e = int(r["episode_index"])
-        path = os.path.join(root, info["data_path"].format(episode_chunk=e // chunks, episode_index=e))
+        path = os.path.join(root, info["data_path"].format(episode_chunk=e // chunks,
+                                                           episode_index=e))
         t = _read_columns(path, ["frame_index"], "every LeRobot data file has frame_index")
         if t.num_rows != lengths[i]:
-            raise DatasetError(f"{where(path, e)}: expected {lengths[i]} frames (episodes.jsonl), given {t.num_rows}")
+            raise DatasetError(f"{where(path, e)}: expected {lengths[i]} frames (episodes.jsonl), "
+                               f"given {t.num_rows}")
         fr = t.column("frame_index").to_numpy()
         order = np.argsort(fr, kind="stable")
         wrong = np.flatnonzero(fr[order] != np.arange(len(fr)))
         if len(wrong):
-            raise DatasetError(
-                f"{where(path, e, int(wrong[0]))}: frame_index {fr[order][wrong[0]]}, expected {int(wrong[0])}"
-            )
+            raise DatasetError(f"{where(path, e, int(wrong[0]))}: frame_index "
+                               f"{fr[order][wrong[0]]}, expected {int(wrong[0])}")
         data_files.append((path, order))
         file_of_row.append(np.full(lengths[i], i))
     stats = None
@@ -436,35 +390,14 @@ def _open_v21(root, info, features):
     for k in cameras:
         if not info.get("video_path"):
             raise DatasetError(f"{info_path}: camera {k!r} declared but no video_path template")
-        spans[k] = [
-            (
-                os.path.join(
-                    root,
-                    info["video_path"].format(
-                        episode_chunk=int(r["episode_index"]) // chunks,
-                        video_key=k,
-                        episode_index=int(r["episode_index"]),
-                    ),
-                ),
-                0.0,
-            )
-            for r in ep_rows
-        ]
-    ds = LeRobotDataset(
-        path=root,
-        format="lerobot v2.1",
-        fps=float(info["fps"]),
-        features=features,
-        episode_ends=np.cumsum(lengths),
-        episode_ids=np.array([int(r["episode_index"]) for r in ep_rows], np.int64),
-        episode_task=np.zeros(len(lengths), np.int64),
-        tasks=tasks,
-        stats=stats,
-        meta_keys=BOOKKEEPING,
-        info=info,
-        data_files=data_files,
-        _file_of_row=np.concatenate(file_of_row),
-        _video_spans=spans,
-    )
+        spans[k] = [(os.path.join(root, info["video_path"].format(
+            episode_chunk=int(r["episode_index"]) // chunks, video_key=k,
+            episode_index=int(r["episode_index"]))), 0.0) for r in ep_rows]
+    ds = LeRobotDataset(path=root, format="lerobot v2.1", fps=float(info["fps"]),
+                        features=features, episode_ends=np.cumsum(lengths),
+                        episode_ids=np.array([int(r["episode_index"]) for r in ep_rows], np.int64),
+                        episode_task=np.zeros(len(lengths), np.int64), tasks=tasks, stats=stats,
+                        meta_keys=BOOKKEEPING, info=info, data_files=data_files,
+                        _file_of_row=np.concatenate(file_of_row), _video_spans=spans)
     ds.episode_task = _episode_tasks(ds, os.path.join(root, "meta", "tasks.jsonl"))
     return ds

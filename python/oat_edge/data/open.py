@@ -12,21 +12,15 @@ def open_dataset(path, filter_key=None):
     path = str(path)
     if os.path.isdir(path):
         if filter_key is not None:
-            raise DatasetError(
-                f"{path}: filter keys (mask/<name>) exist only in robomimic HDF5 files; this is a directory"
-            )
+            raise DatasetError(f"{path}: filter keys (mask/<name>) exist only in robomimic HDF5 "
+                               f"files; this is a directory")
         from oat_edge.data.lerobot import open_lerobot
-
         return open_lerobot(path)
     if os.path.isfile(path) and path.endswith((".hdf5", ".h5", ".hdf")):
         from oat_edge.data.robomimic import open_robomimic
-
         return open_robomimic(path, filter_key=filter_key)
     if not os.path.exists(path):
-        raise DatasetError(
-            f"{path}: not found; expected a LeRobot dataset directory (with meta/info.json) or a robomimic .hdf5 file"
-        )
-    raise DatasetError(
-        f"{path}: expected a LeRobot dataset directory (with meta/info.json) or "
-        f"a robomimic .hdf5 file, given a file of another kind"
-    )
+        raise DatasetError(f"{path}: not found; expected a LeRobot dataset directory (with "
+                           f"meta/info.json) or a robomimic .hdf5 file")
+    raise DatasetError(f"{path}: expected a LeRobot dataset directory (with meta/info.json) or "
+                       f"a robomimic .hdf5 file, given a file of another kind")

@@ -26,9 +26,8 @@ def _h5py():
     try:
         import h5py
     except ModuleNotFoundError:
-        raise DatasetError(
-            "reading robomimic HDF5 needs h5py: pip install h5py (or pip install 'oat_edge[train]')"
-        ) from None
+        raise DatasetError("reading robomimic HDF5 needs h5py: pip install h5py "
+                           "(or pip install 'oat_edge[train]')") from None
     return h5py
 
 
@@ -43,24 +42,21 @@ class RobomimicDataset(EpisodeDataset):
             for e, name in enumerate(self.demos):
                 g = f["data"][name]
                 if key not in g:
-                    raise DatasetError(
-                        f"{where(self.path, e)} ({name}): feature {key!r} missing; "
-                        f"demo_0 has it - every demo needs the same keys"
-                    )
+                    raise DatasetError(f"{where(self.path, e)} ({name}): feature {key!r} missing; "
+                                       f"demo_0 has it - every demo needs the same keys")
                 x = g[key][()]
                 n = int(self.episode_lengths[e])
                 if len(x) != n:
-                    raise DatasetError(
-                        f"{where(self.path, e)} ({name}): {key}: expected "
-                        f"{n} frames (num_samples / actions), given {len(x)}"
-                    )
+                    raise DatasetError(f"{where(self.path, e)} ({name}): {key}: expected "
+                                       f"{n} frames (num_samples / actions), given {len(x)}")
                 out.append(x)
         return np.concatenate(out)
 
     def _read_column(self, f: Feature) -> np.ndarray:
         x = self._read(f.key)
         if x.dtype.kind != np.dtype(f.dtype).kind:
-            raise DatasetError(f"{self.path}: {f.key}: expected dtype {f.dtype} (demo_0), given {x.dtype}")
+            raise DatasetError(f"{self.path}: {f.key}: expected dtype {f.dtype} (demo_0), given "
+                               f"{x.dtype}")
         return x
 
     def _read_frames(self, f: Feature, progress) -> np.ndarray:
@@ -81,21 +77,21 @@ def open_robomimic(path, filter_key=None) -> RobomimicDataset:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise DatasetError(f"{path}: not a readable HDF5 file ({exc}); truncated or corrupt?") from None
+        raise DatasetError(f"{path}: not a readable HDF5 file ({exc}); truncated or corrupt?") \
+            from None
     with f:
         if "data" not in f:
-            raise DatasetError(
-                f"{path}: group 'data' missing; expected robomimic's layout data/demo_<i>/{{actions, obs/<key>}}"
-            )
+            raise DatasetError(f"{path}: group 'data' missing; expected robomimic's layout "
+                               f"data/demo_<i>/{{actions, obs/<key>}}")
         data = f["data"]
         names = sorted((n for n in data if _demo_number(n) is not None), key=_demo_number)
         if filter_key is not None:
             if "mask" not in f or filter_key not in f["mask"]:
                 have = sorted(f["mask"]) if "mask" in f else []
-                raise DatasetError(
-                    f"{path}: filter key mask/{filter_key} missing; the file has {have or 'no mask/ group'}"
-                )
-            keep = {x.decode() if isinstance(x, bytes) else str(x) for x in f["mask"][filter_key][()]}
+                raise DatasetError(f"{path}: filter key mask/{filter_key} missing; the file has "
+                                   f"{have or 'no mask/ group'}")
+            keep = {x.decode() if isinstance(x, bytes) else str(x)
+                    for x in f["mask"][filter_key][()]}
             names = [n for n in names if n in keep]
         check_not_empty(path, len(names), 1 if names else 0)
         first = data[names[0]]
@@ -114,7 +110,8 @@ def open_robomimic(path, filter_key=None) -> RobomimicDataset:
                 raise DatasetError(f"{where(path, e)} ({n}): dataset 'actions' missing")
             t = int(g.attrs.get("num_samples", len(g["actions"])))
             if t != len(g["actions"]):
-                raise DatasetError(f"{where(path, e)} ({n}): num_samples {t} but actions has {len(g['actions'])} rows")
+                raise DatasetError(f"{where(path, e)} ({n}): num_samples {t} but actions has "
+                                   f"{len(g['actions'])} rows")
             lengths.append(t)
         lengths = np.asarray(lengths, np.int64)
         check_not_empty(path, len(names), int(lengths.sum()))
@@ -124,24 +121,13 @@ def open_robomimic(path, filter_key=None) -> RobomimicDataset:
         ctrl = (env_args.get("env_kwargs") or {}).get("control_freq")
         if ctrl:
             fps = float(ctrl)
-        task = (
-            problem.get("language_instruction")
-            or env_args.get("env_name")
-            or os.path.splitext(os.path.basename(path))[0]
-        )
-    ds = RobomimicDataset(
-        path=path,
-        format="robomimic hdf5",
-        fps=fps,
-        features=features,
-        episode_ends=np.cumsum(lengths),
-        episode_ids=np.array([_demo_number(n) for n in names], np.int64),
-        episode_task=np.zeros(len(names), np.int64),
-        tasks=[str(task)],
-        stats=None,
-        action_key="actions",
-        demos=names,
-    )
+        task = problem.get("language_instruction") or env_args.get("env_name") or \
+            os.path.splitext(os.path.basename(path))[0]
+    ds = RobomimicDataset(path=path, format="robomimic hdf5", fps=fps, features=features,
+                          episode_ends=np.cumsum(lengths),
+                          episode_ids=np.array([_demo_number(n) for n in names], np.int64),
+                          episode_task=np.zeros(len(names), np.int64), tasks=[str(task)],
+                          stats=None, action_key="actions", demos=names)
     return ds
 
 

@@ -11,26 +11,16 @@ STAT_KEYS = ("min", "max", "mean", "std", "count")
 def feature_stats(x) -> dict:
     """x [N, *shape] -> stats over N, each a list of shape `shape` (count: [N])."""
     x = np.asarray(x, dtype=np.float64)
-    return {
-        "min": x.min(0).tolist(),
-        "max": x.max(0).tolist(),
-        "mean": x.mean(0).tolist(),
-        "std": x.std(0).tolist(),
-        "count": [int(len(x))],
-    }
+    return {"min": x.min(0).tolist(), "max": x.max(0).tolist(), "mean": x.mean(0).tolist(),
+            "std": x.std(0).tolist(), "count": [int(len(x))]}
 
 
 def image_stats(frames) -> dict:
     """uint8 [N, H, W, 3] -> per-channel stats in [0, 1], shaped [3, 1, 1] as LeRobot stores."""
     x = np.asarray(frames, dtype=np.float64).reshape(-1, 3) / 255.0
     per = lambda v: [[[float(c)]] for c in v]  # noqa: E731
-    return {
-        "min": per(x.min(0)),
-        "max": per(x.max(0)),
-        "mean": per(x.mean(0)),
-        "std": per(x.std(0)),
-        "count": [int(len(frames))],
-    }
+    return {"min": per(x.min(0)), "max": per(x.max(0)), "mean": per(x.mean(0)),
+            "std": per(x.std(0)), "count": [int(len(frames))]}
 
 
 def merge_stats(per_episode: list) -> dict:
@@ -40,14 +30,10 @@ def merge_stats(per_episode: list) -> dict:
     std = np.stack([np.asarray(s["std"], np.float64) for s in per_episode])
     w = (n / n.sum()).reshape((-1,) + (1,) * (mean.ndim - 1))
     m = (w * mean).sum(0)
-    var = (w * (std**2 + (mean - m) ** 2)).sum(0)
-    return {
-        "min": np.min([np.asarray(s["min"]) for s in per_episode], 0).tolist(),
-        "max": np.max([np.asarray(s["max"]) for s in per_episode], 0).tolist(),
-        "mean": m.tolist(),
-        "std": np.sqrt(var).tolist(),
-        "count": [int(n.sum())],
-    }
+    var = (w * (std ** 2 + (mean - m) ** 2)).sum(0)
+    return {"min": np.min([np.asarray(s["min"]) for s in per_episode], 0).tolist(),
+            "max": np.max([np.asarray(s["max"]) for s in per_episode], 0).tolist(),
+            "mean": m.tolist(), "std": np.sqrt(var).tolist(), "count": [int(n.sum())]}
 
 
 def declared_range(stats, key: str, dim: int):
@@ -58,6 +44,7 @@ def declared_range(stats, key: str, dim: int):
         return None
     lo = np.asarray(s["min"], np.float32).reshape(-1)
     hi = np.asarray(s["max"], np.float32).reshape(-1)
-    if lo.shape != (dim,) or hi.shape != (dim,) or not (np.isfinite(lo).all() and np.isfinite(hi).all()):
+    if lo.shape != (dim,) or hi.shape != (dim,) or not (np.isfinite(lo).all()
+                                                       and np.isfinite(hi).all()):
         return None
     return lo, hi

@@ -26,9 +26,8 @@ def _av():
     try:
         import av
     except ModuleNotFoundError:
-        raise DatasetError(
-            "reading or writing videos needs PyAV: pip install av (or pip install 'oat_edge[train]')"
-        ) from None
+        raise DatasetError("reading or writing videos needs PyAV: pip install av "
+                           "(or pip install 'oat_edge[train]')") from None
     return av
 
 
@@ -54,9 +53,8 @@ def encode_video(frames, path, fps: float, codec: str | None = None) -> dict:
     av = _av()
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) == 0:
-        raise DatasetError(
-            f"{path}: frames: expected uint8 [N, H, W, 3] with N >= 1, given {frames.dtype} {list(frames.shape)}"
-        )
+        raise DatasetError(f"{path}: frames: expected uint8 [N, H, W, 3] with N >= 1, given "
+                           f"{frames.dtype} {list(frames.shape)}")
     codec = codec or pick_encoder()
     h, w = frames.shape[1:3]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -84,20 +82,16 @@ def encode_video(frames, path, fps: float, codec: str | None = None) -> dict:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    return {
-        "video.height": int(h),
-        "video.width": int(w),
-        "video.codec": CODEC_NAME.get(codec, codec),
-        "video.pix_fmt": "yuv420p",
-        "video.is_depth_map": False,
-        "video.fps": int(fps) if float(fps).is_integer() else float(fps),
-        "video.channels": 3,
-        "has_audio": False,
-    }
+    return {"video.height": int(h), "video.width": int(w),
+            "video.codec": CODEC_NAME.get(codec, codec), "video.pix_fmt": "yuv420p",
+            "video.is_depth_map": False,
+            "video.fps": int(fps) if float(fps).is_integer() else float(fps), "video.channels": 3,
+            "has_audio": False}
 
 
 def _cache_dir() -> str:
-    return os.environ.get("OAT_EDGE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "oat_edge", "frames")
+    return os.environ.get("OAT_EDGE_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "oat_edge", "frames")
 
 
 def _cache_key(segments, shape) -> str:
@@ -109,7 +103,8 @@ def _cache_key(segments, shape) -> str:
     return h.hexdigest()[:24]
 
 
-def decode_frames(segments, fps: float, shape=None, what: str = "", progress=None, cache: bool = True) -> np.ndarray:
+def decode_frames(segments, fps: float, shape=None, what: str = "", progress=None,
+                  cache: bool = True) -> np.ndarray:
     """Camera frames for many rows as one read-only memory-mapped uint8 array [N, H, W, 3].
 
     segments: [(video path, timestamps in seconds from the file's start, (episode ids, frame
@@ -121,11 +116,9 @@ def decode_frames(segments, fps: float, shape=None, what: str = "", progress=Non
     segments = [(str(p), np.asarray(t, dtype=np.float64), eo) for p, t, eo in segments]
     for path, _, _ in segments:
         if not os.path.isfile(path):
-            raise DatasetError(
-                f"{path}: video file missing ({what or 'camera'}); expected it "
-                f"next to the dataset's parquet files - re-copy the dataset's "
-                f"videos/ folder"
-            )
+            raise DatasetError(f"{path}: video file missing ({what or 'camera'}); expected it "
+                               f"next to the dataset's parquet files - re-copy the dataset's "
+                               f"videos/ folder")
     if cache:
         cpath = os.path.join(_cache_dir(), _cache_key(segments, shape) + ".npy")
         if os.path.isfile(cpath):
@@ -150,20 +143,18 @@ def decode_frames(segments, fps: float, shape=None, what: str = "", progress=Non
 
 def _frame_missing(path, what, episode_of, i, reason):
     """The error for wanted frame i that no decoded frame answered."""
-    at = f"frame {i}" if episode_of is None else f"episode {episode_of[0][i]}, frame {episode_of[1][i]}"
-    return DatasetError(
-        f"{path} ({what}): {at}: {reason}; the video "
-        f"is shorter than the data or its timestamps do not match - "
-        f"re-encode the episode's video or fix meta/episodes"
-    )
+    at = (f"frame {i}" if episode_of is None
+          else f"episode {episode_of[0][i]}, frame {episode_of[1][i]}")
+    return DatasetError(f"{path} ({what}): {at}: {reason}; the video "
+                        f"is shorter than the data or its timestamps do not match - "
+                        f"re-encode the episode's video or fix meta/episodes")
 
 
 def _frames_like(img, n, shape, path, what):
     """The output array for n frames like the first decoded one, whose shape must be the declared."""
     if shape is not None and tuple(img.shape) != tuple(shape):
-        raise DatasetError(
-            f"{path} ({what}): frames: expected shape {list(shape)} as declared in info.json, given {list(img.shape)}"
-        )
+        raise DatasetError(f"{path} ({what}): frames: expected shape {list(shape)} as declared in "
+                           f"info.json, given {list(img.shape)}")
     return np.empty((n,) + img.shape, np.uint8)
 
 
@@ -179,9 +170,8 @@ def _decode(path, timestamps, fps, shape, what, progress, episode_of):
     last_ts = None
     if progress is None:
         progress = sys.stderr.isatty()
-    bar = tqdm(
-        total=n, desc=f"decode {what or os.path.basename(path)}", unit="frame", disable=not progress, leave=False
-    )
+    bar = tqdm(total=n, desc=f"decode {what or os.path.basename(path)}", unit="frame",
+               disable=not progress, leave=False)
 
     def fail(i, reason):
         raise _frame_missing(path, what, episode_of, i, reason)
@@ -198,11 +188,8 @@ def _decode(path, timestamps, fps, shape, what, progress, episode_of):
             ts = frame.pts * tb if frame.pts is not None else frame.time
             while j < n and timestamps[order[j]] < ts - tol:
                 # wanted a time before this frame: no frame answered it
-                fail(
-                    order[j],
-                    f"no frame at {timestamps[order[j]]:.4f} s (nearest "
-                    f"{'start' if last_ts is None else f'{last_ts:.4f} s'})",
-                )
+                fail(order[j], f"no frame at {timestamps[order[j]]:.4f} s (nearest "
+                               f"{'start' if last_ts is None else f'{last_ts:.4f} s'})")
             while j < n and abs(timestamps[order[j]] - ts) <= tol:
                 img = frame.to_ndarray(format="rgb24")
                 if out is None:
@@ -222,9 +209,6 @@ def _decode(path, timestamps, fps, shape, what, progress, episode_of):
         bar.close()
     if j < n:
         i = order[j]
-        fail(
-            i,
-            f"timestamp {timestamps[i]:.4f} s is past the video's last frame "
-            f"({'none' if last_ts is None else f'{last_ts:.4f} s'})",
-        )
+        fail(i, f"timestamp {timestamps[i]:.4f} s is past the video's last frame "
+                f"({'none' if last_ts is None else f'{last_ts:.4f} s'})")
     return out

@@ -10,7 +10,6 @@ only ratios measured in one run are claimed. Greedy decoding, so all three compu
 Without --checkpoint it benchmarks a model of the paper's reference size (random weights: latency
 does not depend on the values) exported to a temporary bundle.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -45,16 +44,8 @@ def _percentiles(ms: list[float]) -> dict:
     return {"median_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)), "n": int(a.size)}
 
 
-def run(
-    token_policy,
-    bundle: str,
-    ks=(1, 2, 4, 8),
-    iters: int = 200,
-    warmup: int = 10,
-    threads: int = 1,
-    seed: int = 0,
-    progress: bool = True,
-) -> dict:
+def run(token_policy, bundle: str, ks=(1, 2, 4, 8), iters: int = 200, warmup: int = 10,
+        threads: int = 1, seed: int = 0, progress: bool = True) -> dict:
     import torch
 
     from oat_edge import Policy
@@ -87,10 +78,8 @@ def run(
     if progress:
         try:
             from tqdm import tqdm
-
-            bar = tqdm(
-                total=total, desc="bench", unit="round", file=sys.stderr, disable=None
-            )  # None: no bar when stderr is not a terminal
+            bar = tqdm(total=total, desc="bench", unit="round", file=sys.stderr,
+                       disable=None)  # None: no bar when stderr is not a terminal
         except ImportError:
             pass
     names = list(backends)
@@ -101,7 +90,7 @@ def run(
         overhead[k] = []
         times = {n: [] for n in names}
         for i in range(iters):
-            order = names[i % len(names) :] + names[: i % len(names)]
+            order = names[i % len(names):] + names[:i % len(names)]
             for n in order:
                 t = time.perf_counter()
                 backends[n](k)
@@ -122,43 +111,36 @@ def run(
 
 
 def format_table(res: dict) -> str:
-    lines = [
-        f"batch-1 act() latency, {res['threads']} thread(s), {res['iters']} interleaved rounds, "
-        f"provider {res['provider']}, ORT {res['ort_version']}",
-        "",
-        "| k | C++ runtime median / p99 (ms) | ORT Python loop median / p99 | PyTorch eager median / p99 "
-        "| PyTorch ÷ C++ | ORT-Py ÷ C++ | C++ overhead beyond ORT graphs |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = [f"batch-1 act() latency, {res['threads']} thread(s), {res['iters']} interleaved rounds, "
+             f"provider {res['provider']}, ORT {res['ort_version']}",
+             "",
+             "| k | C++ runtime median / p99 (ms) | ORT Python loop median / p99 | PyTorch eager median / p99 "
+             "| PyTorch ÷ C++ | ORT-Py ÷ C++ | C++ overhead beyond ORT graphs |",
+             "|---|---|---|---|---|---|---|"]
     for k, r in res["per_k"].items():
         c, o, t = r["cpp_runtime"], r["ort_python"], r["torch_eager"]
-        lines.append(
-            f"| {k} | {c['median_ms']:.2f} / {c['p99_ms']:.2f} | {o['median_ms']:.2f} / {o['p99_ms']:.2f} "
-            f"| {t['median_ms']:.2f} / {t['p99_ms']:.2f} | {t['speedup_of_cpp']:.2f}x "
-            f"| {o['speedup_of_cpp']:.2f}x | {100 * r['cpp_overhead_frac_median']:.2f}% |"
-        )
+        lines.append(f"| {k} | {c['median_ms']:.2f} / {c['p99_ms']:.2f} | {o['median_ms']:.2f} / {o['p99_ms']:.2f} "
+                     f"| {t['median_ms']:.2f} / {t['p99_ms']:.2f} | {t['speedup_of_cpp']:.2f}x "
+                     f"| {o['speedup_of_cpp']:.2f}x | {100 * r['cpp_overhead_frac_median']:.2f}% |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="oat-edge bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(prog="oat-edge bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", help="TokenPolicy checkpoint (policy.pt); default: reference-size random model")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="write the results as JSON here (and a .md table beside it)")
     ap.add_argument("--bundle-out", help="keep the benchmarked bundle in this directory (default: a temp dir)")
-    ap.add_argument(
-        "--no-progress", action="store_true", help="no progress bar (it is off anyway when stderr is not a terminal)"
-    )
+    ap.add_argument("--no-progress", action="store_true",
+                    help="no progress bar (it is off anyway when stderr is not a terminal)")
     a = ap.parse_args(argv)
     if a.iters < 1 or a.threads < 1:
         print("oat-edge bench: --iters and --threads must be >= 1", file=sys.stderr)
         return 2
     from oat_edge.atomic import OutputError, check_output_dir, check_output_file, write_json, write_text
-
     try:  # before minutes of timing, not after
         if a.out:
             check_output_file(a.out, "--out")
@@ -193,12 +175,11 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = a.bundle_out or os.path.join(tmp, "bundle")
         export_bundle(tp, bundle, check_parity=False)
-        res = run(tp, bundle, ks=a.ks, iters=a.iters, threads=a.threads, progress=not a.no_progress)
+        res = run(tp, bundle, ks=a.ks, iters=a.iters, threads=a.threads,
+                  progress=not a.no_progress)
     res["model"] = a.checkpoint or "reference size (the paper's), random weights"
-    res["params"] = {
-        "policy": sum(p.numel() for p in tp.policy.parameters()),
-        "tokenizer": sum(p.numel() for p in tp.tokenizer.parameters()),
-    }
+    res["params"] = {"policy": sum(p.numel() for p in tp.policy.parameters()),
+                     "tokenizer": sum(p.numel() for p in tp.tokenizer.parameters())}
     table = format_table(res)
     print(table)
     if a.out:

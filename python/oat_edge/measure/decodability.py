@@ -18,7 +18,6 @@ bounds [low, high]. Also reported ("decodable_out_of_range"): the fraction of se
 (a valid but wild output; the margin ignores FAST's coefficient-rounding ripple at saturated
 actions).
 """
-
 from __future__ import annotations
 
 import argparse
@@ -33,7 +32,6 @@ OUT_OF_RANGE_MARGIN = 0.1
 
 
 # -- sequence generators -------------------------------------------------------------------------
-
 
 def random_sequences(rng, n, vocab, max_len):
     return [rng.integers(0, vocab, size=int(rng.integers(1, max_len + 1))).tolist() for _ in range(n)]
@@ -65,15 +63,12 @@ def prefix_sequences(real):
 
 # -- decodability checks ---------------------------------------------------------------------------
 
-
 def fast_check(tok):
     """-> fn(seqs) -> (decodable bool [N], out_of_range bool [N]) for a fitted FASTTokenizer."""
-
     def check(seqs):
         a, ok = tok.detokenize_normalized(seqs)
         wild = np.abs(a).max(axis=(1, 2)) > 1.0 + OUT_OF_RANGE_MARGIN if len(seqs) else np.zeros(0, bool)
         return ok, ok & wild
-
     return check
 
 
@@ -111,7 +106,7 @@ def oat_check(tok, batch=512):
         for n in np.unique(lengths):
             idx = np.flatnonzero(lengths == n)
             for j in range(0, len(idx), batch):
-                part = idx[j : j + batch]
+                part = idx[j: j + batch]
                 ids = [seqs[i] for i in part]
                 if n == 0:
                     continue  # nothing to decode: undecodable
@@ -119,7 +114,6 @@ def oat_check(tok, batch=512):
                 if 1 <= n <= tok.num_tokens:
                     wild[part] = raw_range(ids) & ok[part]
         return ok, wild
-
     return check
 
 
@@ -139,39 +133,19 @@ def measure(check, real, vocab, max_len, n, rng, prefix_real=None):
     seqs, kinds = near_miss_sequences(rng, real, n, vocab, max_len)
     ok, wild = check(seqs)
     kinds = np.array(kinds)
-    out["near_miss"] = {
-        "n": len(seqs),
-        "undecodable": _rate(~ok),
-        "decodable_out_of_range": _rate(wild),
-        "by_edit": {k: _rate(~ok[kinds == k]) for k in EDITS},
-    }
+    out["near_miss"] = {"n": len(seqs), "undecodable": _rate(~ok), "decodable_out_of_range": _rate(wild),
+                        "by_edit": {k: _rate(~ok[kinds == k]) for k in EDITS}}
     seqs = prefix_sequences(prefix_real)
     ok, wild = check(seqs)
-    out["prefix"] = {
-        "n": len(seqs),
-        "undecodable": _rate(~ok),
-        "decodable_out_of_range": _rate(wild),
-        "full_length_undecodable": _rate(~check([list(s) for s in prefix_real])[0]),
-    }
+    out["prefix"] = {"n": len(seqs), "undecodable": _rate(~ok), "decodable_out_of_range": _rate(wild),
+                     "full_length_undecodable": _rate(~check([list(s) for s in prefix_real])[0])}
     return out
 
 
 # -- the experiment ------------------------------------------------------------------------------
 
-
-def run_experiment(
-    demos,
-    oat_path=None,
-    samples=2000,
-    prefix_chunks=200,
-    seed=0,
-    scale=10.0,
-    vocab_size=1024,
-    max_tokens=128,
-    horizon=32,
-    max_fit_chunks=0,
-    log=print,
-):
+def run_experiment(demos, oat_path=None, samples=2000, prefix_chunks=200, seed=0, scale=10.0,
+                   vocab_size=1024, max_tokens=128, horizon=32, max_fit_chunks=0, log=print):
     from ..train.dataset import DataConfig, load_dataset
     from ..train.fast_tokenizer import FASTTokenizer
     from ..train.normalizer import Normalizer
@@ -187,19 +161,13 @@ def run_experiment(
     fit_actions = train.actions
     if max_fit_chunks and len(fit_actions) > max_fit_chunks:
         fit_actions = fit_actions[torch.from_numpy(rng.choice(len(fit_actions), max_fit_chunks, replace=False))]
-    res = {
-        "demos": str(demos),
-        "train_chunks": len(train),
-        "heldout_chunks": len(val),
-        "samples": samples,
-        "seed": seed,
-    }
+    res = {"demos": str(demos), "train_chunks": len(train), "heldout_chunks": len(val),
+           "samples": samples, "seed": seed}
 
     # FAST
     t0 = time.time()
-    fast = FASTTokenizer(info["action_dim"], horizon, scale=scale, vocab_size=vocab_size, max_tokens=max_tokens).fit(
-        fit_actions
-    )
+    fast = FASTTokenizer(info["action_dim"], horizon, scale=scale, vocab_size=vocab_size,
+                         max_tokens=max_tokens).fit(fit_actions)
     fit_s = time.time() - t0
     full = fast.tokenize_full(val.actions)
     lens = np.array([len(s) for s in full])
@@ -208,37 +176,19 @@ def run_experiment(
     raw = val.actions.numpy()
     nrm = lambda x: fast.normalizer.normalize(torch.as_tensor(x)).numpy()  # noqa: E731
     res["fast"] = {
-        "config": {
-            "scale": scale,
-            "vocab_size": vocab_size,
-            "max_tokens": max_tokens,
-            "eos_id": fast.eos_id,
-            "fit_chunks": len(fit_actions),
-        },
-        "fit_seconds": round(fit_s, 2),
-        "base_symbols": fast.n_base,
-        "merges": len(fast.merges),
-        "heldout": {
-            "tokens_mean": float(lens.mean()),
-            "tokens_min": int(lens.min()),
-            "tokens_max": int(lens.max()),
-            "over_max_tokens": _rate(lens > max_tokens),
-            "decodable": _rate(ok),
-            "mse_normalized": float(np.mean((nrm(rec) - nrm(raw)) ** 2)),
-            "mse_raw": float(np.mean((rec - raw) ** 2)),
-        },
+        "config": {"scale": scale, "vocab_size": vocab_size, "max_tokens": max_tokens,
+                   "eos_id": fast.eos_id, "fit_chunks": len(fit_actions)},
+        "fit_seconds": round(fit_s, 2), "base_symbols": fast.n_base, "merges": len(fast.merges),
+        "heldout": {"tokens_mean": float(lens.mean()), "tokens_min": int(lens.min()),
+                    "tokens_max": int(lens.max()), "over_max_tokens": _rate(lens > max_tokens),
+                    "decodable": _rate(ok),
+                    "mse_normalized": float(np.mean((nrm(rec) - nrm(raw)) ** 2)),
+                    "mse_raw": float(np.mean((rec - raw) ** 2))},
     }
     pick = rng.choice(len(val), min(prefix_chunks, len(val)), replace=False)
     real_fast = [cut[i] for i in range(len(cut)) if ok[i]]
-    res["fast"]["undecodable"] = measure(
-        fast_check(fast),
-        real_fast,
-        fast.num_ids,
-        max_tokens,
-        samples,
-        rng,
-        prefix_real=[real_fast[i % len(real_fast)] for i in pick],
-    )
+    res["fast"]["undecodable"] = measure(fast_check(fast), real_fast, fast.num_ids, max_tokens, samples, rng,
+                                         prefix_real=[real_fast[i % len(real_fast)] for i in pick])
 
     # OAT
     if oat is None:
@@ -250,50 +200,32 @@ def run_experiment(
     real_oat = []
     with torch.no_grad():
         for j in range(0, len(val), 512):
-            real_oat.extend(oat.tokenize(val.actions[j : j + 512]).tolist())
+            real_oat.extend(oat.tokenize(val.actions[j: j + 512]).tolist())
     with torch.no_grad():
-        rec_o = torch.cat(
-            [oat.detokenize(torch.tensor(real_oat[j : j + 512])) for j in range(0, len(real_oat), 512)]
-        ).numpy()
-    res["oat"] = {
-        "tokenizer": oat_src,
-        "kind": oat.kind,
-        "num_tokens": oat.num_tokens,
-        "codebook_size": oat.codebook_size,
-        "heldout": {
-            "tokens": oat.num_tokens,
-            "mse_normalized": float(np.mean((nrm(rec_o) - nrm(raw)) ** 2)),
-            "mse_raw": float(np.mean((rec_o - raw) ** 2)),
-        },
-        "undecodable": measure(
-            oat_check(oat),
-            real_oat,
-            oat.codebook_size,
-            oat.num_tokens,
-            samples,
-            rng,
-            prefix_real=[real_oat[i] for i in pick],
-        ),
-    }
+        rec_o = torch.cat([oat.detokenize(torch.tensor(real_oat[j: j + 512]))
+                           for j in range(0, len(real_oat), 512)]).numpy()
+    res["oat"] = {"tokenizer": oat_src, "kind": oat.kind, "num_tokens": oat.num_tokens,
+                  "codebook_size": oat.codebook_size,
+                  "heldout": {"tokens": oat.num_tokens,
+                              "mse_normalized": float(np.mean((nrm(rec_o) - nrm(raw)) ** 2)),
+                              "mse_raw": float(np.mean((rec_o - raw) ** 2))},
+                  "undecodable": measure(oat_check(oat), real_oat, oat.codebook_size, oat.num_tokens,
+                                         samples, rng, prefix_real=[real_oat[i] for i in pick])}
     return res
 
 
 def table(res):
-    rows = [
-        "| tokenizer | tokens/chunk | held-out MSE (norm.) | random | near-miss (replace/drop/insert) | prefixes |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = ["| tokenizer | tokens/chunk | held-out MSE (norm.) | random | near-miss (replace/drop/insert) | prefixes |",
+            "|---|---|---|---|---|---|"]
     for name in ("fast", "oat"):
         r = res[name]
         u = r["undecodable"]
         be = u["near_miss"]["by_edit"]
         toks = f"{r['heldout']['tokens_mean']:.1f}" if name == "fast" else str(r["heldout"]["tokens"])
-        rows.append(
-            f"| {name.upper()} | {toks} | {r['heldout']['mse_normalized']:.2e} | "
-            f"{u['random']['undecodable']:.1%} | {u['near_miss']['undecodable']:.1%} "
-            f"({be['replace']:.0%}/{be['drop']:.0%}/{be['insert']:.0%}) | "
-            f"{u['prefix']['undecodable']:.1%} |"
-        )
+        rows.append(f"| {name.upper()} | {toks} | {r['heldout']['mse_normalized']:.2e} | "
+                    f"{u['random']['undecodable']:.1%} | {u['near_miss']['undecodable']:.1%} "
+                    f"({be['replace']:.0%}/{be['drop']:.0%}/{be['insert']:.0%}) | "
+                    f"{u['prefix']['undecodable']:.1%} |")
     return "\n".join(rows)
 
 
@@ -312,23 +244,12 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    res = run_experiment(
-        a.demos,
-        a.oat,
-        a.samples,
-        a.prefix_chunks,
-        a.seed,
-        a.scale,
-        a.vocab_size,
-        a.max_tokens,
-        a.horizon,
-        a.max_fit_chunks,
-    )
+    res = run_experiment(a.demos, a.oat, a.samples, a.prefix_chunks, a.seed, a.scale, a.vocab_size,
+                         a.max_tokens, a.horizon, a.max_fit_chunks)
     print("undecodable fraction of token sequences")
     print(table(res))
     if a.out:
         from oat_edge.atomic import write_json
-
         write_json(a.out, res)
         print(f"wrote {a.out}")
     return res

@@ -38,7 +38,6 @@ def _load_policy(bundle, factory, threads: int):
     if callable(factory):
         return factory(bundle, threads=threads)
     import importlib
-
     mod, _, attr = factory.partition(":")
     return getattr(importlib.import_module(mod), attr)(bundle, threads=threads)
 
@@ -57,58 +56,33 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
     return [seed * 100_000 + i for i in range(episodes)]
 
 
-def run_policy_episode(
-    policy,
-    env,
-    layout_seed: int,
-    k: int | None,
-    hz: float,
-    latency_budget_ms=None,
-    background=True,
-    act_seed=None,
-    n_action_steps=None,
-) -> dict:
+def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
+                       latency_budget_ms=None, background=True, act_seed=None,
+                       n_action_steps=None) -> dict:
     env.reset(layout_seed)
     low, high = _bounds(policy, env)
-    loop = ControlLoop(
-        policy,
-        env.observation,
-        env.step,
-        hz=hz,
-        max_tokens=k,
-        latency_budget_ms=latency_budget_ms,
-        background=background,
-        n_action_steps=n_action_steps,
-        virtual_time=True,
-        action_low=low,
-        action_high=high,
-        seed=act_seed,
-    )
+    loop = ControlLoop(policy, env.observation, env.step, hz=hz, max_tokens=k,
+                       latency_budget_ms=latency_budget_ms, background=background,
+                       n_action_steps=n_action_steps,
+                       virtual_time=True, action_low=low, action_high=high, seed=act_seed)
     try:
         s = loop.run(env.max_steps, until=lambda: env.done)
     finally:
         loop.close()
-    return {
-        "success": env.success,
-        "steps": env.steps,
-        "latencies": [r["inference_ms"] for r in loop.records if r["inference_ms"] is not None],
-        "tokens": [r["tokens_used"] for r in loop.records if r["tokens_used"] is not None],
-        "overruns": s["overruns"],
-        "cycles": s["cycles"],
-        "errors": s["errors"],
-        "error_messages": s["error_messages"],
-        "rejected_chunks": s["rejected_chunks"],
-        "stale_chunks": s["stale_chunks"],
-    }
+    return {"success": env.success, "steps": env.steps,
+            "latencies": [r["inference_ms"] for r in loop.records if r["inference_ms"] is not None],
+            "tokens": [r["tokens_used"] for r in loop.records if r["tokens_used"] is not None],
+            "overruns": s["overruns"], "cycles": s["cycles"], "errors": s["errors"],
+            "error_messages": s["error_messages"], "rejected_chunks": s["rejected_chunks"],
+            "stale_chunks": s["stale_chunks"]}
 
 
 def _until_interrupted(run_one, seeds) -> tuple[list, bool]:
     """run_one(seed) for each seed; on Ctrl-C keep the finished ones and ignore further
     Ctrl-C, so that they can still be handed back."""
     out = []
-    if (
-        multiprocessing.parent_process() is not None and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    ):  # interrupted before
+    if (multiprocessing.parent_process() is not None
+            and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # interrupted before
         return out, True
     try:
         for s in seeds:
@@ -123,42 +97,26 @@ def _until_interrupted(run_one, seeds) -> tuple[list, bool]:
 def _shard(job: dict) -> dict:
     """One (task, k) shard, or the expert shard when job['k'] == 'expert'. Runs in a worker."""
     from ..sim.metaworld_env import MetaWorldEnv, expert_episode
-
     seeds = episode_seeds(job["seed"], job["episodes"])
     t0 = time.perf_counter()
     if job["k"] == "expert":
         env = MetaWorldEnv(job["task"], n_obs_steps=1)
         ok, stopped = _until_interrupted(lambda s: expert_episode(env, s), seeds)
         env.close()
-        return {
-            **job,
-            "successes": int(sum(ok)),
-            "episodes_done": len(ok),
-            "interrupted": stopped,
-            "seconds": time.perf_counter() - t0,
-        }
+        return {**job, "successes": int(sum(ok)), "episodes_done": len(ok),
+                "interrupted": stopped, "seconds": time.perf_counter() - t0}
     policy = _load_policy(job["bundle"], job["factory"], job["threads"])
     info = policy.info
-    env = MetaWorldEnv(
-        job["task"], tasks=info.get("tasks") or [], n_obs_steps=int(info["n_obs_steps"]), obs_dim=int(info["obs_dim"])
-    )
+    env = MetaWorldEnv(job["task"], tasks=info.get("tasks") or [],
+                       n_obs_steps=int(info["n_obs_steps"]), obs_dim=int(info["obs_dim"]))
     # Warm-up (session/allocator first-run costs) is not part of the measured latency.
     for _ in range(3):
         policy.act(env.reset(0), max_tokens=job["k"])
     eps, stopped = _until_interrupted(
-        lambda s: run_policy_episode(
-            policy,
-            env,
-            s,
-            job["k"],
-            job["hz"],
-            job["latency_budget_ms"],
-            job["background"],
-            act_seed=s * 7919 + job["k"],
-            n_action_steps=job["n_action_steps"],
-        ),
-        seeds,
-    )
+        lambda s: run_policy_episode(policy, env, s, job["k"], job["hz"],
+                                     job["latency_budget_ms"], job["background"],
+                                     act_seed=s * 7919 + job["k"],
+                                     n_action_steps=job["n_action_steps"]), seeds)
     env.close()
     lat = [x for e in eps for x in e["latencies"]]
     tok: dict[str, int] = {}
@@ -167,22 +125,17 @@ def _shard(job: dict) -> dict:
             tok[str(t)] = tok.get(str(t), 0) + 1
     cycles = sum(e["cycles"] for e in eps)
     msgs = [m for e in eps for m in e["error_messages"]][:5]
-    return {
-        **job,
-        "successes": int(sum(e["success"] for e in eps)),
-        "episodes_done": len(eps),
-        "interrupted": stopped,
-        "mean_steps": float(np.mean([e["steps"] for e in eps])) if eps else float("nan"),
-        "latency_ms": percentiles(lat),
-        "tokens_hist": dict(sorted(tok.items(), key=lambda kv: int(kv[0]))),
-        "overruns": int(sum(e["overruns"] for e in eps)),
-        "overrun_rate": sum(e["overruns"] for e in eps) / cycles if cycles else 0.0,
-        "errors": int(sum(e["errors"] for e in eps)),
-        "error_messages": msgs,
-        "rejected_chunks": int(sum(e["rejected_chunks"] for e in eps)),
-        "stale_chunks": int(sum(e["stale_chunks"] for e in eps)),
-        "seconds": time.perf_counter() - t0,
-    }
+    return {**job, "successes": int(sum(e["success"] for e in eps)),
+            "episodes_done": len(eps), "interrupted": stopped,
+            "mean_steps": float(np.mean([e["steps"] for e in eps])) if eps else float("nan"),
+            "latency_ms": percentiles(lat),
+            "tokens_hist": dict(sorted(tok.items(), key=lambda kv: int(kv[0]))),
+            "overruns": int(sum(e["overruns"] for e in eps)),
+            "overrun_rate": sum(e["overruns"] for e in eps) / cycles if cycles else 0.0,
+            "errors": int(sum(e["errors"] for e in eps)), "error_messages": msgs,
+            "rejected_chunks": int(sum(e["rejected_chunks"] for e in eps)),
+            "stale_chunks": int(sum(e["stale_chunks"] for e in eps)),
+            "seconds": time.perf_counter() - t0}
 
 
 def _progress(total: int, show: bool):
@@ -193,14 +146,9 @@ def _progress(total: int, show: bool):
     except ImportError:
         return None
     import sys
-
-    return tqdm(
-        total=total,
-        desc="eval shards",
-        unit="shard",
-        disable=None if show == "auto" else False,  # "auto": off when not a terminal
-        file=sys.stderr,
-    )
+    return tqdm(total=total, desc="eval shards", unit="shard",
+                disable=None if show == "auto" else False,  # "auto": off when not a terminal
+                file=sys.stderr)
 
 
 def _run_serial(jobs, bar) -> tuple[list, bool]:
@@ -258,35 +206,21 @@ def _run_pool(jobs, workers, bar) -> tuple[list, bool]:
 @dataclass(frozen=True)
 class EvalConfig:
     """Defaults of `evaluate` and `oat-edge eval` (one place for both)."""
-
-    episodes: int = 50  # per (task, k)
-    ks: tuple = (1, 2, 4, 8)  # prefix lengths
-    workers: int = 2  # processes
-    hz: float = 50.0  # simulated control rate
+    episodes: int = 50              # per (task, k)
+    ks: tuple = (1, 2, 4, 8)        # prefix lengths
+    workers: int = 2                # processes
+    hz: float = 50.0                # simulated control rate
     seed: int = 0
-    threads: int = 1  # inference threads per policy
+    threads: int = 1                # inference threads per policy
     out_dir: str = "runs/eval"
 
 
-def evaluate(
-    bundle,
-    tasks=None,
-    episodes: int = EvalConfig.episodes,
-    ks=EvalConfig.ks,
-    latency_budget_ms=None,
-    hz: float = EvalConfig.hz,
-    workers: int = EvalConfig.workers,
-    seed: int = EvalConfig.seed,
-    out_dir=EvalConfig.out_dir,
-    expert: bool = True,
-    background: bool = True,
-    threads: int = EvalConfig.threads,
-    policy_factory="oat_edge:Policy",
-    progress="auto",
-    plots: bool = True,
-    n_action_steps=None,
-    force: bool = False,
-) -> dict:
+def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalConfig.ks,
+             latency_budget_ms=None, hz: float = EvalConfig.hz, workers: int = EvalConfig.workers,
+             seed: int = EvalConfig.seed, out_dir=EvalConfig.out_dir, expert: bool = True,
+             background: bool = True, threads: int = EvalConfig.threads,
+             policy_factory="oat_edge:Policy", progress="auto",
+             plots: bool = True, n_action_steps=None, force: bool = False) -> dict:
     """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict.
 
     progress: True, False, or "auto" (a bar only when stderr is a terminal)."""
@@ -316,24 +250,17 @@ def evaluate(
     codebook = int(info["codebook_size"])
     del policy
 
-    common = dict(
-        bundle=os.fspath(bundle),
-        episodes=episodes,
-        seed=seed,
-        hz=hz,
-        latency_budget_ms=latency_budget_ms,
-        background=background,
-        threads=threads,
-        factory=policy_factory,
-        n_action_steps=n_action_steps,
-    )
+    common = dict(bundle=os.fspath(bundle), episodes=episodes, seed=seed, hz=hz,
+                  latency_budget_ms=latency_budget_ms, background=background, threads=threads,
+                  factory=policy_factory, n_action_steps=n_action_steps)
     jobs = [dict(common, task=t, k=k) for t in tasks for k in ks]
     if expert:
         jobs += [dict(common, task=t, k="expert") for t in tasks]
     bar = _progress(len(jobs), progress)
     t0 = time.perf_counter()
     try:
-        done, interrupted = _run_serial(jobs, bar) if workers == 1 else _run_pool(jobs, workers, bar)
+        done, interrupted = (_run_serial(jobs, bar) if workers == 1
+                             else _run_pool(jobs, workers, bar))
     finally:
         bar and bar.close()
     results = _collect(done, tasks, ks, expert, common, info, codebook, time.perf_counter() - t0)
@@ -350,22 +277,14 @@ def _collect(done, tasks, ks, expert, common, info, codebook, wall_s) -> dict:
     """Results of the finished shards; a shard cut short counts only its finished episodes,
     and a cell with none is absent."""
     c = common
-    results: dict = {
-        "bundle": c["bundle"],
-        "tasks": tasks,
-        "ks": ks,
-        "episodes": c["episodes"],
-        "seed": c["seed"],
-        "hz": c["hz"],
-        "latency_budget_ms": c["latency_budget_ms"],
-        "background": c["background"],
-        "n_action_steps": c["n_action_steps"] or int(info["n_action_steps"]),
-        "codebook_size": codebook,
-        "bits": {str(k): k * math.log2(codebook) for k in ks},
-        "per_task": {t: {} for t in tasks},
-        "expert": {},
-        "wall_s": wall_s,
-    }
+    results: dict = {"bundle": c["bundle"], "tasks": tasks, "ks": ks,
+                     "episodes": c["episodes"], "seed": c["seed"], "hz": c["hz"],
+                     "latency_budget_ms": c["latency_budget_ms"], "background": c["background"],
+                     "n_action_steps": c["n_action_steps"] or int(info["n_action_steps"]),
+                     "codebook_size": codebook,
+                     "bits": {str(k): k * math.log2(codebook) for k in ks},
+                     "per_task": {t: {} for t in tasks}, "expert": {},
+                     "wall_s": wall_s}
     for r in done:
         if not r["episodes_done"]:
             continue
@@ -376,10 +295,8 @@ def _collect(done, tasks, ks, expert, common, info, codebook, wall_s) -> dict:
         keep = {k: v for k, v in r.items() if k not in common and k not in ("task", "k")}
         keep["success_rate"] = rate
         results["per_task"][r["task"]][str(r["k"])] = keep
-    cells = {
-        str(k): [results["per_task"][t][str(k)]["success_rate"] for t in tasks if str(k) in results["per_task"][t]]
-        for k in ks
-    }
+    cells = {str(k): [results["per_task"][t][str(k)]["success_rate"] for t in tasks
+                      if str(k) in results["per_task"][t]] for k in ks}
     results["mean_success"] = {k: float(np.mean(v)) for k, v in cells.items() if v}
     if expert and results["expert"]:
         results["expert_mean"] = float(np.mean(list(results["expert"].values())))
@@ -407,36 +324,25 @@ def markdown_table(res: dict) -> str:
     rows = []
     for t in tasks:
         e = res["expert"].get(t)
-        rows.append(
-            row(
-                t,
-                [f"{100 * c['success_rate']:.0f}%" if c else "–" for c in (cell[t, k] for k in ks)],
-                f"{100 * e:.0f}%" if e is not None else "–",
-            )
-        )
+        rows.append(row(t, [f"{100 * c['success_rate']:.0f}%" if c else "–"
+                            for c in (cell[t, k] for k in ks)],
+                        f"{100 * e:.0f}%" if e is not None else "–"))
     ms = res["mean_success"]
-    rows.append(
-        row(
-            "mean",
-            [f"**{100 * ms[str(k)]:.1f}%**" if str(k) in ms else "–" for k in ks],
-            f"**{100 * res['expert_mean']:.1f}%**" if "expert_mean" in res else "–",
-        )
-    )
+    rows.append(row("mean", [f"**{100 * ms[str(k)]:.1f}%**" if str(k) in ms else "–" for k in ks],
+                    f"**{100 * res['expert_mean']:.1f}%**" if "expert_mean" in res else "–"))
     lat = []
     for k in ks:
         ps = [c["latency_ms"] for c in (cell[t, k] for t in tasks) if c and c["latency_ms"]]
-        lat.append(f"{np.median([p['p50'] for p in ps]):.1f} / {max(p['p99'] for p in ps):.1f}" if ps else "–")
+        lat.append(f"{np.median([p['p50'] for p in ps]):.1f} / {max(p['p99'] for p in ps):.1f}"
+                   if ps else "–")
     rows.append(row("act ms p50 / p99", lat))
-    rows.append(row("overruns", [str(sum(c["overruns"] for c in (cell[t, k] for t in tasks) if c)) for k in ks]))
-    note = (
-        f"\n{res['episodes']} episodes per cell, seed {res['seed']}, {res['hz']:g} Hz "
-        f"virtual clock, latency budget {res['latency_budget_ms']} ms.\n"
-    )
+    rows.append(row("overruns", [str(sum(c["overruns"] for c in (cell[t, k] for t in tasks) if c))
+                                 for k in ks]))
+    note = (f"\n{res['episodes']} episodes per cell, seed {res['seed']}, {res['hz']:g} Hz "
+            f"virtual clock, latency budget {res['latency_budget_ms']} ms.\n")
     if res.get("interrupted"):
-        note += (
-            "Interrupted: only the episodes that had finished are counted (see "
-            "episodes_done per cell in results.json).\n"
-        )
+        note += ("Interrupted: only the episodes that had finished are counted (see "
+                 "episodes_done per cell in results.json).\n")
     return head + sep + "".join(rows) + note
 
 
@@ -448,7 +354,6 @@ def _save(fig, path: str) -> None:
 
 def write_plots(res: dict, out_dir: str) -> None:
     import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -462,7 +367,8 @@ def write_plots(res: dict, out_dir: str) -> None:
     ax.plot(ks, mean, "ks-", lw=2, label="mean")
     if res["expert"]:
         ax.axhline(100 * res["expert_mean"], color="gray", ls="--", label="expert (mean)")
-    ax.set(xscale="log", xlabel="tokens k", ylabel="success %", ylim=(-2, 102), title="Success vs prefix length")
+    ax.set(xscale="log", xlabel="tokens k", ylabel="success %", ylim=(-2, 102),
+           title="Success vs prefix length")
     ax.minorticks_off()  # log axis: label only the evaluated k, no 3x10^0 minor labels
     ax.set_xticks(ks, [str(k) for k in ks])
     ax.legend(fontsize=7)
@@ -471,7 +377,8 @@ def write_plots(res: dict, out_dir: str) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for q, style in (("p50", "o-"), ("p99", "s--")):
-        vals = [np.median([res["per_task"][t][str(k)]["latency_ms"].get(q, np.nan) for t in tasks]) for k in ks]
+        vals = [np.median([res["per_task"][t][str(k)]["latency_ms"].get(q, np.nan)
+                           for t in tasks]) for k in ks]
         ax.plot(ks, vals, style, label=q)
     if res.get("latency_budget_ms"):
         ax.axhline(res["latency_budget_ms"], color="red", ls=":", label="budget")
@@ -486,11 +393,7 @@ def write_plots(res: dict, out_dir: str) -> None:
     ax.plot(bits, mean, "ks-")
     for b, m, k in zip(bits, mean, ks):
         ax.annotate(f"k={k}", (b, m), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    ax.set(
-        xlabel=f"bits per chunk (k·log2 {res['codebook_size']})",
-        ylabel="mean success %",
-        ylim=(-2, 102),
-        title="Rate–distortion",
-    )
+    ax.set(xlabel=f"bits per chunk (k·log2 {res['codebook_size']})", ylabel="mean success %",
+           ylim=(-2, 102), title="Rate–distortion")
     _save(fig, os.path.join(out_dir, "rate_distortion.png"))
     plt.close(fig)

@@ -54,8 +54,7 @@ def _headless_gl_context(width: int, height: int):
         raise RuntimeError(
             f"headless rendering failed ({type(exc).__name__}: {exc}); it needs Mesa's EGL driver "
             "(apt-get install libegl1 libopengl0 libegl-mesa0 libgl1-mesa-dri; scripts/setup.sh "
-            "does) and PYOPENGL_PLATFORM unset or 'egl'"
-        ) from exc
+            "does) and PYOPENGL_PLATFORM unset or 'egl'") from exc
 
 
 class CameraRenderer:
@@ -116,9 +115,8 @@ class CameraRenderer:
         mj = self._mj
         self._gl.make_current()
         self._camera.fixedcamid = self._ids[camera]
-        mj.mjv_updateScene(
-            self.model, self.data, self._option, self._pert, self._camera, mj.mjtCatBit.mjCAT_ALL, self._scene
-        )
+        mj.mjv_updateScene(self.model, self.data, self._option, self._pert, self._camera,
+                           mj.mjtCatBit.mjCAT_ALL, self._scene)
         mj.mjr_render(self._rect, self._scene, self._mjr)
         mj.mjr_readPixels(self._pixels, None, self._rect, self._mjr)
         # GL rows run bottom-up; for an upside-down camera, a horizontal flip instead completes
@@ -145,20 +143,14 @@ class PixelMetaWorldEnv:
     """Meta-World seen through cameras: reset/step return the named observation dict (history
     oldest first, padded after reset by repeating the first observation)."""
 
-    def __init__(
-        self,
-        task: str,
-        tasks=(),
-        cameras=DEFAULT_CAMERAS,
-        image_size=DEFAULT_SIZE,
-        n_obs_steps: int = 2,
-        max_steps: int = MAX_STEPS,
-    ):
+    def __init__(self, task: str, tasks=(), cameras=DEFAULT_CAMERAS, image_size=DEFAULT_SIZE,
+                 n_obs_steps: int = 2, max_steps: int = MAX_STEPS):
         try:
             height, width = image_size
         except (TypeError, ValueError):
             raise ValueError(f"image_size: expected (height, width), got {image_size!r}") from None
-        self.state_env = MetaWorldEnv(task, tasks=tasks, n_obs_steps=n_obs_steps, max_steps=max_steps)
+        self.state_env = MetaWorldEnv(task, tasks=tasks, n_obs_steps=n_obs_steps,
+                                      max_steps=max_steps)
         mw = self.state_env._mw
         try:
             self.renderer = CameraRenderer(mw.model, mw.data, cameras, height, width)
@@ -198,7 +190,7 @@ class PixelMetaWorldEnv:
         for c in self.cameras:
             hist = self._frames.setdefault(c, [])
             hist.append(self.renderer.render(c) if render else None)
-            del hist[: -self.n_obs_steps]
+            del hist[:-self.n_obs_steps]
 
     def reset(self, seed: int) -> dict:
         self.state_env.reset(seed)
@@ -225,11 +217,9 @@ class PixelMetaWorldEnv:
         obs = {STATE_KEY: np.ascontiguousarray(state, dtype=np.float32)}
         for c in self.cameras:
             if any(f is None for f in self._frames[c]):
-                raise RuntimeError(
-                    f"the observation needs frames of the last {self.n_obs_steps} "
-                    "steps, and one of them was stepped with render=False; render "
-                    "the n_obs_steps steps before each observation you read"
-                )
+                raise RuntimeError(f"the observation needs frames of the last {self.n_obs_steps} "
+                                   "steps, and one of them was stepped with render=False; render "
+                                   "the n_obs_steps steps before each observation you read")
             obs[image_key(c)] = np.stack(self._frames[c])
         return obs
 

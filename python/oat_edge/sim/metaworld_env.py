@@ -30,18 +30,19 @@ def make_env(task: str):
         import gymnasium as gym
         import metaworld  # noqa: F401 - registers the Meta-World/* ids
     except ImportError as exc:
-        raise RuntimeError(f"Meta-World is not installed ({exc}); pip install metaworld==3.1.1 packaging") from None
+        raise RuntimeError(f"Meta-World is not installed ({exc}); pip install metaworld==3.1.1 "
+                           "packaging") from None
     try:
-        env = gym.make("Meta-World/goal_observable", env_name=task, seed=0, disable_env_checker=True)
+        env = gym.make("Meta-World/goal_observable", env_name=task, seed=0,
+                       disable_env_checker=True)
     except Exception as exc:  # noqa: BLE001 - unknown task names surface as various errors
         raise ValueError(f"unknown Meta-World task {task!r}: {exc}") from None
     return env
 
 
 class MetaWorldEnv:
-    def __init__(
-        self, task: str, tasks=(), n_obs_steps: int = 2, max_steps: int = MAX_STEPS, obs_dim: int | None = None
-    ):
+    def __init__(self, task: str, tasks=(), n_obs_steps: int = 2, max_steps: int = MAX_STEPS,
+                 obs_dim: int | None = None):
         tasks = list(tasks)
         if tasks and task not in tasks:
             raise ValueError(f"task {task!r} is not one of the bundle's tasks {tasks}")
@@ -51,10 +52,8 @@ class MetaWorldEnv:
             raise ValueError(f"max_steps must be in 1..{MAX_STEPS}, got {max_steps!r}")
         self.obs_dim = STATE_DIM + len(tasks)
         if obs_dim is not None and obs_dim != self.obs_dim:
-            raise ValueError(
-                f"bundle obs_dim {obs_dim} != 39 + {len(tasks)} tasks = "
-                f"{self.obs_dim}: this bundle was not built for Meta-World states"
-            )
+            raise ValueError(f"bundle obs_dim {obs_dim} != 39 + {len(tasks)} tasks = "
+                             f"{self.obs_dim}: this bundle was not built for Meta-World states")
         self.task, self.tasks = task, tasks
         self.n_obs_steps, self.max_steps = n_obs_steps, max_steps
         self.one_hot = np.zeros(len(tasks), dtype=np.float32)
@@ -114,7 +113,6 @@ class MetaWorldEnv:
 def expert_episode(env: MetaWorldEnv, seed: int) -> bool:
     """One episode of the task's scripted expert on layout `seed`; True on success."""
     from metaworld.policies import ENV_POLICY_MAP
-
     expert = ENV_POLICY_MAP[env.task]()
     env.reset(seed)
     while not env.done:

@@ -1,6 +1,5 @@
 """Bin baseline tokenizer: 256 uniform bins per normalized dimension, time-major flattening
 (token index = t * action_dim + d), H*D tokens per chunk. No trainable weights."""
-
 import torch
 import torch.nn as nn
 
@@ -67,12 +66,8 @@ class BinTokenizer(nn.Module):
         return self.normalizer.unnormalize(a.clamp(-1.0, 1.0))
 
     def checkpoint(self):
-        return {
-            "kind": "bin",
-            "config": {"action_dim": self.action_dim, "horizon": self.horizon, "bins": self.bins},
-            "state_dict": self.state_dict(),
-            "normalizer": self.normalizer.to_dict(),
-        }
+        return {"kind": "bin", "config": {"action_dim": self.action_dim, "horizon": self.horizon, "bins": self.bins},
+                "state_dict": self.state_dict(), "normalizer": self.normalizer.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, ck):

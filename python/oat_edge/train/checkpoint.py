@@ -36,15 +36,13 @@ def load_checkpoint(path, map_location="cpu", what: str = "checkpoint") -> dict:
         raise ValueError(
             f"{what} {path}: refused: it holds Python objects other than tensors and plain data, "
             f"and loading them could run code ({first[:160]}); oat_edge only loads checkpoints "
-            f"written by its own training commands"
-        ) from None
+            f"written by its own training commands") from None
     except PermissionError:
         raise ValueError(f"{what} {path}: permission denied") from None
     except Exception as exc:  # torch reports a damaged file in many ways (zip, pickle, EOF...)
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise ValueError(
-            f"{what} {path}: not a readable PyTorch checkpoint (truncated or not a .pt file: {detail})"
-        ) from None
+        raise ValueError(f"{what} {path}: not a readable PyTorch checkpoint (truncated or not a "
+                         f".pt file: {detail})") from None
     if not isinstance(ck, dict):
         raise ValueError(f"{what} {path}: expected a dict, got {type(ck).__name__}")
     return ck

@@ -28,10 +28,10 @@ OBS_LAYOUT = "39-d Meta-World state followed by a one-hot over `tasks`"
 
 @dataclass
 class DataConfig:
-    horizon: int = 32  # H_a
+    horizon: int = 32          # H_a
     n_obs_steps: int = 2
     val_fraction: float = 0.1  # fraction of episodes (per task) held out
-    seed: int = 0  # split seed
+    seed: int = 0              # split seed
     # Dataset episodes with fewer frames are skipped (and counted). Episodes shorter than the
     # action chunk are kept: their chunks hold the last action, as a robot holds its last command.
     min_episode_frames: int = 2
@@ -50,10 +50,10 @@ def make_observation(state, task_index, num_tasks):
 
 @dataclass
 class Chunks:
-    obs: torch.Tensor  # float32 [M, n_obs_steps, obs_dim] raw units
+    obs: torch.Tensor      # float32 [M, n_obs_steps, obs_dim] raw units
     actions: torch.Tensor  # float32 [M, H_a, D_a] raw units
     episode: torch.Tensor  # int64 [M] episode index in the demos file
-    task: torch.Tensor  # int64 [M]
+    task: torch.Tensor     # int64 [M]
 
     def __len__(self):
         return self.obs.shape[0]
@@ -70,21 +70,18 @@ class Chunks:
 
 
 def build_chunks(demos: Demos, horizon: int = 32, n_obs_steps: int = 2) -> Chunks:
-    return _chunks(
-        demos.obs, demos.actions, demos.episode_ends, demos.episode_task, len(demos.task_names), horizon, n_obs_steps
-    )
+    return _chunks(demos.obs, demos.actions, demos.episode_ends, demos.episode_task,
+                   len(demos.task_names), horizon, n_obs_steps)
 
 
 def _chunks(state, actions, episode_ends, episode_task, num_tasks, horizon, n_obs_steps):
     ep, o_idx, a_idx = window_indices(episode_ends, horizon, n_obs_steps)
     task = np.asarray(episode_task)[ep]
     obs = make_observation(state[o_idx], task[:, None], num_tasks)
-    return Chunks(
-        obs=torch.from_numpy(np.ascontiguousarray(obs)),
-        actions=torch.from_numpy(np.ascontiguousarray(actions[a_idx])),
-        episode=torch.from_numpy(ep.astype(np.int64)),
-        task=torch.from_numpy(task.astype(np.int64)),
-    )
+    return Chunks(obs=torch.from_numpy(np.ascontiguousarray(obs)),
+                  actions=torch.from_numpy(np.ascontiguousarray(actions[a_idx])),
+                  episode=torch.from_numpy(ep.astype(np.int64)),
+                  task=torch.from_numpy(task.astype(np.int64)))
 
 
 def split_episodes(episode_task, val_fraction: float, seed: int):
@@ -105,29 +102,24 @@ def split_episodes(episode_task, val_fraction: float, seed: int):
     return train, val
 
 
-def load_dataset(
-    source, cfg: DataConfig = DataConfig(), obs_keys=None, action_key=None, actions_only: bool = False, filter_key=None
-):
+def load_dataset(source, cfg: DataConfig = DataConfig(), obs_keys=None, action_key=None,
+                 actions_only: bool = False, filter_key=None):
     """source: a demos .npz path, a Demos, a dataset path (LeRobot directory, robomimic .hdf5) or
     an opened oat_edge.data dataset -> (train Chunks, val Chunks, info dict)."""
-    if isinstance(source, Demos) or (isinstance(source, (str, os.PathLike)) and str(source).endswith(".npz")):
+    if isinstance(source, Demos) or (isinstance(source, (str, os.PathLike))
+                                     and str(source).endswith(".npz")):
         demos = source if isinstance(source, Demos) else load_demos(source)
         if obs_keys or action_key or filter_key:
-            raise ValueError(
-                "obs_keys/action_key/filter_key: expected only with a dataset "
-                "(LeRobot directory or robomimic .hdf5), given a .npz demos file"
-            )
+            raise ValueError("obs_keys/action_key/filter_key: expected only with a dataset "
+                             "(LeRobot directory or robomimic .hdf5), given a .npz demos file")
         chunks = build_chunks(demos, cfg.horizon, cfg.n_obs_steps)
         info = {"tasks": list(demos.task_names), "obs_layout": OBS_LAYOUT}
         return _split(chunks, demos.episode_task, cfg, info, demos.num_episodes)
     from oat_edge.data.selection import select_features
-
-    arr = select_features(
-        source, obs_keys, action_key, actions_only, min_episode_frames=cfg.min_episode_frames, filter_key=filter_key
-    )
-    chunks = _chunks(
-        arr.state, arr.actions, arr.episode_ends, arr.episode_task, len(arr.tasks), cfg.horizon, cfg.n_obs_steps
-    )
+    arr = select_features(source, obs_keys, action_key, actions_only,
+                          min_episode_frames=cfg.min_episode_frames, filter_key=filter_key)
+    chunks = _chunks(arr.state, arr.actions, arr.episode_ends, arr.episode_task,
+                     len(arr.tasks), cfg.horizon, cfg.n_obs_steps)
     return _split(chunks, arr.episode_task, cfg, arr.info, len(arr.episode_ends))
 
 
@@ -136,20 +128,12 @@ def _split(chunks, episode_task, cfg, info, num_episodes):
     in_val = torch.from_numpy(np.isin(chunks.episode.numpy(), val_eps))
     train, val = chunks.subset(~in_val), chunks.subset(in_val)
     if len(train) == 0:
-        raise ValueError(
-            f"dataset: expected training samples, given 0 ({num_episodes} episodes, val_fraction {cfg.val_fraction})"
-        )
-    info = dict(
-        info,
-        obs_dim=int(chunks.obs.shape[-1]),
-        action_dim=int(chunks.actions.shape[-1]),
-        horizon=cfg.horizon,
-        n_obs_steps=cfg.n_obs_steps,
-        train_episodes=train_eps.tolist(),
-        val_episodes=val_eps.tolist(),
-        train_samples=len(train),
-        val_samples=len(val),
-    )
+        raise ValueError(f"dataset: expected training samples, given 0 "
+                         f"({num_episodes} episodes, val_fraction {cfg.val_fraction})")
+    info = dict(info, obs_dim=int(chunks.obs.shape[-1]), action_dim=int(chunks.actions.shape[-1]),
+                horizon=cfg.horizon, n_obs_steps=cfg.n_obs_steps,
+                train_episodes=train_eps.tolist(), val_episodes=val_eps.tolist(),
+                train_samples=len(train), val_samples=len(val))
     return train, val, info
 
 
@@ -157,25 +141,18 @@ def add_source_flags(p):
     """--demos (.npz) or --dataset (LeRobot dir / robomimic .hdf5), --obs-keys, --action-key."""
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--demos", help="Meta-World demos .npz (oat-edge demos)")
-    g.add_argument("--dataset", help="LeRobot dataset directory (v3.0 or v2.1) or robomimic / LIBERO .hdf5 file")
-    p.add_argument(
-        "--obs-keys",
-        nargs="+",
-        default=None,
-        help="observation features, concatenated in this order (default: every state feature the dataset declares)",
-    )
-    p.add_argument(
-        "--action-key", default=None, help="the action feature (default: 'action' for LeRobot, 'actions' for robomimic)"
-    )
-    p.add_argument(
-        "--filter-key", default=None, help="robomimic / LIBERO: train on the demos listed in mask/<filter-key>"
-    )
-    p.add_argument(
-        "--min-episode-frames",
-        type=int,
-        default=DataConfig.min_episode_frames,
-        help="skip (and count) dataset episodes with fewer frames",
-    )
+    g.add_argument("--dataset", help="LeRobot dataset directory (v3.0 or v2.1) or robomimic "
+                   "/ LIBERO .hdf5 file")
+    p.add_argument("--obs-keys", nargs="+", default=None,
+                   help="observation features, concatenated in this order (default: every "
+                        "state feature the dataset declares)")
+    p.add_argument("--action-key", default=None,
+                   help="the action feature (default: 'action' for LeRobot, 'actions' for "
+                        "robomimic)")
+    p.add_argument("--filter-key", default=None,
+                   help="robomimic / LIBERO: train on the demos listed in mask/<filter-key>")
+    p.add_argument("--min-episode-frames", type=int, default=DataConfig.min_episode_frames,
+                   help="skip (and count) dataset episodes with fewer frames")
 
 
 def source_of(args):
@@ -186,15 +163,12 @@ def normalizer_for(x, declared=None, name="x"):
     """Min-max normalizer from the dataset's declared [low, high] when it covers the data,
     else fitted on `x` (the training split)."""
     from oat_edge.train.normalizer import Normalizer
-
     if declared is not None:
         lo, hi = (torch.tensor(v, dtype=torch.float32) for v in declared)
         flat = torch.as_tensor(x).reshape(-1, lo.shape[0])
         tol = 1e-5 * (1 + (hi - lo).abs())
         if bool((flat.min(0).values >= lo - tol).all() and (flat.max(0).values <= hi + tol).all()):
             return Normalizer.fit(torch.stack([lo, hi]))
-        print(
-            f"note: the dataset's declared {name} range does not cover its data; "
-            f"fitting the normalizer on the data instead"
-        )
+        print(f"note: the dataset's declared {name} range does not cover its data; "
+              f"fitting the normalizer on the data instead")
     return Normalizer.fit(x)

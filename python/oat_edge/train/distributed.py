@@ -29,9 +29,9 @@ from oat_edge.train.ema import EMA, EMAConfig
 @dataclass
 class TrainConfig:
     steps: int = 2000
-    batch: int = 128  # global batch (split across ranks)
+    batch: int = 128            # global batch (split across ranks)
     lr: float = 1e-3
-    schedule: str = "cosine"  # "cosine" (to min_lr_ratio * lr) | "constant"; both after warmup
+    schedule: str = "cosine"    # "cosine" (to min_lr_ratio * lr) | "constant"; both after warmup
     warmup: int = 100
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
@@ -41,7 +41,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     device: str = "cpu"
-    threads: int = 0  # torch intra-op threads per process; 0 = leave torch's default
+    threads: int = 0            # torch intra-op threads per process; 0 = leave torch's default
     progress: bool = True
 
     def __post_init__(self):
@@ -49,22 +49,26 @@ class TrainConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TrainConfig.{name}: expected >= 1, given {getattr(self, name)}")
         if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"TrainConfig.schedule: expected 'cosine' or 'constant', given {self.schedule!r}")
+            raise ValueError(f"TrainConfig.schedule: expected 'cosine' or 'constant', "
+                             f"given {self.schedule!r}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr: expected > 0, given {self.lr}")
 
 
 def add_run_flags(p) -> None:
     """The flags every training command shares: split, checkpoint/eval/log cadence, seed, device."""
-    p.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction, help="held-out episodes per task")
+    p.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction,
+                   help="held-out episodes per task")
     p.add_argument("--ckpt-every", type=int, default=TrainConfig.ckpt_every)
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     p.add_argument("--log-every", type=int, default=TrainConfig.log_every)
     p.add_argument("--seed", type=int, default=TrainConfig.seed)
     p.add_argument("--device", default=TrainConfig.device, help="cpu | cuda")
-    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads (0 = all cores)")
+    p.add_argument("--threads", type=int, default=TrainConfig.threads,
+                   help="torch threads (0 = all cores)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/ckpt.pt")
-    p.add_argument("--force", action="store_true", help="train from scratch into an --out that already holds a run")
+    p.add_argument("--force", action="store_true",
+                   help="train from scratch into an --out that already holds a run")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -87,7 +91,6 @@ def check_out(args) -> None:
     """--out must be writable, and a finished or partial run there is only replaced with
     --force (or continued with --resume)."""
     from oat_edge.atomic import check_output_dir
-
     check_output_dir(args.out, force=args.force or args.resume)
 
 
@@ -102,7 +105,6 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 # ----------------------------------------------------------------------------- process group
-
 
 @dataclass
 class Dist:
@@ -119,7 +121,8 @@ def setup(device: str = "cpu") -> Dist:
     """Init torch.distributed when launched by torchrun (WORLD_SIZE > 1), else single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: expected an available device, given {device!r} (torch.cuda.is_available() is False)")
+        raise ValueError(f"device: expected an available device, given {device!r} "
+                         f"(torch.cuda.is_available() is False)")
     if world <= 1:
         return Dist(0, 1, torch.device(device))
     rank = int(os.environ["RANK"])
@@ -167,7 +170,7 @@ def allreduce_grads(params, d: Dist):
     i = 0
     for p, g in zip(params, grads):
         n = g.numel()
-        p.grad = flat[i : i + n].view_as(p).clone()
+        p.grad = flat[i:i + n].view_as(p).clone()
         i += n
 
 
@@ -183,7 +186,6 @@ def check_in_sync(model: torch.nn.Module, d: Dist, atol: float = 1e-5):
 
 
 # ----------------------------------------------------------------------------- the loop
-
 
 def _batch_index(n: int, batch: int, seed: int, rank: int, step: int, device) -> torch.Tensor:
     # indices depend only on (seed, rank, step): resuming reproduces the exact batches
@@ -235,29 +237,19 @@ class _Recorder:
         self.bar = None
         if cfg.progress:
             from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=cfg.steps,
-                initial=start,
-                desc=os.path.basename(out_dir.rstrip("/")),
-                dynamic_ncols=True,
-                mininterval=1.0,
-                disable=None,
-            )  # None: no bar when stderr is a log file
+            self.bar = tqdm(total=cfg.steps, initial=start,
+                            desc=os.path.basename(out_dir.rstrip("/")), dynamic_ncols=True,
+                            mininterval=1.0,
+                            disable=None)  # None: no bar when stderr is a log file
 
     def record(self, done, loss_val, lr, gn, info, model, ema) -> None:
         c, rec = self.cfg, None
         if done % c.log_every == 0 or done == c.steps or done == self.start + 1:
-            rec = {
-                "step": done,
-                "loss": loss_val,
-                "lr": lr,
-                "grad_norm": float(gn),
-                "time": round(time.time() - self.t0, 3),
-                **_scalars(info),
-            }
+            rec = {"step": done, "loss": loss_val, "lr": lr, "grad_norm": float(gn),
+                   "time": round(time.time() - self.t0, 3), **_scalars(info)}
         if self.eval_fn is not None and (done % c.eval_every == 0 or done == c.steps):
-            rec = rec or {"step": done, "loss": loss_val, "lr": lr, "time": round(time.time() - self.t0, 3)}
+            rec = rec or {"step": done, "loss": loss_val, "lr": lr,
+                          "time": round(time.time() - self.t0, 3)}
             model.eval()
             with torch.no_grad():
                 rec.update({f"val_{k}": v for k, v in self.eval_fn(ema.model).items()})
@@ -268,9 +260,8 @@ class _Recorder:
         if self.bar is not None:
             self.bar.update(1)
             if rec is not None:
-                self.bar.set_postfix(
-                    {k: f"{v:.4g}" for k, v in rec.items() if k in ("loss", "lr", "val_mse", "val_loss")}
-                )
+                self.bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items()
+                                      if k in ("loss", "lr", "val_mse", "val_loss")})
 
     def close(self) -> None:
         if self.bar is not None:
@@ -282,7 +273,8 @@ def _train_step(model, loss_fn, opt, params, idx, cfg: TrainConfig, d: Dist, ste
     """One optimizer step; returns (mean loss over ranks, grad norm, the loss's info)."""
     loss, info = loss_fn(model, idx)
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss: expected a finite value, given {float(loss)} at step {step}")
+        raise FloatingPointError(f"loss: expected a finite value, given {float(loss)} "
+                                 f"at step {step}")
     opt.zero_grad(set_to_none=True)
     loss.backward()
     allreduce_grads(params, d)
@@ -295,19 +287,8 @@ def _train_step(model, loss_fn, opt, params, idx, cfg: TrainConfig, d: Dist, ste
     return float(loss.detach()), gn, info
 
 
-def fit(
-    model,
-    loss_fn,
-    n_train: int,
-    cfg: TrainConfig,
-    out_dir: str,
-    d: Dist,
-    *,
-    param_groups=None,
-    eval_fn=None,
-    resume: bool = False,
-    meta: dict | None = None,
-):
+def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *,
+        param_groups=None, eval_fn=None, resume: bool = False, meta: dict | None = None):
     """Train `model` with loss_fn(model, idx) -> (loss, info), idx = this rank's batch of
     sample indices into its data shard of size n_train. Returns the EMA.
 
@@ -319,7 +300,8 @@ def fit(
     if n_train < 1:
         raise ValueError("n_train: expected >= 1 training sample, given 0 (empty dataset)")
     if cfg.batch % d.world:
-        raise ValueError(f"batch: expected a multiple of the world size {d.world}, given {cfg.batch}")
+        raise ValueError(f"batch: expected a multiple of the world size {d.world}, "
+                         f"given {cfg.batch}")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     os.makedirs(out_dir, exist_ok=True)
@@ -332,7 +314,8 @@ def fit(
     for g in groups:
         g.setdefault("lr_scale", 1.0)
     params = [p for g in groups for p in g["params"]]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95),
+                            weight_decay=cfg.weight_decay)
     ema = EMA(model, EMAConfig())
     torch.manual_seed(cfg.seed + d.rank)
     start = _restore(ckpt_path, model, ema, opt, cfg, d) if resume else 0
@@ -343,18 +326,10 @@ def fit(
 
     def save(step):
         if d.main:
-            save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "ema": ema.state_dict(),
-                    "optimizer": opt.state_dict(),
-                    "step": step,
-                    "torch_rng": torch.get_rng_state(),
-                    "train_config": asdict(cfg),
-                    "meta": meta or {},
-                },
-                ckpt_path,
-            )
+            save_checkpoint({"model": model.state_dict(), "ema": ema.state_dict(),
+                             "optimizer": opt.state_dict(), "step": step,
+                             "torch_rng": torch.get_rng_state(), "train_config": asdict(cfg),
+                             "meta": meta or {}}, ckpt_path)
 
     rec = _Recorder(cfg, out_dir, start, eval_fn) if d.main else None
     per_rank = cfg.batch // d.world
@@ -376,7 +351,8 @@ def fit(
     except KeyboardInterrupt:
         if d.main and done > start:
             save(done)
-            print(f"\n{out_dir}: interrupted at step {done}; saved {ckpt_path} (continue with --resume)", flush=True)
+            print(f"\n{out_dir}: interrupted at step {done}; saved {ckpt_path} "
+                  f"(continue with --resume)", flush=True)
         raise
     finally:
         if rec is not None:
@@ -385,10 +361,8 @@ def fit(
         check_in_sync(model, d)
     if d.main and cfg.steps > start:
         elapsed = time.time() - t0
-        print(
-            f"{out_dir}: {cfg.steps - start} steps in {elapsed:.1f} s "
-            f"({(cfg.steps - start) / elapsed:.2f} steps/s), final loss {last:.5f}, "
-            f"world size {d.world}" + (", ranks in sync" if d.world > 1 else "")
-        )
+        print(f"{out_dir}: {cfg.steps - start} steps in {elapsed:.1f} s "
+              f"({(cfg.steps - start) / elapsed:.2f} steps/s), final loss {last:.5f}, "
+              f"world size {d.world}" + (", ranks in sync" if d.world > 1 else ""))
     ema.model.to(d.device)
     return ema

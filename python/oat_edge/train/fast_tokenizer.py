@@ -17,7 +17,6 @@ vocab_size-1 are merges in the order they were learned, eos_id = vocab_size ends
 implementation, vectorised over one flat int array holding all training chunks separated by -1.
 Merges stop at vocab_size or when the most frequent pair occurs fewer than min_frequency times.
 """
-
 from __future__ import annotations
 
 import numpy as np
@@ -93,14 +92,10 @@ def _split(flat):
 class FASTTokenizer:
     kind = "fast"
 
-    def __init__(self, action_dim=4, horizon=32, scale=10.0, vocab_size=1024, max_tokens=128, min_frequency=2):
-        for name, v in (
-            ("action_dim", action_dim),
-            ("horizon", horizon),
-            ("vocab_size", vocab_size),
-            ("max_tokens", max_tokens),
-            ("min_frequency", min_frequency),
-        ):
+    def __init__(self, action_dim=4, horizon=32, scale=10.0, vocab_size=1024, max_tokens=128,
+                 min_frequency=2):
+        for name, v in (("action_dim", action_dim), ("horizon", horizon), ("vocab_size", vocab_size),
+                        ("max_tokens", max_tokens), ("min_frequency", min_frequency)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"FASTTokenizer.{name}: expected a positive int, got {v!r}")
         if not np.isfinite(scale) or scale <= 0:
@@ -115,8 +110,8 @@ class FASTTokenizer:
         self._dct = dct_matrix(horizon)
         self.min_coef = 0
         self.n_base = 0
-        self.merges = []  # list of (left_id, right_id); merge j creates id n_base + j
-        self._expand = []  # id -> np.int64 array of base symbols
+        self.merges = []          # list of (left_id, right_id); merge j creates id n_base + j
+        self._expand = []         # id -> np.int64 array of base symbols
         self.fitted = False
 
     # -- DCT ----------------------------------------------------------------------------------
@@ -151,11 +146,9 @@ class FASTTokenizer:
         self.min_coef = int(q.min())
         self.n_base = int(q.max()) - self.min_coef + 1
         if self.n_base > self.vocab_size:
-            raise ValueError(
-                f"vocab_size: the data needs {self.n_base} base symbols (integer DCT "
-                f"coefficients {self.min_coef}..{int(q.max())} at scale {self.scale}); "
-                f"expected vocab_size >= {self.n_base}, got {self.vocab_size}"
-            )
+            raise ValueError(f"vocab_size: the data needs {self.n_base} base symbols (integer DCT "
+                             f"coefficients {self.min_coef}..{int(q.max())} at scale {self.scale}); "
+                             f"expected vocab_size >= {self.n_base}, got {self.vocab_size}")
         flat, _ = _flatten(list(self._symbols(q)))
         self.merges = []
         self._expand = [np.array([i], dtype=np.int64) for i in range(self.n_base)]
@@ -244,21 +237,12 @@ class FASTTokenizer:
     # -- persistence --------------------------------------------------------------------------
     def checkpoint(self):
         self._require_fit()
-        return {
-            "kind": "fast",
-            "config": {
-                "action_dim": self.action_dim,
-                "horizon": self.horizon,
-                "scale": self.scale,
-                "vocab_size": self.vocab_size,
-                "max_tokens": self.max_tokens,
-                "min_frequency": self.min_frequency,
-            },
-            "min_coef": self.min_coef,
-            "n_base": self.n_base,
-            "merges": [list(m) for m in self.merges],
-            "normalizer": self.normalizer.to_dict(),
-        }
+        return {"kind": "fast",
+                "config": {"action_dim": self.action_dim, "horizon": self.horizon, "scale": self.scale,
+                           "vocab_size": self.vocab_size, "max_tokens": self.max_tokens,
+                           "min_frequency": self.min_frequency},
+                "min_coef": self.min_coef, "n_base": self.n_base,
+                "merges": [list(m) for m in self.merges], "normalizer": self.normalizer.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, ck):

@@ -1,6 +1,5 @@
 """Finite scalar quantization (DESIGN.md §3). No learned codebook: the codebook is the
 product grid of `levels`, so every id in [0, prod(levels)) is a valid code."""
-
 import math
 
 import torch

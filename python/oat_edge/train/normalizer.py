@@ -1,5 +1,4 @@
 """Per-dimension min-max normalizer to [-1, 1] (DESIGN.md §4)."""
-
 import torch
 import torch.nn as nn
 
@@ -80,9 +79,8 @@ def check_action_chunks(a, horizon: int, action_dim: int, name: str = "actions_r
     """Every tokenizer's input check: float32 [B, horizon, action_dim], finite."""
     a = torch.as_tensor(a).to(torch.float32)
     if a.ndim != 3 or tuple(a.shape[1:]) != (horizon, action_dim):
-        raise ValueError(
-            f"{name}: expected shape [B, {horizon}, {action_dim}] (horizon, action_dim), got {list(a.shape)}"
-        )
+        raise ValueError(f"{name}: expected shape [B, {horizon}, {action_dim}] "
+                         f"(horizon, action_dim), got {list(a.shape)}")
     if not torch.isfinite(a).all():
         raise ValueError(f"{name}: expected finite values, got NaN/Inf")
     return a

@@ -67,34 +67,27 @@ def _keys(where, d, required, optional=()):
     missing = [k for k in required if k not in d]
     unknown = sorted(set(d) - set(required) - set(optional))
     if missing or unknown:
-        raise _err(
-            where,
-            f"expected keys {list(required)}"
-            + (f" (optional {list(optional)})" if optional else "")
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unknown {unknown}" if unknown else ""),
-        )
+        raise _err(where, f"expected keys {list(required)}"
+                   + (f" (optional {list(optional)})" if optional else "")
+                   + (f"; missing {missing}" if missing else "")
+                   + (f"; unknown {unknown}" if unknown else ""))
 
 
 @dataclass
 class StateInput:
     """observation.state: float32 [dim], normalized inside the encoder by x * scale + offset."""
-
     dim: int
-    scale: tuple | None = None  # None: identity (ones)
+    scale: tuple | None = None   # None: identity (ones)
     offset: tuple | None = None  # None: zeros
 
     def __post_init__(self):
         _pos_int(f"{self.name}.shape", self.dim)
-        self.scale = _floats(
-            f"{self.name}.normalize.scale",
-            [1.0] * self.dim if self.scale is None else list(self.scale),
-            self.dim,
-            nonzero=True,
-        )
-        self.offset = _floats(
-            f"{self.name}.normalize.offset", [0.0] * self.dim if self.offset is None else list(self.offset), self.dim
-        )
+        self.scale = _floats(f"{self.name}.normalize.scale",
+                             [1.0] * self.dim if self.scale is None else list(self.scale),
+                             self.dim, nonzero=True)
+        self.offset = _floats(f"{self.name}.normalize.offset",
+                              [0.0] * self.dim if self.offset is None else list(self.offset),
+                              self.dim)
 
     @property
     def name(self) -> str:
@@ -107,19 +100,14 @@ class StateInput:
     dtype = "float32"
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "dtype": self.dtype,
-            "shape": [self.dim],
-            "normalize": {"scale": list(self.scale), "offset": list(self.offset)},
-        }
+        return {"name": self.name, "dtype": self.dtype, "shape": [self.dim],
+                "normalize": {"scale": list(self.scale), "offset": list(self.offset)}}
 
 
 @dataclass
 class CameraInput:
     """observation.images.<camera>: uint8 [height, width, 3], cropped to `crop` (random position
     in training, centre at inference), scaled to [0, 1], then (x - mean) / std per channel."""
-
     camera: str
     height: int
     width: int
@@ -129,22 +117,20 @@ class CameraInput:
 
     def __post_init__(self):
         if not isinstance(self.camera, str) or not CAMERA_NAME.match(self.camera):
-            raise _err(
-                f"camera {self.camera!r}",
-                f"expected a name of letters, digits, '_' or '-' (the input is called {IMAGE_PREFIX}<camera>)",
-            )
+            raise _err(f"camera {self.camera!r}", "expected a name of letters, digits, '_' or '-' "
+                       f"(the input is called {IMAGE_PREFIX}<camera>)")
         _pos_int(f"{self.name}.shape", self.height)
         _pos_int(f"{self.name}.shape", self.width)
         if self.crop is None:
-            self.crop = (max(1, round(self.height * CROP_FRACTION)), max(1, round(self.width * CROP_FRACTION)))
+            self.crop = (max(1, round(self.height * CROP_FRACTION)),
+                         max(1, round(self.width * CROP_FRACTION)))
         if not isinstance(self.crop, (list, tuple)) or len(self.crop) != 2:
             raise _err(f"{self.name}.crop", f"expected [height, width], got {self.crop!r}")
-        self.crop = (_pos_int(f"{self.name}.crop", self.crop[0]), _pos_int(f"{self.name}.crop", self.crop[1]))
+        self.crop = (_pos_int(f"{self.name}.crop", self.crop[0]),
+                     _pos_int(f"{self.name}.crop", self.crop[1]))
         if self.crop[0] > self.height or self.crop[1] > self.width:
-            raise _err(
-                f"{self.name}.crop",
-                f"expected at most the frame size [{self.height}, {self.width}], got {list(self.crop)}",
-            )
+            raise _err(f"{self.name}.crop", f"expected at most the frame size "
+                       f"[{self.height}, {self.width}], got {list(self.crop)}")
         self.mean = _floats(f"{self.name}.normalize.mean", list(self.mean), 3)
         self.std = _floats(f"{self.name}.normalize.std", list(self.std), 3, positive=True)
 
@@ -159,13 +145,8 @@ class CameraInput:
     dtype = "uint8"
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "dtype": self.dtype,
-            "shape": list(self.shape),
-            "crop": list(self.crop),
-            "normalize": {"mean": list(self.mean), "std": list(self.std)},
-        }
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape),
+                "crop": list(self.crop), "normalize": {"mean": list(self.mean), "std": list(self.std)}}
 
 
 @dataclass
@@ -215,35 +196,23 @@ class ObservationSpec:
                 if state is not None:
                     raise _err(name, "expected once, given twice")
                 if dtype != "float32" or len(shape) != 1 or "crop" in item:
-                    raise _err(
-                        name,
-                        f"expected dtype float32, shape [state_dim] and no crop, got "
-                        f"dtype {dtype!r}, shape {shape}" + (", a crop" if "crop" in item else ""),
-                    )
+                    raise _err(name, f"expected dtype float32, shape [state_dim] and no crop, got "
+                               f"dtype {dtype!r}, shape {shape}" + (", a crop" if "crop" in item else ""))
                 _keys(f"{name}.normalize", item["normalize"], ("scale", "offset"))
                 state = StateInput(shape[0], item["normalize"]["scale"], item["normalize"]["offset"])
             elif isinstance(name, str) and name.startswith(IMAGE_PREFIX):
                 if dtype != "uint8" or len(shape) != 3 or shape[2] != 3:
-                    raise _err(
-                        name,
-                        f"expected dtype uint8 and shape [height, width, 3] (channels "
-                        f"last), got dtype {dtype!r}, shape {shape}",
-                    )
+                    raise _err(name, f"expected dtype uint8 and shape [height, width, 3] (channels "
+                               f"last), got dtype {dtype!r}, shape {shape}")
                 if "crop" not in item:
                     raise _err(name, "expected a crop [height, width]")
                 _keys(f"{name}.normalize", item["normalize"], ("mean", "std"))
-                cameras.append(
-                    CameraInput(
-                        name[len(IMAGE_PREFIX) :],
-                        shape[0],
-                        shape[1],
-                        item["crop"],
-                        item["normalize"]["mean"],
-                        item["normalize"]["std"],
-                    )
-                )
+                cameras.append(CameraInput(name[len(IMAGE_PREFIX):], shape[0], shape[1],
+                                           item["crop"], item["normalize"]["mean"],
+                                           item["normalize"]["std"]))
             else:
-                raise _err(f"inputs[{i}].name", f"expected {STATE_KEY!r} or '{IMAGE_PREFIX}<camera>', got {name!r}")
+                raise _err(f"inputs[{i}].name", f"expected {STATE_KEY!r} or "
+                           f"'{IMAGE_PREFIX}<camera>', got {name!r}")
         if state is None:
             raise _err("inputs", f"expected a {STATE_KEY!r} input, got only {[i['name'] for i in inputs]}")
         return cls(d["n_obs_steps"], state, tuple(cameras))
@@ -252,17 +221,14 @@ class ObservationSpec:
         """A batch {name: [B, n_obs_steps, *shape]} (numpy or torch) -> B; ValueError naming the
         key on a missing or extra input, wrong dtype, shape or history length."""
         if not isinstance(obs, Mapping):
-            raise ValueError(
-                f"observation: expected a dict {{name: array}} with keys {self.names}, got {type(obs).__name__}"
-            )
+            raise ValueError(f"observation: expected a dict {{name: array}} with keys {self.names}, "
+                             f"got {type(obs).__name__}")
         missing = [n for n in self.names if n not in obs]
         extra = sorted(set(obs) - set(self.names))
         if missing or extra:
-            raise ValueError(
-                f"observation: expected keys {self.names}"
-                + (f"; missing {missing}" if missing else "")
-                + (f"; unexpected {extra}" if extra else "")
-            )
+            raise ValueError(f"observation: expected keys {self.names}"
+                             + (f"; missing {missing}" if missing else "")
+                             + (f"; unexpected {extra}" if extra else ""))
         batch = None
         for inp in self.inputs:
             x = obs[inp.name]
@@ -270,21 +236,16 @@ class ObservationSpec:
             shape = tuple(getattr(x, "shape", ()))
             want = (self.n_obs_steps, *inp.shape)
             if dtype != inp.dtype:
-                raise ValueError(
-                    f"{inp.name}: expected dtype {inp.dtype}, got {dtype}"
-                    + (" (pass the camera's uint8 frames, not scaled floats)" if inp.dtype == "uint8" else "")
-                )
+                raise ValueError(f"{inp.name}: expected dtype {inp.dtype}, got {dtype}"
+                                 + (" (pass the camera's uint8 frames, not scaled floats)"
+                                    if inp.dtype == "uint8" else ""))
             if len(shape) == len(want) + 1 and inp.dtype == "uint8" and shape[-3] == 3 and shape[-1] != 3:
-                raise ValueError(
-                    f"{inp.name}: expected channels last [B, {self.n_obs_steps}, "
-                    f"{inp.height}, {inp.width}, 3], got channels first {list(shape)}"
-                )
+                raise ValueError(f"{inp.name}: expected channels last [B, {self.n_obs_steps}, "
+                                 f"{inp.height}, {inp.width}, 3], got channels first {list(shape)}")
             if len(shape) != len(want) + 1 or shape[1:] != want:
-                raise ValueError(
-                    f"{inp.name}: expected shape [B, {', '.join(map(str, want))}] "
-                    f"(batch, n_obs_steps, {'state_dim' if inp is self.state else 'height, width, 3'}),"
-                    f" got {list(shape)}"
-                )
+                raise ValueError(f"{inp.name}: expected shape [B, {', '.join(map(str, want))}] "
+                                 f"(batch, n_obs_steps, {'state_dim' if inp is self.state else 'height, width, 3'}),"
+                                 f" got {list(shape)}")
             if batch is not None and shape[0] != batch:
                 raise ValueError(f"{inp.name}: expected batch {batch} like {self.names[0]}, got {shape[0]}")
             batch = shape[0]
@@ -300,11 +261,11 @@ class ObservationEncoderConfig:
         if isinstance(self.vision, Mapping):
             self.vision = VisionConfig.from_dict(dict(self.vision))
         if not isinstance(self.vision, VisionConfig):
-            raise ValueError(
-                f"ObservationEncoderConfig.vision: expected a VisionConfig, got {type(self.vision).__name__}"
-            )
+            raise ValueError(f"ObservationEncoderConfig.vision: expected a VisionConfig, got "
+                             f"{type(self.vision).__name__}")
         if not isinstance(self.shared_vision, bool):
-            raise ValueError(f"ObservationEncoderConfig.shared_vision: expected a bool, got {self.shared_vision!r}")
+            raise ValueError(f"ObservationEncoderConfig.shared_vision: expected a bool, got "
+                             f"{self.shared_vision!r}")
 
     def to_dict(self) -> dict:
         return {"vision": self.vision.to_dict(), "shared_vision": self.shared_vision}
@@ -322,19 +283,17 @@ class ObservationEncoder(nn.Module):
         self.register_buffer("state_offset", torch.tensor(spec.state.offset), persistent=False)
         crops = {c.crop for c in spec.cameras}
         if cfg.shared_vision and len(crops) > 1:
-            raise ValueError(
-                f"shared_vision: every camera must have the same crop size to share "
-                f"one encoder, got {sorted(crops)}; set shared_vision=False or align the crops"
-            )
-        self.preprocess = nn.ModuleDict(
-            {c.camera: ImagePreprocess(c.height, c.width, c.crop, c.mean, c.std) for c in spec.cameras}
-        )
+            raise ValueError(f"shared_vision: every camera must have the same crop size to share "
+                             f"one encoder, got {sorted(crops)}; set shared_vision=False or align the crops")
+        self.preprocess = nn.ModuleDict({c.camera: ImagePreprocess(c.height, c.width, c.crop, c.mean, c.std)
+                                         for c in spec.cameras})
         if cfg.shared_vision and spec.cameras:
             self.shared = ImageEncoder(cfg.vision, *spec.cameras[0].crop)
             self.image_encoders = None
         else:
             self.shared = None
-            self.image_encoders = nn.ModuleDict({c.camera: ImageEncoder(cfg.vision, *c.crop) for c in spec.cameras})
+            self.image_encoders = nn.ModuleDict({c.camera: ImageEncoder(cfg.vision, *c.crop)
+                                                 for c in spec.cameras})
         self.feature_dim = len(spec.cameras) * cfg.vision.feature_dim + spec.state.dim
 
     def forward(self, obs: Mapping, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -370,11 +329,9 @@ class ObservationPrefill(nn.Module):
         super().__init__()
         c = policy.cfg
         if c.obs_dim != encoder.feature_dim or c.n_obs_steps != encoder.spec.n_obs_steps:
-            raise ValueError(
-                f"policy.cfg: expected obs_dim={encoder.feature_dim}, n_obs_steps="
-                f"{encoder.spec.n_obs_steps} (from the observation encoder), got "
-                f"{c.obs_dim}, {c.n_obs_steps}"
-            )
+            raise ValueError(f"policy.cfg: expected obs_dim={encoder.feature_dim}, n_obs_steps="
+                             f"{encoder.spec.n_obs_steps} (from the observation encoder), got "
+                             f"{c.obs_dim}, {c.n_obs_steps}")
         self.encoder, self.policy = encoder, policy
 
     def forward(self, state, *frames):

@@ -4,7 +4,6 @@ exported to ONNX (DESIGN.md §5): the trained module *is* the exported module.
 obs [B,T,obs_dim] --prefill--> per-layer cross-attn K/V  (once per act)
 <BOS>, t0, t1, ... --step (fixed K-slot self-attn cache)--> logits over codebook + BOS
 """
-
 import secrets
 from dataclasses import asdict, dataclass
 
@@ -23,7 +22,6 @@ from .tokenizer import NEG_INF, OATTokenizer, RMSNorm, _heads, _merge, attend, c
 @dataclass
 class PolicyConfig:
     """Policy sizes. The defaults are the CPU recipe's (presets.py has the paper's)."""
-
     obs_dim: int
     n_obs_steps: int = 2
     codebook_size: int = 1000
@@ -39,17 +37,8 @@ class PolicyConfig:
     n_action_steps: int = 8
 
     def __post_init__(self):
-        for name in (
-            "obs_dim",
-            "n_obs_steps",
-            "codebook_size",
-            "num_tokens",
-            "width",
-            "n_layers",
-            "n_heads",
-            "mlp_ratio",
-            "n_action_steps",
-        ):
+        for name in ("obs_dim", "n_obs_steps", "codebook_size", "num_tokens", "width", "n_layers",
+                     "n_heads", "mlp_ratio", "n_action_steps"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"PolicyConfig.{name}: expected a positive int, got {v!r}")
@@ -81,9 +70,8 @@ class PolicyBlock(nn.Module):
         self.kv = nn.Linear(w, 2 * w)  # applied to the obs memory in prefill
         self.proj2 = nn.Linear(w, w)
         self.norm3 = RMSNorm(w)
-        self.mlp = nn.Sequential(
-            nn.Linear(w, cfg.mlp_ratio * w), nn.GELU(), nn.Linear(cfg.mlp_ratio * w, w), nn.Dropout(cfg.dropout)
-        )
+        self.mlp = nn.Sequential(nn.Linear(w, cfg.mlp_ratio * w), nn.GELU(),
+                                 nn.Linear(cfg.mlp_ratio * w, w), nn.Dropout(cfg.dropout))
         self.drop = nn.Dropout(cfg.dropout)
 
     def memory_kv(self, mem):
@@ -145,19 +133,16 @@ class ARPolicy(nn.Module):
     def _check_obs(self, obs):
         c = self.cfg
         if obs.ndim != 3 or tuple(obs.shape[1:]) != (c.n_obs_steps, c.obs_dim):
-            raise ValueError(
-                f"obs_norm: expected shape [B, {c.n_obs_steps}, {c.obs_dim}] "
-                f"(n_obs_steps, obs_dim), got {list(obs.shape)}"
-            )
+            raise ValueError(f"obs_norm: expected shape [B, {c.n_obs_steps}, {c.obs_dim}] "
+                             f"(n_obs_steps, obs_dim), got {list(obs.shape)}")
 
     def _check_ids(self, ids):
         c = self.cfg
         if ids.ndim != 2 or ids.shape[1] != c.num_tokens:
             raise ValueError(f"ids: expected shape [B, {c.num_tokens}], got {list(ids.shape)}")
         if (ids < 0).any() or (ids >= c.codebook_size).any():
-            raise ValueError(
-                f"ids: expected values in [0, {c.codebook_size}), got min {int(ids.min())} max {int(ids.max())}"
-            )
+            got = f"min {int(ids.min())} max {int(ids.max())}"
+            raise ValueError(f"ids: expected values in [0, {c.codebook_size}), got {got}")
 
     # -- graphs ---------------------------------------------------------------------------------
     def prefill(self, obs_norm):
@@ -192,12 +177,8 @@ class ARPolicy(nn.Module):
         x = self.tok_emb(token) + self.pos_emb[step]  # [B,w]: one position, kept 2-D
         # fixed-shape mask over [K past slots | this position]: past slots >= step -> -inf
         past_ok = self.slots < step
-        mask = torch.cat(
-            [
-                torch.zeros_like(self.slots, dtype=x.dtype).masked_fill(~past_ok, NEG_INF),
-                torch.zeros(1, dtype=x.dtype, device=x.device),
-            ]
-        ).unsqueeze(0)  # [1, K+1]
+        mask = torch.cat([torch.zeros_like(self.slots, dtype=x.dtype).masked_fill(~past_ok, NEG_INF),
+                          torch.zeros(1, dtype=x.dtype, device=x.device)]).unsqueeze(0)  # [1, K+1]
         # split(1) keeps each layer's slice 5-D: one Split per input in the graph, no Squeeze
         layers = zip(self.blocks, *(t.split(1, dim=0) for t in (past_k, past_v, mem_k, mem_v)))
         new_k, new_v = [], []
@@ -253,10 +234,8 @@ class TokenPolicy(nn.Module):
         super().__init__()
         c = ar_policy.cfg
         if tokenizer.num_tokens != c.num_tokens or tokenizer.codebook_size != c.codebook_size:
-            raise ValueError(
-                f"ar_policy.cfg: expected num_tokens={tokenizer.num_tokens}, codebook_size="
-                f"{tokenizer.codebook_size} (from the tokenizer), got {c.num_tokens}, {c.codebook_size}"
-            )
+            raise ValueError(f"ar_policy.cfg: expected num_tokens={tokenizer.num_tokens}, codebook_size="
+                             f"{tokenizer.codebook_size} (from the tokenizer), got {c.num_tokens}, {c.codebook_size}")
         if obs_normalizer.dim != c.obs_dim:
             raise ValueError(f"obs_normalizer.dim: expected obs_dim={c.obs_dim}, got {obs_normalizer.dim}")
         self.tokenizer = tokenizer.eval().requires_grad_(False)
@@ -271,18 +250,15 @@ class TokenPolicy(nn.Module):
     @torch.no_grad()
     def predict(self, obs_raw, max_tokens=None, temperature=1.0, top_k=10, seed=None):
         """obs_raw [B,T,obs_dim] or [T,obs_dim] -> raw actions [B,H,D] or [H,D]."""
-        obs = torch.as_tensor(
-            np.asarray(obs_raw) if not isinstance(obs_raw, torch.Tensor) else obs_raw, dtype=torch.float32
-        )
+        obs = torch.as_tensor(np.asarray(obs_raw) if not isinstance(obs_raw, torch.Tensor) else obs_raw,
+                              dtype=torch.float32)
         single = obs.ndim == 2
         if single:
             obs = obs.unsqueeze(0)
         c = self.policy.cfg
         if obs.ndim != 3 or tuple(obs.shape[1:]) != (c.n_obs_steps, c.obs_dim):
-            raise ValueError(
-                f"obs_raw: expected shape [B, {c.n_obs_steps}, {c.obs_dim}] or "
-                f"[{c.n_obs_steps}, {c.obs_dim}], got {list(obs.shape)}"
-            )
+            raise ValueError(f"obs_raw: expected shape [B, {c.n_obs_steps}, {c.obs_dim}] or "
+                             f"[{c.n_obs_steps}, {c.obs_dim}], got {list(obs.shape)}")
         if not torch.isfinite(obs).all():
             raise ValueError("obs_raw: expected finite values, got NaN/Inf")
         was = self.training
@@ -293,12 +269,8 @@ class TokenPolicy(nn.Module):
         return act[0] if single else act
 
     def checkpoint(self):
-        return {
-            "tokenizer": self.tokenizer.checkpoint(),
-            "policy_config": asdict(self.policy.cfg),
-            "policy_state": self.policy.state_dict(),
-            "obs_normalizer": self.obs_normalizer.to_dict(),
-        }
+        return {"tokenizer": self.tokenizer.checkpoint(), "policy_config": asdict(self.policy.cfg),
+                "policy_state": self.policy.state_dict(), "obs_normalizer": self.obs_normalizer.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, ck):

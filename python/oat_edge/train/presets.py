@@ -16,9 +16,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     "cpu": {},
     # The OAT paper's reference sizes: ~1.6 M encoder, ~4.2 M decoder, ~5 M AR policy.
     "paper": {
-        "OATConfig": dict(
-            enc_width=256, dec_width=256, enc_depth=2, dec_depth=4, dec_ff=1024, dropout=0.1, keep_k="pow2"
-        ),
+        "OATConfig": dict(enc_width=256, dec_width=256, enc_depth=2, dec_depth=4, dec_ff=1024,
+                          dropout=0.1, keep_k="pow2"),
         "TokenizerTrainConfig": dict(lr=5e-5, batch=256),
         "PolicyConfig": dict(width=256, n_action_steps=16),
         "PolicyTrainConfig": dict(lr=5e-5, batch=256, obs_lr_scale=0.2),  # obs encoder at 1e-5
@@ -40,13 +39,9 @@ def value(preset: str, cls, field: str):
 
 
 def add_preset_flag(parser) -> None:
-    parser.add_argument(
-        "--preset",
-        default="cpu",
-        choices=sorted(PRESETS),
-        help="model and training sizes: cpu (default, the CPU recipe) or paper "
-        "(the paper's reference sizes); explicit flags override it",
-    )
+    parser.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                        help="model and training sizes: cpu (default, the CPU recipe) or paper "
+                             "(the paper's reference sizes); explicit flags override it")
 
 
 def apply_preset(args, flags: dict) -> None:

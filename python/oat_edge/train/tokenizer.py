@@ -6,7 +6,6 @@ ids[:k] --FSQ lookup--> codes --(slots >= k := learned mask)--> decoder --> acti
 Nested dropout on the decoder input during training makes every prefix decodable and
 pushes coarse information into the first tokens; FSQ makes every id a valid code.
 """
-
 import math
 from dataclasses import asdict, dataclass
 
@@ -87,7 +86,6 @@ P_FULL = 0.25  # "uniform-full": share of samples that keep all K tokens
 @dataclass
 class OATConfig:
     """Tokenizer sizes. The defaults are the CPU recipe's (presets.py has the paper's)."""
-
     action_dim: int = 4
     horizon: int = 32
     num_tokens: int = 8
@@ -110,29 +108,17 @@ class OATConfig:
 
     def __post_init__(self):
         self.fsq_levels = tuple(int(l) for l in self.fsq_levels)
-        for name in (
-            "action_dim",
-            "horizon",
-            "num_tokens",
-            "enc_width",
-            "enc_depth",
-            "enc_heads",
-            "dec_width",
-            "dec_depth",
-            "dec_heads",
-            "dec_ff",
-        ):
+        for name in ("action_dim", "horizon", "num_tokens", "enc_width", "enc_depth", "enc_heads",
+                     "dec_width", "dec_depth", "dec_heads", "dec_ff"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"OATConfig.{name}: expected a positive int, got {v!r}")
         if self.enc_width % self.enc_heads:
             raise ValueError(
-                f"OATConfig.enc_width: expected a multiple of enc_heads={self.enc_heads}, got {self.enc_width}"
-            )
+                f"OATConfig.enc_width: expected a multiple of enc_heads={self.enc_heads}, got {self.enc_width}")
         if self.dec_width % self.dec_heads:
             raise ValueError(
-                f"OATConfig.dec_width: expected a multiple of dec_heads={self.dec_heads}, got {self.dec_width}"
-            )
+                f"OATConfig.dec_width: expected a multiple of dec_heads={self.dec_heads}, got {self.dec_width}")
         if self.keep_k not in KEEP_K:
             raise ValueError(f"OATConfig.keep_k: expected one of {KEEP_K}, got {self.keep_k!r}")
 
@@ -190,7 +176,8 @@ class OATEncoder(nn.Module):
         self.inp = nn.Linear(cfg.action_dim, w, bias=False)
         self.register_buffer("pos", sincos_1d(cfg.horizon, w), persistent=False)
         self.registers = nn.Parameter(torch.randn(cfg.num_tokens, w) * 0.02)
-        self.register_buffer("mask", register_mask(cfg.horizon, cfg.num_tokens, cfg.causal_registers), persistent=False)
+        self.register_buffer("mask", register_mask(cfg.horizon, cfg.num_tokens, cfg.causal_registers),
+                             persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(w, cfg.enc_heads, cfg.dropout) for _ in range(cfg.enc_depth))
         self.norm = nn.LayerNorm(w, bias=False)
@@ -205,7 +192,7 @@ class OATEncoder(nn.Module):
         x = self.drop(x)
         for blk in self.blocks:
             x = blk(x, self.mask)
-        return self.head(self.norm(x[:, self.horizon :]))  # [B, K, code_dim] pre-quantization
+        return self.head(self.norm(x[:, self.horizon:]))  # [B, K, code_dim] pre-quantization
 
 
 # ----------------------------------------------------------------------------------------------
@@ -250,9 +237,8 @@ class OATDecoder(nn.Module):
         self.register_buffer("queries", sincos_1d(cfg.horizon, w), persistent=False)
         self.register_buffer("self_mask", causal_mask(cfg.horizon), persistent=False)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(
-            DecoderBlock(w, cfg.dec_heads, cfg.dec_ff, cfg.dropout) for _ in range(cfg.dec_depth)
-        )
+        self.blocks = nn.ModuleList(DecoderBlock(w, cfg.dec_heads, cfg.dec_ff, cfg.dropout)
+                                    for _ in range(cfg.dec_depth))
         self.norm = nn.LayerNorm(w)
         self.head = nn.Linear(w, cfg.action_dim)
         nn.init.zeros_(self.head.weight)
@@ -290,7 +276,7 @@ class OATTokenizer(nn.Module):
         self.horizon = cfg.horizon
         self.action_dim = cfg.action_dim
         if cfg.keep_k == "pow2":
-            ks = [2**i for i in range(cfg.num_tokens.bit_length()) if 2**i <= cfg.num_tokens]
+            ks = [2 ** i for i in range(cfg.num_tokens.bit_length()) if 2 ** i <= cfg.num_tokens]
             ks = sorted(set(ks + [cfg.num_tokens]))
         else:
             ks = list(range(1, cfg.num_tokens + 1))
@@ -384,9 +370,8 @@ class OATTokenizer(nn.Module):
         if n > K:
             raise ValueError(f"ids: expected at most {K} tokens per row (num_tokens), got {n}")
         if ids.numel() and ((ids < 0).any() or (ids >= self.codebook_size).any()):
-            raise ValueError(
-                f"ids: expected values in [0, {self.codebook_size}), got min {int(ids.min())} max {int(ids.max())}"
-            )
+            raise ValueError(f"ids: expected values in [0, {self.codebook_size}), got min "
+                             f"{int(ids.min())} max {int(ids.max())}")
         dev = self.normalizer.scale.device
         full = torch.zeros(ids.shape[0], K, dtype=torch.int64, device=dev)
         full[:, :k] = ids[:, :k].to(dev)
@@ -395,12 +380,8 @@ class OATTokenizer(nn.Module):
 
     # -- persistence --------------------------------------------------------------------------
     def checkpoint(self):
-        return {
-            "kind": self.kind,
-            "config": asdict(self.cfg),
-            "state_dict": self.state_dict(),
-            "normalizer": self.normalizer.to_dict(),
-        }
+        return {"kind": self.kind, "config": asdict(self.cfg), "state_dict": self.state_dict(),
+                "normalizer": self.normalizer.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, ck):

@@ -34,7 +34,6 @@ class TokenizerTrainConfig(D.TrainConfig):
     """Tokenizer training defaults: the CPU recipe's (docs/DATA.md; presets.py has the paper's).
     The paper's 256-wide reference is ~6 M parameters and too slow for 30 minutes on 2 cores;
     the OATConfig defaults and these meet the reconstruction targets in that budget."""
-
     steps: int = 6000
     batch: int = 64
     lr: float = 2e-3
@@ -60,58 +59,33 @@ PRESET_FLAGS = {
 RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field, _) in PRESET_FLAGS.items()}
 
 
-def build_tokenizer(
-    variant: str,
-    action_dim: int,
-    horizon: int,
-    width: int,
-    enc_depth: int,
-    dec_depth: int,
-    heads: int,
-    ff: int,
-    dropout: float,
-    num_tokens: int = OATConfig.num_tokens,
-    fsq_levels=OATConfig.fsq_levels,
-    bins: int = 256,
-    keep_k: str = OATConfig.keep_k,
-):
+def build_tokenizer(variant: str, action_dim: int, horizon: int, width: int, enc_depth: int,
+                    dec_depth: int, heads: int, ff: int, dropout: float,
+                    num_tokens: int = OATConfig.num_tokens, fsq_levels=OATConfig.fsq_levels,
+                    bins: int = 256, keep_k: str = OATConfig.keep_k):
     if variant not in VARIANTS:
         raise ValueError(f"variant: expected one of {VARIANTS}, given {variant!r}")
     if variant == "bin":
         from oat_edge.train.bin_tokenizer import BinTokenizer
-
         return BinTokenizer(action_dim=action_dim, horizon=horizon, bins=bins)
     from oat_edge.train.tokenizer import OATTokenizer
-
-    cfg = OATConfig(
-        action_dim=action_dim,
-        horizon=horizon,
-        num_tokens=num_tokens,
-        fsq_levels=tuple(fsq_levels),
-        enc_width=width,
-        enc_depth=enc_depth,
-        enc_heads=heads,
-        dec_width=width,
-        dec_depth=dec_depth,
-        dec_heads=heads,
-        dec_ff=ff,
-        dropout=dropout,
-        keep_k=keep_k,
-        nested_dropout=(variant != "oatx"),
-        causal_registers=(variant != "oat-nocausal"),
-    )
+    cfg = OATConfig(action_dim=action_dim, horizon=horizon, num_tokens=num_tokens,
+                    fsq_levels=tuple(fsq_levels), enc_width=width, enc_depth=enc_depth,
+                    enc_heads=heads, dec_width=width, dec_depth=dec_depth, dec_heads=heads,
+                    dec_ff=ff, dropout=dropout,
+                    keep_k=keep_k,
+                    nested_dropout=(variant != "oatx"),
+                    causal_registers=(variant != "oat-nocausal"))
     return OATTokenizer(cfg)
 
 
 def load_tokenizer(path, map_location="cpu"):
     """Load any tokenizer checkpoint written by this script (OAT variants or Bin)."""
     from oat_edge.train.policy import tokenizer_from_checkpoint
-
     ck = load_checkpoint(path, map_location, what="tokenizer checkpoint")
     if not isinstance(ck, dict) or "kind" not in ck:
-        raise ValueError(
-            f"{path}: expected a tokenizer checkpoint (dict with 'kind'), given {type(ck).__name__} without 'kind'"
-        )
+        raise ValueError(f"{path}: expected a tokenizer checkpoint (dict with 'kind'), "
+                         f"given {type(ck).__name__} without 'kind'")
     return tokenizer_from_checkpoint(ck).eval()
 
 
@@ -124,7 +98,7 @@ def recon_mse_by_k(tok, actions_raw: torch.Tensor, ks=None, batch: int = 1024):
     sums = {k: [0.0, 0.0] for k in ks}
     n = 0
     for i in range(0, len(actions_raw), batch):
-        a = actions_raw[i : i + batch]
+        a = actions_raw[i:i + batch]
         ids = tok.tokenize(a)
         a_n = tok.normalizer.normalize(a)
         for k in ks:
@@ -144,14 +118,11 @@ def parse_args(argv=None):
     add_preset_flag(p)
     types = {"lr": float, "dropout": float, "keep_k": str}
     for dest, (cls, field, what) in PRESET_FLAGS.items():
-        p.add_argument(
-            "--" + dest.replace("_", "-"),
-            type=types.get(dest, int),
-            default=None,
-            choices=KEEP_K if dest == "keep_k" else None,
-            help=default_help(cls, field, what),
-        )
-    p.add_argument("--schedule", default=TokenizerTrainConfig.schedule, choices=("cosine", "constant"))
+        p.add_argument("--" + dest.replace("_", "-"), type=types.get(dest, int), default=None,
+                       choices=KEEP_K if dest == "keep_k" else None,
+                       help=default_help(cls, field, what))
+    p.add_argument("--schedule", default=TokenizerTrainConfig.schedule,
+                   choices=("cosine", "constant"))
     p.add_argument("--ff", type=int, default=None, help="decoder MLP width (default 4*width)")
     p.add_argument("--bins", type=int, default=256, help="bins per dimension (--variant bin)")
     p.add_argument("--n-obs-steps", type=int, default=DataConfig.n_obs_steps)
@@ -166,41 +137,23 @@ def main(argv=None):
     D.check_out(args)  # before loading data and training, not after
 
     d = D.setup(args.device)
-    data_cfg = DataConfig(
-        horizon=args.horizon,
-        n_obs_steps=args.n_obs_steps,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        min_episode_frames=args.min_episode_frames,
-    )
-    train, val, info = load_dataset(
-        source_of(args), data_cfg, args.obs_keys, args.action_key, filter_key=args.filter_key, actions_only=True
-    )
+    data_cfg = DataConfig(horizon=args.horizon, n_obs_steps=args.n_obs_steps,
+                          val_fraction=args.val_fraction, seed=args.seed,
+                          min_episode_frames=args.min_episode_frames)
+    train, val, info = load_dataset(source_of(args), data_cfg, args.obs_keys, args.action_key,
+                                    filter_key=args.filter_key, actions_only=True)
     torch.manual_seed(args.seed)  # same init on every rank (and broadcast anyway)
     ff = args.ff or 4 * args.width
-    tok = build_tokenizer(
-        args.variant,
-        info["action_dim"],
-        args.horizon,
-        args.width,
-        args.enc_depth,
-        args.dec_depth,
-        args.heads,
-        ff,
-        args.dropout,
-        num_tokens=args.num_tokens,
-        bins=args.bins,
-        keep_k=args.keep_k,
-    )
+    tok = build_tokenizer(args.variant, info["action_dim"], args.horizon, args.width,
+                          args.enc_depth, args.dec_depth, args.heads, ff, args.dropout,
+                          num_tokens=args.num_tokens, bins=args.bins, keep_k=args.keep_k)
     # the tokenizer owns its normalizer
-    tok.set_normalizer(normalizer_for(train.actions, info.get("stats_ranges", {}).get("action"), "action"))
+    tok.set_normalizer(normalizer_for(train.actions,
+                                      info.get("stats_ranges", {}).get("action"), "action"))
     os.makedirs(args.out, exist_ok=True)
-    run_info = {
-        "variant": args.variant,
-        "args": vars(args),
-        "data": {k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")},
-        "val_episodes": info["val_episodes"],
-    }
+    run_info = {"variant": args.variant, "args": vars(args), "data": {
+        k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")},
+        "val_episodes": info["val_episodes"]}
 
     n_params = sum(p.numel() for p in tok.parameters() if p.requires_grad)
     if args.variant == "bin" or n_params == 0:
@@ -212,20 +165,11 @@ def main(argv=None):
         D.teardown(d)
         return
 
-    cfg = TokenizerTrainConfig(
-        steps=args.steps,
-        batch=args.batch,
-        lr=args.lr,
-        warmup=args.warmup,
-        schedule=args.schedule,
-        ckpt_every=args.ckpt_every,
-        eval_every=args.eval_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        progress=not args.no_progress,
-    )
+    cfg = TokenizerTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr,
+                               warmup=args.warmup, schedule=args.schedule,
+                               ckpt_every=args.ckpt_every, eval_every=args.eval_every,
+                               log_every=args.log_every, seed=args.seed, device=args.device,
+                               threads=args.threads, progress=not args.no_progress)
     if d.world > 1:
         train = train.shard(d.rank, d.world)
     train_actions = train.actions.to(d.device)
@@ -245,7 +189,8 @@ def main(argv=None):
     run_info["params"] = n_params
     run_info["train_config"] = asdict(cfg)
     D.discard_stale_result(os.path.join(args.out, "tokenizer.pt"), d, args.resume)
-    ema = D.fit(tok, loss_fn, len(train), cfg, args.out, d, eval_fn=eval_fn, resume=args.resume, meta=run_info)
+    ema = D.fit(tok, loss_fn, len(train), cfg, args.out, d, eval_fn=eval_fn,
+                resume=args.resume, meta=run_info)
     if d.main:
         ema.model.cpu().save(os.path.join(args.out, "tokenizer.pt"))  # EMA weights
         write_json(os.path.join(args.out, "config.json"), run_info, indent=1)

@@ -24,29 +24,27 @@ POOLS = ("spatial_softmax", "avg")
 
 @dataclass
 class VisionConfig:
-    width: int = 16  # channels of the first stage; each later stage doubles them
+    width: int = 16                  # channels of the first stage; each later stage doubles them
     stage_blocks: tuple = (1, 1, 1)  # residual blocks per stage; stages after the first stride 2
     stem_kernel: int = 3
     stem_stride: int = 2
-    stem_pool: bool = False  # 3x3 stride-2 max-pool after the stem
-    group_size: int = 16  # channels per GroupNorm group (Diffusion Policy's choice)
-    pool: str = "spatial_softmax"  # or "avg"
-    num_keypoints: int = 32  # spatial softmax: keypoints, each an expected (x, y)
-    feature_dim: int = 64  # output features per image
+    stem_pool: bool = False          # 3x3 stride-2 max-pool after the stem
+    group_size: int = 16             # channels per GroupNorm group (Diffusion Policy's choice)
+    pool: str = "spatial_softmax"    # or "avg"
+    num_keypoints: int = 32          # spatial softmax: keypoints, each an expected (x, y)
+    feature_dim: int = 64            # output features per image
 
     def __post_init__(self):
         self.stage_blocks = tuple(self.stage_blocks)
-        for name in ("width", "stem_kernel", "stem_stride", "group_size", "num_keypoints", "feature_dim"):
+        for name in ("width", "stem_kernel", "stem_stride", "group_size", "num_keypoints",
+                     "feature_dim"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"VisionConfig.{name}: expected a positive int, got {v!r}")
         if not self.stage_blocks or not all(
-            isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in self.stage_blocks
-        ):
-            raise ValueError(
-                "VisionConfig.stage_blocks: expected a non-empty list of positive ints "
-                f"(blocks per stage), got {list(self.stage_blocks)!r}"
-            )
+                isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in self.stage_blocks):
+            raise ValueError("VisionConfig.stage_blocks: expected a non-empty list of positive ints "
+                             f"(blocks per stage), got {list(self.stage_blocks)!r}")
         if not isinstance(self.stem_pool, bool):
             raise ValueError(f"VisionConfig.stem_pool: expected a bool, got {self.stem_pool!r}")
         if self.pool not in POOLS:
@@ -55,9 +53,8 @@ class VisionConfig:
     @classmethod
     def resnet18(cls, **overrides) -> "VisionConfig":
         """ResNet-18's layout (torchvision's, with GroupNorm): the paper-size encoder."""
-        return cls(
-            **{**dict(width=64, stage_blocks=(2, 2, 2, 2), stem_kernel=7, stem_stride=2, stem_pool=True), **overrides}
-        )
+        return cls(**{**dict(width=64, stage_blocks=(2, 2, 2, 2), stem_kernel=7, stem_stride=2,
+                             stem_pool=True), **overrides})
 
     @property
     def channels(self) -> list[int]:
@@ -72,9 +69,8 @@ class VisionConfig:
     def from_dict(cls, d: dict) -> "VisionConfig":
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(
-                f"VisionConfig: unknown fields {unknown}; expected some of {sorted(cls.__dataclass_fields__)}"
-            )
+            raise ValueError(f"VisionConfig: unknown fields {unknown}; expected some of "
+                             f"{sorted(cls.__dataclass_fields__)}")
         return cls(**d)
 
 
@@ -96,7 +92,8 @@ class BasicBlock(nn.Module):
         self.norm2 = group_norm(c_out, group_size)
         self.down = None
         if stride != 1 or c_in != c_out:
-            self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), group_norm(c_out, group_size))
+            self.down = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                      group_norm(c_out, group_size))
 
     def forward(self, x):
         y = F.relu(self.norm1(self.conv1(x)))
@@ -112,8 +109,10 @@ class SpatialSoftmax(nn.Module):
         super().__init__()
         self.keypoints = nn.Conv2d(channels, num_keypoints, 1)
         self.num_keypoints, self.positions = num_keypoints, height * width
-        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
-        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], 1), persistent=False)  # [h*w, 2]
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width),
+                                indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], 1),
+                             persistent=False)  # [h*w, 2]
 
     def forward(self, x):
         att = F.softmax(self.keypoints(x).reshape(-1, self.num_keypoints, self.positions), dim=-1)
@@ -133,11 +132,13 @@ class ImagePreprocess(nn.Module):
         self.height, self.width = int(height), int(width)
         self.crop = (int(crop[0]), int(crop[1]))
         if not (1 <= self.crop[0] <= self.height and 1 <= self.crop[1] <= self.width):
-            raise ValueError(f"crop: expected 1..[{self.height}, {self.width}] (the frame size), got {list(self.crop)}")
+            raise ValueError(f"crop: expected 1..[{self.height}, {self.width}] (the frame size), "
+                             f"got {list(self.crop)}")
         mean = torch.as_tensor(mean, dtype=torch.float32)
         std = torch.as_tensor(std, dtype=torch.float32)
         if mean.shape != (3,) or std.shape != (3,) or not bool((std > 0).all()):
-            raise ValueError(f"mean/std: expected 3 values each, std > 0, got {mean.tolist()} / {std.tolist()}")
+            raise ValueError(f"mean/std: expected 3 values each, std > 0, got {mean.tolist()} / "
+                             f"{std.tolist()}")
         # (u8 / 255 - mean) / std folded into one multiply-add
         self.register_buffer("gain", 1.0 / (255.0 * std))
         self.register_buffer("bias", -mean / std)
@@ -153,14 +154,14 @@ class ImagePreprocess(nn.Module):
             dy = torch.randint(0, self.height - ch + 1, (n,), generator=generator)
             dx = torch.randint(0, self.width - cw + 1, (n,), generator=generator)
             dy, dx = dy.to(frames.device), dx.to(frames.device)
-            r = (dy[:, None] + self.rows)[:, None, :, None]  # [n, 1, ch, 1]
-            c = (dx[:, None] + self.cols)[:, None, None, :]  # [n, 1, 1, cw]
+            r = (dy[:, None] + self.rows)[:, None, :, None]   # [n, 1, ch, 1]
+            c = (dx[:, None] + self.cols)[:, None, None, :]   # [n, 1, 1, cw]
             s = torch.arange(t, device=frames.device)[None, :, None, None]
             b = torch.arange(n, device=frames.device)[:, None, None, None]
-            x = frames[b, s, r, c]  # [n, t, ch, cw, 3]
+            x = frames[b, s, r, c]                              # [n, t, ch, cw, 3]
         else:
             y0, x0 = (self.height - ch) // 2, (self.width - cw) // 2
-            x = frames[:, :, y0 : y0 + ch, x0 : x0 + cw]
+            x = frames[:, :, y0:y0 + ch, x0:x0 + cw]
         x = x.reshape(n * t, ch, cw, 3).to(torch.float32) * self.gain + self.bias
         return x.permute(0, 3, 1, 2)
 
@@ -172,11 +173,8 @@ class ImageEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         c0 = cfg.channels[0]
-        stem = [
-            nn.Conv2d(3, c0, cfg.stem_kernel, cfg.stem_stride, cfg.stem_kernel // 2, bias=False),
-            group_norm(c0, cfg.group_size),
-            nn.ReLU(),
-        ]
+        stem = [nn.Conv2d(3, c0, cfg.stem_kernel, cfg.stem_stride, cfg.stem_kernel // 2, bias=False),
+                group_norm(c0, cfg.group_size), nn.ReLU()]
         if cfg.stem_pool:
             stem.append(nn.MaxPool2d(3, 2, 1))
         self.stem = nn.Sequential(*stem)
