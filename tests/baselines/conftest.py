@@ -1,4 +1,5 @@
 """Tiny baseline policies of every class, exported by the real exporter (shared by the tests)."""
+import motions  # tests/fixtures/motions.py (on the path through tests/conftest.py)
 import numpy as np
 import pytest
 
@@ -10,12 +11,7 @@ H, D, OBS, T = 8, 3, 5, 2
 
 def smooth_chunks(n=200, seed=0):
     """Low-frequency random motions [n, H, D] in raw units (not already normalized)."""
-    rng = np.random.default_rng(seed)
-    t = (np.arange(H) + 0.5) / H
-    amp = rng.normal(size=(n, 3, D)) * np.array([0.6, 0.3, 0.1])[None, :, None]
-    phase = rng.uniform(0, np.pi, size=(n, 3, D))
-    a = sum(amp[:, k, None, :] * np.cos(np.pi * k * t[None, :, None] + phase[:, k, None, :]) for k in range(3))
-    return torch.tensor(np.clip(a, -1, 1) * 2 + 0.5, dtype=torch.float32)
+    return motions.smooth_chunks(n, H, D, seed)
 
 
 def _randomize(module, std=0.3):
