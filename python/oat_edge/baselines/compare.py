@@ -36,6 +36,8 @@ from multiprocessing import get_context
 
 import numpy as np
 
+from .compare_report import markdown, pareto_plot  # noqa: F401  (re-exported for callers)
+
 # ----------------------------------------------------------------------------------- rows
 
 def parse_entry(text: str) -> dict:
@@ -240,76 +242,6 @@ def held_out_observations(demos: str, n: int, seed: int = 0) -> np.ndarray:
 
 # --------------------------------------------------------------------------------- output
 
-def _fmt_pct(x):
-    return "–" if x is None else f"{100 * x:.0f}%"
-
-
-def markdown(res: dict) -> str:
-    tasks, ev, lat = res["tasks"], res["eval"], res["latency"]
-    head = ("| policy | tokens / act | " + " | ".join(tasks) + " | **mean success** | act p50 / p99 ms "
-            "| act() errors per episode (episodes with ≥ 1) |\n")
-    head += "|---" * (len(tasks) + 5) + "|\n"
-    lines = []
-    for r in res["rows"]:
-        lab = r["label"]
-        e, l = ev.get(lab), lat.get(lab)
-        tok = (l or {}).get("tokens_per_act") or (e or {}).get("tokens_per_act")
-        if r["spec"].startswith("ddim"):
-            tok_s = f"{r['spec'][4:]} denoiser runs"
-        else:
-            tok_s = "–" if tok is None else f"{tok:.1f}"
-        cells = [_fmt_pct(e["success"].get(t)) if e else "–" for t in tasks]
-        mean = f"**{100 * e['mean_success']:.1f}%**" if e else "–"
-        lat_s = f"{l['p50_ms']:.2f} / {l['p99_ms']:.2f}" if l else "–"
-        err = f"{e['errors_per_episode']:.2f} ({100 * e['episodes_with_errors']:.0f}%)" if e else "–"
-        lines.append(f"| {lab} | {tok_s} | " + " | ".join(cells) + f" | {mean} | {lat_s} | {err} |\n")
-    for lab, l in lat.items():
-        if lab not in ev and all(lab != r["label"] for r in res["rows"]):
-            tok = "–" if l["tokens_per_act"] is None else f"{l['tokens_per_act']:.1f}"
-            lines.append(f"| {lab} | {tok} | " + " | ".join("" for _ in tasks)
-                         + f" | | {l['p50_ms']:.2f} / {l['p99_ms']:.2f} | |\n")
-    note = (f"\n{res['episodes']} episodes per task and row (seed {res['seed']}, {res['hz']:g} Hz virtual clock, "
-            f"inference latency measured for real). Latency: batch 1, one ORT thread, {res['rounds']} interleaved "
-            f"rounds on held-out demo observations.\n")
-    return head + "".join(lines) + note
-
-
-def pareto_plot(res: dict, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    pts = []
-    for r in res["rows"]:
-        e, l = res["eval"].get(r["label"]), res["latency"].get(r["label"])
-        if not e or not l:
-            continue
-        pts.append((l["p50_ms"], 100 * e["mean_success"]))
-        color = "C0" if is_oat_bundle(r["path"]) and r["name"] == res["rows"][0]["name"] else "C1"
-        ax.plot([l["p50_ms"], l["p99_ms"]], [pts[-1][1]] * 2, "-", color=color, alpha=0.4, lw=2)
-        ax.plot(l["p50_ms"], pts[-1][1], "o", color=color)
-        ax.annotate(r["label"], (l["p50_ms"], pts[-1][1]), textcoords="offset points",
-                    xytext=(5, 4 if len(pts) % 2 else -11), fontsize=7)  # alternate: neighbours overlap
-    front, best = [], -1.0
-    for x, y in sorted(pts):
-        if y > best:
-            front.append((x, y))
-            best = y
-    if front:
-        ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="gray", ls="--", lw=1,
-                label="Pareto front (p50)")
-    ax.set(xscale="log", xlabel="act() latency, ms (dot p50, bar to p99; batch 1, 1 thread)",
-           ylabel="mean closed-loop success %", ylim=(-2, 102), title="Success vs latency (Meta-World, 3 tasks)")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    from oat_edge.atomic import atomic_path
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-
-
-# ----------------------------------------------------------------------------------- main
-
 def build_rows(entries) -> list[dict]:
     rows = []
     for e in entries:
@@ -327,7 +259,7 @@ def best_k(summary: dict, rows: list[dict]) -> str:
     return max(cand)[2]  # highest success; ties: the fewer tokens
 
 
-def main(argv=None) -> int:
+def _parser():
     p = argparse.ArgumentParser(prog="oat-edge compare", description=__doc__.split("\n\n")[0])
     p.add_argument("--entry", action="append", required=True, metavar="NAME=BUNDLE[@SETTING,...]",
                    help="a policy to compare; the first is the reference (OAT)")
@@ -346,6 +278,36 @@ def main(argv=None) -> int:
     p.add_argument("--reuse", action="store_true",
                    help="take closed-loop results of rows already in OUT/shards.json (same bundle, spec, "
                         "episodes, seed, rate) instead of running them again")
+    return p
+
+
+def _with_best_k(rows, first, shards, tasks, log):
+    """Rows whose spec is 'best' take the k at which the reference succeeded most (its label
+    changes with it); a row that then repeats another is dropped. Returns (rows, best k)."""
+    best = best_k(summarize_eval(first, shards, tasks), rows)
+    log(f"the reference succeeds most at k={best}")
+    rows = [dict(r, spec=best, label=row_label(r["name"], best)) if r["spec"] == "best" else r for r in rows]
+    seen, uniq = set(), []  # 'best' may equal a k already listed for that entry
+    for r in rows:
+        if r["label"] not in seen:
+            seen.add(r["label"])
+            uniq.append(r)
+    return uniq, best
+
+
+def _latency_rows(rows):
+    """Every row, plus the reference's largest k run through the baselines' Python ORT loop, so
+    the comparison of loops is like for like."""
+    bench_rows = list(rows)
+    ref_rows = [r for r in rows if r["name"] == rows[0]["name"] and r["spec"].isdigit()]
+    if is_oat_bundle(rows[0]["path"]) and ref_rows:
+        top = max(ref_rows, key=lambda r: int(r["spec"]))
+        bench_rows.append(dict(top, label=f"{top['label']} (Python ORT loop)", python_loop=True))
+    return bench_rows
+
+
+def main(argv=None) -> int:
+    p = _parser()
     a = p.parse_args(argv)
     try:
         entries = [parse_entry(e) for e in a.entry]
@@ -386,24 +348,12 @@ def main(argv=None) -> int:
     shards = run(first)
     best = None
     if any(r["spec"] == "best" for r in rows):
-        best = best_k(summarize_eval(first, shards, tasks), rows)
-        log(f"the reference succeeds most at k={best}")
-        rows = [dict(r, spec=best, label=row_label(r["name"], best)) if r["spec"] == "best" else r for r in rows]
-        seen, uniq = set(), []  # 'best' may equal a k already listed for that entry
-        for r in rows:
-            if r["label"] not in seen:
-                seen.add(r["label"])
-                uniq.append(r)
-        rows = uniq
+        rows, best = _with_best_k(rows, first, shards, tasks, log)
         done = {s["label"] for s in shards}
         shards += run([r for r in rows if r["label"] not in done])
     summary = summarize_eval(rows, shards, tasks)
     obs = held_out_observations(a.demos, 64, a.seed)
-    bench_rows = list(rows)
-    ref_rows = [r for r in rows if r["name"] == rows[0]["name"] and r["spec"].isdigit()]
-    if is_oat_bundle(rows[0]["path"]) and ref_rows:  # like-for-like: OAT through the baselines' loop
-        top = max(ref_rows, key=lambda r: int(r["spec"]))
-        bench_rows.append(dict(top, label=f"{top['label']} (Python ORT loop)", python_loop=True))
+    bench_rows = _latency_rows(rows)
     log(f"latency: {len(bench_rows)} rows interleaved, {a.rounds} rounds")
     latency = bench_latency(bench_rows, obs, a.rounds, a.seed, log)
     res = {"tasks": tasks, "episodes": a.episodes, "seed": a.seed, "hz": a.hz, "rounds": a.rounds,

@@ -297,25 +297,11 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
     Writes out_dir/ckpt.pt (model, EMA, optimizer, step, RNG) and out_dir/metrics.jsonl.
     Ctrl-C saves a checkpoint of the steps taken, so that --resume continues from there.
     """
-    if n_train < 1:
-        raise ValueError("n_train: expected >= 1 training sample, given 0 (empty dataset)")
-    if cfg.batch % d.world:
-        raise ValueError(f"batch: expected a multiple of the world size {d.world}, "
-                         f"given {cfg.batch}")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    os.makedirs(out_dir, exist_ok=True)
-    ckpt_path = os.path.join(out_dir, "ckpt.pt")
-    metrics_path = os.path.join(out_dir, "metrics.jsonl")
+    ckpt_path, metrics_path = _prepare_run(n_train, cfg, out_dir, d)
 
     model.to(d.device)
     broadcast_model(model, d)
-    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
-    for g in groups:
-        g.setdefault("lr_scale", 1.0)
-    params = [p for g in groups for p in g["params"]]
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95),
-                            weight_decay=cfg.weight_decay)
+    opt, params = _optimizer(model, param_groups, cfg)
     ema = EMA(model, EMAConfig())
     torch.manual_seed(cfg.seed + d.rank)
     start = _restore(ckpt_path, model, ema, opt, cfg, d) if resume else 0
@@ -360,9 +346,33 @@ def fit(model, loss_fn, n_train: int, cfg: TrainConfig, out_dir: str, d: Dist, *
     if d.world > 1:
         check_in_sync(model, d)
     if d.main and cfg.steps > start:
-        elapsed = time.time() - t0
-        print(f"{out_dir}: {cfg.steps - start} steps in {elapsed:.1f} s "
-              f"({(cfg.steps - start) / elapsed:.2f} steps/s), final loss {last:.5f}, "
-              f"world size {d.world}" + (", ranks in sync" if d.world > 1 else ""))
+        _report_done(out_dir, cfg.steps - start, time.time() - t0, last, d.world)
     ema.model.to(d.device)
     return ema
+
+
+def _prepare_run(n_train: int, cfg: TrainConfig, out_dir: str, d: Dist):
+    """Checks that need the world size, the thread count, and the run's checkpoint/metrics paths."""
+    if n_train < 1:
+        raise ValueError("n_train: expected >= 1 training sample, given 0 (empty dataset)")
+    if cfg.batch % d.world:
+        raise ValueError(f"batch: expected a multiple of the world size {d.world}, given {cfg.batch}")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    os.makedirs(out_dir, exist_ok=True)
+    return os.path.join(out_dir, "ckpt.pt"), os.path.join(out_dir, "metrics.jsonl")
+
+
+def _optimizer(model, param_groups, cfg: TrainConfig):
+    """AdamW over the given groups (each with an lr_scale, default 1) or every trainable weight."""
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    for g in groups:
+        g.setdefault("lr_scale", 1.0)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    return opt, params
+
+
+def _report_done(out_dir, steps, elapsed, last_loss, world):
+    print(f"{out_dir}: {steps} steps in {elapsed:.1f} s ({steps / elapsed:.2f} steps/s), "
+          f"final loss {last_loss:.5f}, world size {world}" + (", ranks in sync" if world > 1 else ""))
