@@ -30,7 +30,8 @@ CXX_SOURCES = $(shell git ls-files '*.cpp' '*.h' '*.c')
 ## `make format` applies their fixes
 lint:
 	.venv/bin/ruff check .
-	.venv/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
+	@echo "clang-format --dry-run --Werror ($(words $(CXX_SOURCES)) C/C++ files)"
+	@.venv/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
 
 format:
 	.venv/bin/ruff check --fix .
