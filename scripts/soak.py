@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import sys
 import time
@@ -128,8 +127,9 @@ def main(argv=None) -> int:
         ap.error("--calls and --every must be >= 1, --warmup >= 0")
     res = soak(a.bundle or tiny_bundle(), a.calls, a.warmup, a.every, a.threads)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+        from oat_edge.atomic import write_json
+
+        write_json(a.json, res, indent=1)
     ok = res["growth_mb"] <= a.max_growth_mb
     print(
         f"soak: {res['calls']} act calls after {res['warmup']} warm-up, {res['ms_per_call']:.3f} ms/call; "

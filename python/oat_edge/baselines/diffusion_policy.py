@@ -16,7 +16,6 @@ x0 clipped to [-1, 1]: Diffusion Policy's settings). Inference: DDIM with any nu
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -26,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from oat_edge.atomic import write_json
 from oat_edge.baselines.train_flags import add_policy_flags
 from oat_edge.train import distributed as D
 from oat_edge.train.checkpoint import load_checkpoint, save_checkpoint
@@ -242,8 +242,7 @@ def main(argv=None):
         ck = DiffusionChunkPolicy(ema.model.cpu(), obs_norm, act_norm).checkpoint()
         ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
         save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(run_info, f, indent=1)
+        write_json(os.path.join(args.out, "config.json"), run_info, indent=1)
         print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, EMA weights)")
     D.teardown(d)
 

@@ -16,7 +16,6 @@ safe action instead of executing the tokenizer's all-zero fallback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 from dataclasses import asdict
@@ -27,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from oat_edge import sampling
+from oat_edge.atomic import write_json
 from oat_edge.baselines.train_flags import add_policy_flags
 from oat_edge.train import distributed as D
 from oat_edge.train.checkpoint import load_checkpoint, save_checkpoint
@@ -204,8 +204,7 @@ def main(argv=None):
         ck = FASTPolicy(tok, ema.model.cpu(), obs_norm).checkpoint()
         ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
         save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
-        with open(os.path.join(args.out, "config.json"), "w") as f:
-            json.dump(run_info, f, indent=1)
+        write_json(os.path.join(args.out, "config.json"), run_info, indent=1)
         print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, {cut} of {len(lengths)} "
               f"training chunks longer than {tok.max_tokens} tokens)")
     D.teardown(d)

@@ -20,6 +20,7 @@ import sys
 import torch
 import torch.nn as nn
 
+from oat_edge.atomic import write_json
 from oat_edge.train import distributed as D
 from oat_edge.train.dataset import DataConfig, load_dataset
 from oat_edge.train.normalizer import Normalizer
@@ -84,9 +85,7 @@ def train(args) -> dict:
         res = {"like": args.like, "modules_replaced": replaced, "steps": a["steps"], "seed": a["seed"],
                "val_chunks": len(val),
                "mse_norm_by_k": {q: {str(k): v[0] for k, v in m.items()} for q, m in runs.items()}}
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "qk_norm.json"), "w") as f:
-            json.dump(res, f, indent=1)
+        write_json(os.path.join(args.out, "qk_norm.json"), res, indent=1)
         for q, m in runs.items():
             print(f"{q}: held-out MSE k=1 {m[1][0]:.4f} k=8 {m[max(m)][0]:.4f}")
     D.teardown(d)

@@ -25,6 +25,7 @@ import shutil
 
 import numpy as np
 
+from oat_edge.atomic import write_json
 from oat_edge.data.errors import DatasetError
 from oat_edge.data.stats import feature_stats, image_stats
 from oat_edge.data.video import encode_video
@@ -133,7 +134,7 @@ def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type,
                     ends, spans)
 
     _write_table(pq, _tasks_table(pa, tasks), os.path.join(root, "meta", "tasks.parquet"))
-    _write_json(os.path.join(root, "meta", "stats.json"), stats)
+    write_json(os.path.join(root, "meta", "stats.json"), stats, indent=4)
     info = {"codebase_version": CODEBASE_VERSION, "robot_type": robot_type,
             "total_episodes": n_eps, "total_frames": int(ends[-1]), "total_tasks": len(tasks),
             "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_MB,
@@ -141,7 +142,7 @@ def _write_all(pa, pq, root, fps, episodes, numeric, cameras, tasks, robot_type,
             "fps": int(fps) if float(fps).is_integer() else float(fps),
             "splits": {"train": f"0:{n_eps}"}, "data_path": DATA_PATH,
             "video_path": VIDEO_PATH if cameras else None, "features": features}
-    _write_json(os.path.join(root, "meta", "info.json"), info)
+    write_json(os.path.join(root, "meta", "info.json"), info, indent=4)
     return info
 
 
@@ -235,11 +236,3 @@ def _tasks_table(pa, tasks):
     t = pa.table({"task_index": pa.array(np.arange(len(tasks), dtype=np.int64)),
                   "__index_level_0__": pa.array(tasks, pa.string())})
     return t.replace_schema_metadata({b"pandas": json.dumps(pandas_meta).encode()})
-
-
-def _write_json(path, obj):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=4)
-    os.replace(tmp, path)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from oat_edge.atomic import atomic_path, check_output_file
+from oat_edge.atomic import atomic_path, check_output_file, write_json
 
 OBS_DIM = 39
 ACTION_DIM = 4
@@ -314,8 +314,6 @@ def control_hz(task: str) -> float:
 
 def save_lerobot(demos: Demos, out_dir, frames=None, camera=None, overwrite=False) -> None:
     """Demos (+ per-episode camera frames) -> LeRobot v3.0 dataset at `out_dir` (atomic)."""
-    import json as _json
-
     from oat_edge.data.lerobot_writer import write_lerobot
 
     _validate(demos.obs, demos.actions, demos.episode_ends, demos.episode_task,
@@ -332,9 +330,7 @@ def save_lerobot(demos: Demos, out_dir, frames=None, camera=None, overwrite=Fals
                   overwrite=overwrite, feature_names=names)
     # how the demos were made, beside LeRobot's own metadata (readers ignore unknown files)
     meta_path = os.path.join(str(out_dir), "meta", "oat_edge_demos.json")
-    with open(meta_path + ".tmp", "w") as f:
-        _json.dump(demos.meta, f, indent=1)
-    os.replace(meta_path + ".tmp", meta_path)
+    write_json(meta_path, demos.meta, indent=1)
 
 
 def _validate(obs, actions, ends, ep_task, task_names, where):
