@@ -106,8 +106,6 @@ SessionFactory::SessionFactory(const RuntimeOptions& opt, const std::string& bun
       dir_(bundle_dir),
       provider_(provider_for_device(opt.device)),
       available_(Ort::GetAvailableProviders()) {
-  if (opt_.intra_op_threads < 0)
-    throw InputError("intra_op_threads: expected >= 0 (0 = ORT default), got " + std::to_string(opt_.intra_op_threads));
   if (std::find(available_.begin(), available_.end(), provider_) == available_.end())
     fall_back_or_throw(provider_ + " is not in this ONNX Runtime build");
 }
