@@ -6,10 +6,10 @@ come from the `graphs` table of bundle_schema.json, resolved with the manifest's
 import os
 
 from .errors import BundleError
-from .manifest import MANIFEST_KEY, SCHEMA, dims, graph_files, parse, validate
+from .manifest import MANIFEST_KEY, SCHEMA, dims, graph_files, graph_inputs, io_names, parse, validate
 
 _ELEM = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(float16)": "float16",
-         "tensor(double)": "float64", "tensor(int32)": "int32"}
+         "tensor(double)": "float64", "tensor(int32)": "int32", "tensor(uint8)": "uint8"}
 
 
 def _fmt(shape):
@@ -35,9 +35,9 @@ def open_graph(bundle_dir, name):
 def check_graph(graph_name, session, d):
     """One graph (an ORT session) against the schema's table for it and the manifest `d`.
     Returns {tensor name: shape} as the graph declares it (-1 for dynamic dims)."""
-    spec, n = SCHEMA["graphs"][graph_name], dims(d)
+    spec, n = {"inputs": graph_inputs(d, graph_name), "outputs": SCHEMA["graphs"][graph_name]["outputs"]}, dims(d)
     got = {"inputs": {a.name: a for a in session.get_inputs()}, "outputs": {a.name: a for a in session.get_outputs()}}
-    want_names = {side: [t[0] for t in spec[side]] for side in ("inputs", "outputs")}
+    want_names = {side: io_names(d, graph_name, side) for side in ("inputs", "outputs")}
     if any(sorted(got[s]) != sorted(want_names[s]) for s in ("inputs", "outputs")):
         raise BundleError(f"{graph_name} graph I/O is [{', '.join(got['inputs'])}] -> [{', '.join(got['outputs'])}], "
                           f"the bundle contract says [{', '.join(want_names['inputs'])}] -> "
@@ -51,8 +51,8 @@ def check_graph(graph_name, session, d):
                 raise BundleError(f"{what} is not a tensor; re-export the bundle")
             g_elem = _ELEM.get(arg.type, arg.type)
             if g_elem != elem:
-                raise BundleError(f"{what} has element type {g_elem}, expected {elem} (graph I/O stays "
-                                  "float32/int64 even for fp16/int8 weights); re-export the bundle")
+                raise BundleError(f"{what} has element type {g_elem}, expected {elem} (graph I/O keeps the "
+                                  "contract's types even for fp16/int8 weights); re-export the bundle")
             g_shape = [x if isinstance(x, int) and x > 0 else -1 for x in (arg.shape or [])]
             want = [x if isinstance(x, int) else (0 if x == "B" else n[x]) for x in dim_names]
             if len(g_shape) != len(want) or any(w > 0 and g > 0 and w != g for w, g in zip(want, g_shape)):
@@ -84,9 +84,44 @@ def load_checked(bundle_dir, entry):
         if role != "step":
             sessions[role] = open_graph(bundle_dir, name)
     shapes = {role: check_graph(role, s, d) for role, s in sessions.items()}
+    for role, s in sessions.items():
+        check_graph_metadata(role, d["files"][role], s, d)
     batch = shapes["step"]["past_k"][1]  # > 0 when exported with a fixed batch, which it then requires
     dry_run(sessions, d, max(batch, 1))
     return d
+
+
+def check_graph_metadata(graph_name, file_name, session, d):
+    """The schema's `graph_metadata` (the FSQ levels the graph was exported with) against the manifest:
+    a graph from another tokenizer than the manifest describes is refused, as the C++ loader does."""
+    import json
+
+    rule = SCHEMA["graph_metadata"]
+    if graph_name not in rule["graphs"]:
+        return
+    key, want = rule["key"], d
+    for part in rule["equals"].split("."):
+        want = want[part]
+    what = f"{graph_name} graph '{file_name}'"
+    try:
+        props = session.get_modelmeta().custom_metadata_map
+    except UnicodeDecodeError:
+        props = {key: None}
+    if key not in props:
+        if rule["required"]:
+            raise BundleError(f"{what} has no '{key}' metadata: re-export with this oat_edge, or stamp it with "
+                              "`python -m oat_export.stamp BUNDLE`")
+        return
+    try:
+        got = json.loads(props[key])
+    except (TypeError, ValueError):
+        got = None
+    if not (isinstance(got, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in got)):
+        raise BundleError(f"{what} metadata '{key}' is {str(props[key])[:80]!r}, expected a JSON list of integers; "
+                          "re-export the bundle")
+    if got != want:
+        raise BundleError(f"{what} was exported with FSQ levels {got} ('{key}'), the manifest's {rule['equals']} is "
+                          f"{want}: the graphs and the manifest come from different tokenizers; re-export the bundle")
 
 
 def _run(session, graph, feeds):
@@ -97,15 +132,34 @@ def _run(session, graph, feeds):
                           "the manifest; re-export the bundle.") from None
 
 
+def zero_observation(d, batch):
+    """The prefill feeds of the observation that normalizes to 0 (state bundles: zeros, the host
+    normalizes; named inputs: the state at -offset / scale, black camera frames), as Policy() warms up."""
+    import numpy as np
+
+    S = d["policy"]["n_obs_steps"]
+    if "observation" not in d:
+        return {"obs": np.zeros((batch, S, d["policy"]["obs_dim"]), np.float32)}
+    feeds = {}
+    for i in d["observation"]["inputs"]:
+        if i["dtype"] == "float32":
+            n = i["normalize"]
+            row = -np.float32(n["offset"]) / np.float32(n["scale"])
+            feeds[i["name"]] = np.broadcast_to(row, (batch, S, *i["shape"])).astype(np.float32)
+        else:
+            feeds[i["name"]] = np.zeros((batch, S, *i["shape"]), np.uint8)
+    return feeds
+
+
 def dry_run(sessions, d, batch=1):
     """One greedy act on the observation that normalizes to 0, as Policy() warms itself up: a bundle
     whose graphs load but cannot run, or produce a non-finite logit or action, is rejected here too."""
     import numpy as np
 
     n = dims(d)
-    B, L, H, K, Dh, S = batch, n["L"], n["H"], n["K"], n["Dh"], n["S"]
+    B, L, H, K, Dh = batch, n["L"], n["H"], n["K"], n["Dh"]
     step, out_names = sessions["step"], [o.name for o in sessions["step"].get_outputs()]
-    mem_k, mem_v = _run(sessions["prefill"], "prefill", {"obs": np.zeros((B, S, n["obs_dim"]), np.float32)})
+    mem_k, mem_v = _run(sessions["prefill"], "prefill", zero_observation(d, B))
     past_k, past_v = (np.zeros((L, B, H, K, Dh), np.float32) for _ in range(2))
     cb = d["tokenizer"]["codebook_size"]
     ids, token = np.zeros((B, K), np.int64), np.full(B, d["policy"]["bos_id"], np.int64)

@@ -41,8 +41,11 @@ def build_manifest(*, kind, num_tokens, fsq_levels, horizon, action_dim,
                    n_layers, n_heads, head_dim, n_obs_steps, obs_dim, n_action_steps,
                    obs_scale, obs_offset, action_scale, action_offset, action_low, action_high,
                    has_encoder=True, temperature=1.0, top_k=10, precision="fp32",
-                   tasks=(), obs_layout="", control_hz=None):
-    """Assemble a manifest dict from plain numbers/lists and validate it (no file check)."""
+                   tasks=(), obs_layout="", control_hz=None, observation=None):
+    """Assemble a manifest dict from plain numbers/lists and validate it (no file check).
+
+    observation: a named-input bundle's spec (`ObservationSpec.to_dict()`); its prefill graph takes one
+    input per entry and normalizes them itself, so obs_scale/obs_offset must then be None."""
     levels = [int(l) for l in fsq_levels]
     cb = math.prod(levels)
     fl = lambda v: [float(x) for x in v]  # noqa: E731  (numpy / torch lists -> JSON floats)
@@ -53,8 +56,7 @@ def build_manifest(*, kind, num_tokens, fsq_levels, horizon, action_dim,
         "policy": {"vocab_size": cb + 1, "bos_id": cb, "n_layers": int(n_layers), "n_heads": int(n_heads),
                    "head_dim": int(head_dim), "n_obs_steps": int(n_obs_steps), "obs_dim": int(obs_dim),
                    "n_action_steps": int(n_action_steps)},
-        "normalization": {"obs_scale": fl(obs_scale), "obs_offset": fl(obs_offset),
-                          "action_scale": fl(action_scale), "action_offset": fl(action_offset),
+        "normalization": {"action_scale": fl(action_scale), "action_offset": fl(action_offset),
                           "action_low": fl(action_low), "action_high": fl(action_high)},
         "files": {k: v for k, v in FILES.items() if has_encoder or k != "encoder"},
         "io": {k: {"inputs": list(v["inputs"]), "outputs": list(v["outputs"])}
@@ -66,6 +68,16 @@ def build_manifest(*, kind, num_tokens, fsq_levels, horizon, action_dim,
     }
     if control_hz is not None:  # the rate the training data was recorded at (dataset fps)
         d["control_hz"] = float(control_hz)
+    if observation is None:
+        d["normalization"].update(obs_scale=fl(obs_scale), obs_offset=fl(obs_offset))
+    else:
+        if obs_scale is not None or obs_offset is not None:
+            raise ValueError("build_manifest: a bundle with an observation spec normalizes inside its prefill "
+                             "graph; pass obs_scale=None and obs_offset=None")
+        d["observation"] = observation
+        inputs = observation.get("inputs") if isinstance(observation, dict) else None
+        names = [i.get("name") for i in inputs if isinstance(i, dict)] if isinstance(inputs, list) else []
+        d["io"]["prefill"]["inputs"] = names  # a malformed spec is named by validate() below
     return validate(d)
 
 
@@ -295,22 +307,136 @@ def _check_string_list(d, path, v, rule):
         seen.add(x)
 
 
+def graph_inputs(d, graph):
+    """[(name, dtype, dims)] of a graph's inputs for a validated manifest: the schema's table, or for a
+    graph with `named_inputs` in a manifest that has that block, one input per spec entry (spec order)
+    shaped [B, S, *shape]."""
+    spec = SCHEMA["graphs"][graph]
+    named = spec.get("named_inputs")
+    block = d.get(named) if named else None
+    if block is None:
+        return [tuple(t) for t in spec["inputs"]]
+    return [(i["name"], i["dtype"], ["B", "S", *i["shape"]]) for i in block["inputs"]]
+
+
+def io_names(d, graph, side):
+    """A graph's input or output names for a manifest whose named-input block (if any) is checked."""
+    if side == "inputs":
+        return [t[0] for t in graph_inputs(d, graph)]
+    return IO[graph][side]
+
+
 def _check_io_names(d, path, v, rule):
-    want = IO[rule["graph"]][rule["side"]]
+    want = io_names(d, rule["graph"], rule["side"])
     if not (isinstance(v, list) and all(isinstance(x, str) for x in v) and sorted(v) == sorted(want)):
         _fail(f"field '{path}' expected the names [{', '.join(want)}] in any order, got {_show(v)}")
 
+
+def _check_keys(path, v, required, optional=()):
+    if not isinstance(v, dict):
+        _fail(f"field '{path}' expected an object, got {_show(v)}")
+    for k in required:
+        if k not in v:
+            _fail(f"missing field '{path}.{k}'")
+    for k in v:
+        if k not in required and k not in optional:
+            _fail(f"field '{path}' has the unknown key '{k[:80]}' (expected {', '.join([*required, *optional])})")
+
+
+def _check_shape(path, v, rank, lo, hi, what):
+    if not (isinstance(v, list) and len(v) == rank and all(_is_int(x) and lo <= x <= hi for x in v)):
+        _fail(f"field '{path}' expected {what} ({rank} integers in [{lo}, {hi}]), got {_show(v)}")
+
+
+def _check_f32_entries(path, v, n, length_name, nonzero=False, positive=False):
+    if not isinstance(v, list):
+        _fail(f"field '{path}' expected a list of numbers, got {_show(v)}")
+    if len(v) != n:
+        _fail(f"field '{path}' expected length {n} (= {length_name}), got {len(v)}")
+    for i, x in enumerate(v):
+        f = _check_f32(f"{path}[{i}]", x, nonzero)
+        if positive and not f > 0:
+            _fail(f"field '{path}[{i}]' expected a number > 0, got {_show(x)}")
+
+
+def _check_state_input(path, item, rule):
+    _check_keys(path, item, ("name", "dtype", "shape", "normalize"))
+    if item["dtype"] != rule["dtype"]:
+        _fail(f"field '{path}.dtype' expected '{rule['dtype']}' for {rule['name']}, got {_show(item['dtype'])}")
+    _check_shape(f"{path}.shape", item["shape"], 1, 1, rule["max_dim"], "[state_dim]")
+    n = item["shape"][0]
+    _check_keys(f"{path}.normalize", item["normalize"], ("scale", "offset"))
+    _check_f32_entries(f"{path}.normalize.scale", item["normalize"]["scale"], n, "shape[0]", nonzero=True)
+    _check_f32_entries(f"{path}.normalize.offset", item["normalize"]["offset"], n, "shape[0]")
+
+
+def _check_camera_input(path, item, rule):
+    _check_keys(path, item, ("name", "dtype", "shape", "crop", "normalize"))
+    if item["dtype"] != rule["dtype"]:
+        _fail(f"field '{path}.dtype' expected '{rule['dtype']}' for a camera (raw frames: the graph scales them), "
+              f"got {_show(item['dtype'])}")
+    shape, c, side = item["shape"], rule["channels"], rule["max_side"]
+    if isinstance(shape, list) and len(shape) == 3 and shape[0] == c and shape[2] != c:
+        _fail(f"field '{path}.shape' expected [height, width, {c}] (channels last), "
+              f"got {_show(shape)} (channels first)")
+    _check_shape(f"{path}.shape", shape, 3, 1, side, f"[height, width, {c}]")
+    if shape[2] != c:
+        _fail(f"field '{path}.shape' expected [height, width, {c}] (channels last), got {_show(shape)}")
+    crop = item["crop"]
+    if not (isinstance(crop, list) and len(crop) == 2 and all(_is_int(x) for x in crop)
+            and 1 <= crop[0] <= shape[0] and 1 <= crop[1] <= shape[1]):
+        _fail(f"field '{path}.crop' expected [height, width] within the frame [{shape[0]}, {shape[1]}], "
+              f"got {_show(crop)}")
+    _check_keys(f"{path}.normalize", item["normalize"], ("mean", "std"))
+    _check_f32_entries(f"{path}.normalize.mean", item["normalize"]["mean"], c, "channels")
+    _check_f32_entries(f"{path}.normalize.std", item["normalize"]["std"], c, "channels", positive=True)
+
+
+def _check_observation_spec(d, path, v, rule):
+    """The named-input block (= ObservationSpec.to_dict()): at most one state, cameras channels last."""
+    _check_keys(path, v, ("n_obs_steps", "inputs"))
+    _check_int(d, f"{path}.n_obs_steps", v["n_obs_steps"], rule["n_obs_steps"])
+    inputs = v["inputs"]
+    _check_list(f"{path}.inputs", inputs, "inputs", 1, rule["max_inputs"])
+    state, cam, seen = rule["state"], rule["camera"], set()
+    for i, item in enumerate(inputs):
+        at = f"{path}.inputs[{i}]"
+        if not isinstance(item, dict):
+            _fail(f"field '{at}' expected an object, got {_show(item)}")
+        if "name" not in item:
+            _fail(f"missing field '{at}.name'")
+        name = item["name"]
+        camera = name[len(cam["prefix"]):] if isinstance(name, str) and name.startswith(cam["prefix"]) else None
+        if name == state["name"]:
+            _check_state_input(at, item, state)
+        elif camera and _CAMERA_NAME.fullmatch(camera):
+            _check_camera_input(at, item, cam)
+        else:
+            _fail(f"field '{at}.name' expected '{state['name']}' or '{cam['prefix']}<camera>' (camera: letters, "
+                  f"digits, '_' or '-'), got {_show(name)}")
+        if name in seen:
+            _fail(f"field '{path}.inputs' expected unique names, got '{name}' twice")
+        seen.add(name)
+
+
+_CAMERA_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 # the schema's field types -> their check (d, path, value, rule)
 _CHECKS = {"version": _check_version, "string": _check_string, "file_name": _check_string,
            "int": _check_int, "int_list": _check_int_list, "float32": _check_float32,
            "float32_list": _check_float32_list, "string_list": _check_string_list,
-           "io_names": _check_io_names}
+           "io_names": _check_io_names, "observation_spec": _check_observation_spec}
 
 
 def _check_rule(d, rule):
     path, typ = rule["path"], rule["type"]
     v, missing = _lookup(d, path)
+    without = rule.get("only_without")
+    if without and not _lookup(d, without)[1]:  # the other block is present: this field must not be
+        if not missing:
+            _fail(f"field '{path}' must be absent when '{without}' is present (that bundle's prefill graph "
+                  f"normalizes its inputs itself)")
+        return
     if missing:
         cond = rule.get("required_if")
         if rule.get("optional") or (cond and _lookup(d, cond)[1]):

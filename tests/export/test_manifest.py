@@ -14,9 +14,9 @@ with open(CASES_FILE) as _f:
 
 
 def case_text(case, base=None):
-    """The manifest text a case describes, applied to `base` (default: the table's good manifest);
-    the C++ test applies the same ops to the same table."""
-    d, text = copy.deepcopy(TABLE["good"] if base is None else base), None
+    """The manifest text a case describes, applied to `base` (default: the table's manifest the case
+    names, `good` unless it says); the C++ test applies the same ops to the same table."""
+    d, text = copy.deepcopy(TABLE[case.get("base", "good")] if base is None else base), None
     for op in case["ops"]:
         if "set" in op:
             *parents, last = op["set"].split(".")
@@ -34,7 +34,7 @@ def case_text(case, base=None):
             *parents, last = op["delete"].split(".")
             cur = d
             for k in parents:
-                cur = cur[k]
+                cur = cur[int(k)] if isinstance(cur, list) else cur[k]
             del cur[last]
         elif "text" in op:
             text = op["text"]
