@@ -40,6 +40,14 @@ def image_key(camera: str) -> str:
     return IMAGE_PREFIX + camera
 
 
+def place_target_sites(mw) -> None:
+    """Draw a Meta-World env's goal markers where its goal is. Meta-World writes the marker
+    sites' positions after every step (the physics step recomputes them from the model), but not
+    on reset: without this the first frame of an episode shows the previous episode's goal."""
+    for name, pos in getattr(mw, "_target_site_config", ()):
+        mw._set_pos_site(name, pos)
+
+
 def _headless_gl_context(width: int, height: int):
     """An offscreen GL context: EGL (Mesa's software driver on a CPU machine), or OSMesa when
     MUJOCO_GL=osmesa. Made here rather than through mujoco.Renderer, whose back-end is fixed by
@@ -194,6 +202,7 @@ class PixelMetaWorldEnv:
 
     def reset(self, seed: int) -> dict:
         self.state_env.reset(seed)
+        place_target_sites(self.state_env._mw)
         self._frames = {}
         self._push_frames()
         for hist in self._frames.values():
