@@ -13,8 +13,11 @@ from oat_edge import manifest as mf
 from oat_edge.atomic import OutputError, atomic_path, check_output_dir, replace_dir, write_json
 from oat_edge.train.tokenizer import OATTokenizer
 
+from .named_parity import check_named_parity, named_variant_error
+from .named_prefill import export_named_prefill, named_manifest, validate_manifest
 from .parity import check_parity, variant_error
 from .quantize import convert_bundle
+from .stamp import stamp_files
 
 OPSET = 17  # the lowest opset the runtime's graphs are checked against
 
@@ -74,10 +77,11 @@ def write_manifest(model_path, d):
         onnx.checker.check_model(tmp)
 
 
-def manifest_for(tp, precision="fp32", tasks=(), obs_layout=""):
+def manifest_for(tp, precision="fp32", tasks=(), obs_layout="", observation_encoder=None):
+    """The bundle's manifest; with an observation encoder, a named-input bundle's."""
     tok, c = tp.tokenizer, tp.policy.cfg
     an, on = tok.normalizer, tp.obs_normalizer
-    return mf.build_manifest(
+    d = mf.build_manifest(
         kind=tok.kind, num_tokens=tok.num_tokens, fsq_levels=tok.cfg.fsq_levels, horizon=tok.horizon,
         action_dim=tok.action_dim, n_layers=c.n_layers, n_heads=c.n_heads, head_dim=c.head_dim,
         n_obs_steps=c.n_obs_steps, obs_dim=c.obs_dim, n_action_steps=c.n_action_steps,
@@ -86,10 +90,14 @@ def manifest_for(tp, precision="fp32", tasks=(), obs_layout=""):
         action_low=an.low.tolist(), action_high=an.high.tolist(),
         has_encoder=True, precision=precision, tasks=tasks, obs_layout=obs_layout,
         control_hz=getattr(tp, "control_hz", None))
+    if observation_encoder is None:
+        return d
+    return validate_manifest(named_manifest(d, observation_encoder.spec))
 
 
-def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET):
-    """Export the four fp32 graphs + manifest into out_dir; returns the manifest."""
+def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET, observation_encoder=None):
+    """Export the four fp32 graphs + manifest into out_dir; returns the manifest. With an
+    observation encoder the prefill graph takes the spec's named inputs (named_prefill.py)."""
     tok, pol = tp.tokenizer, tp.policy
     if not isinstance(tok, OATTokenizer):
         raise ValueError(f"tokenizer.kind: expected an OAT-kind tokenizer {list(mf.OAT_KINDS)}, got "
@@ -107,23 +115,30 @@ def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET):
                 os.path.join(out_dir, mf.FILES["step"]), mf.IO["step"]["inputs"], mf.IO["step"]["outputs"],
                 {"token": b, "past_k": {1: "B"}, "past_v": {1: "B"}, "mem_k": {1: "B"}, "mem_v": {1: "B"},
                  "logits": b, "new_k": {1: "B"}, "new_v": {1: "B"}}, opset)
-        _export(PrefillGraph(pol), (torch.zeros(B, T, c.obs_dim),), os.path.join(out_dir, mf.FILES["prefill"]),
-                mf.IO["prefill"]["inputs"], mf.IO["prefill"]["outputs"],
-                {"obs": b, "mem_k": {1: "B"}, "mem_v": {1: "B"}}, opset)
+        if observation_encoder is not None:
+            export_named_prefill(observation_encoder, pol, os.path.join(out_dir, mf.FILES["prefill"]), opset)
+        else:
+            _export(PrefillGraph(pol), (torch.zeros(B, T, c.obs_dim),), os.path.join(out_dir, mf.FILES["prefill"]),
+                    mf.IO["prefill"]["inputs"], mf.IO["prefill"]["outputs"],
+                    {"obs": b, "mem_k": {1: "B"}, "mem_v": {1: "B"}}, opset)
         _export(DecoderGraph(tok), (torch.zeros(B, K, tok.code_dim), torch.tensor([1, K])),
                 os.path.join(out_dir, mf.FILES["decoder"]), mf.IO["decoder"]["inputs"], mf.IO["decoder"]["outputs"],
                 {"codes": b, "num_tokens": b, "actions": b}, opset)
         _export(EncoderGraph(tok), (torch.zeros(B, tok.horizon, tok.action_dim),),
                 os.path.join(out_dir, mf.FILES["encoder"]), mf.IO["encoder"]["inputs"], mf.IO["encoder"]["outputs"],
                 {"actions": b, "ids": b}, opset)
-    d = manifest_for(tp, "fp32", tasks, obs_layout)
+    d = manifest_for(tp, "fp32", tasks, obs_layout, observation_encoder)
+    stamp_files(out_dir, d)
     write_manifest(os.path.join(out_dir, mf.ENTRY_FILE), d)
-    return mf.validate(d, out_dir)
+    return validate_manifest(d, out_dir)
 
 
 def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, precision="fp32",
-                  check_parity=True, variants=()):
+                  check_parity=True, variants=(), observation_encoder=None):
     """Export `token_policy` as a bundle of `precision` into out_dir.
+
+    With `observation_encoder` (a pixel policy) the bundle takes named inputs: the prefill graph
+    is ObservationPrefill(encoder, policy) and the manifest carries the encoder's spec.
 
     fp16/int8 bundles are converted from an fp32 export and the report carries their measured
     error vs fp32. `variants` adds sibling bundles `<out_dir>_<p>`. Everything is built in a
@@ -152,17 +167,20 @@ def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, p
     try:
         staged = {p: os.path.join(work, p) for p in targets}
         ref_dir = os.path.join(work, "fp32")
-        d = export_fp32(token_policy, ref_dir, tasks, obs_layout, opset)
+        enc = observation_encoder
+        d = export_fp32(token_policy, ref_dir, tasks, obs_layout, opset, enc)
         report["files"] = dict(d["files"])
         if check_parity:
-            report["parity"] = check_parity_fn(token_policy, ref_dir)
+            report["parity"] = (check_parity_fn(token_policy, ref_dir) if enc is None
+                                else check_named_parity(token_policy, enc, ref_dir))
             report["ok"] = report["parity"]["ok"]
         report["variants"] = {}
         for p, dst in targets.items():
             if p != "fp32":
                 convert_bundle(ref_dir, staged[p], p)
-                report["variants"][p] = {"dir": dst, **variant_error(token_policy, ref_dir,
-                                                                      staged[p])}
+                report["variants"][p] = {"dir": dst, **(
+                    variant_error(token_policy, ref_dir, staged[p]) if enc is None
+                    else named_variant_error(enc, ref_dir, staged[p]))}
             elif p != precision:
                 report["variants"]["fp32"] = {"dir": dst}
         main = staged[precision]
