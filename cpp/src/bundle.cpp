@@ -37,6 +37,8 @@ std::string element_type_name(ONNXTensorElementDataType t) {
       return "float64";
     case ONNX_TENSOR_ELEMENT_DATA_TYPE_INT32:
       return "int32";
+    case ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8:
+      return "uint8";
     default:
       return "ONNX type " + std::to_string(int(t));
   }
@@ -77,12 +79,10 @@ std::map<std::string, std::vector<int64_t>> check_graph(Ort::Session& s, const G
       const std::string what = graph + (input ? " input '" : " output '") + t.name + "'";
       if (ti.GetONNXType() != ONNX_TYPE_TENSOR) throw BundleError(what + " is not a tensor; re-export the bundle");
       auto info = ti.GetTensorTypeAndShapeInfo();
-      const auto type = info.GetElementType();
-      const auto want_type = t.is_float ? ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT : ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
-      if (type != want_type)
-        throw BundleError(what + " has element type " + element_type_name(type) + ", expected " +
-                          (t.is_float ? "float32" : "int64") +
-                          " (graph I/O stays float32/int64 even for fp16/int8 weights); re-export the bundle");
+      const std::string type = element_type_name(info.GetElementType());
+      if (type != t.dtype)
+        throw BundleError(what + " has element type " + type + ", expected " + t.dtype +
+                          " (graph I/O keeps the contract's types even for fp16/int8 weights); re-export the bundle");
       auto shape = info.GetShape();
       bool ok = shape.size() == t.dims.size();
       for (size_t j = 0; ok && j < t.dims.size(); ++j) ok = !(t.dims[j] > 0 && shape[j] > 0 && t.dims[j] != shape[j]);

@@ -31,11 +31,8 @@ std::vector<float> floats(const json& d, const std::string& path) {
   return out;
 }
 
-GraphIo io_of(const std::string& graph) {
-  GraphIo io;
-  for (const auto& t : bundle_schema()["graphs"][graph]["inputs"]) io.inputs.push_back(t[0]);
-  for (const auto& t : bundle_schema()["graphs"][graph]["outputs"]) io.outputs.push_back(t[0]);
-  return io;
+GraphIo io_of(const json& d, const std::string& graph) {
+  return {graph_io_names(d, graph, "inputs"), graph_io_names(d, graph, "outputs")};
 }
 
 // The schema's graph table with its named dimensions (L, H, K, ...) resolved against `d`.
@@ -44,7 +41,7 @@ GraphSpec spec_of(const json& d, const std::string& graph) {
   auto tensors = [&](const json& list) {
     std::vector<TensorSpec> out;
     for (const auto& t : list) {
-      TensorSpec s{t[0], t[1] == "float32", {}};
+      TensorSpec s{t[0], t[1], {}};
       for (const auto& dim : t[2]) {
         if (dim.is_number()) {
           s.dims.push_back(dim.get<int64_t>());
@@ -60,7 +57,16 @@ GraphSpec spec_of(const json& d, const std::string& graph) {
     return out;
   };
   const json& g = bundle_schema()["graphs"][graph];
-  return {tensors(g["inputs"]), tensors(g["outputs"])};
+  GraphSpec spec{tensors(g["inputs"]), tensors(g["outputs"])};
+  if (const json* named = named_inputs(d, graph)) {  // one input per spec entry: [B, S, *shape]
+    spec.inputs.clear();
+    for (const auto& e : *named) {
+      TensorSpec s{e["name"], e["dtype"], {0, at(d, "policy.n_obs_steps").get<int64_t>()}};
+      for (const auto& x : e["shape"]) s.dims.push_back(x.get<int64_t>());
+      spec.inputs.push_back(std::move(s));
+    }
+  }
+  return spec;
 }
 
 }  // namespace
@@ -127,8 +133,15 @@ Manifest Manifest::parse(const std::string& text, const std::string& bundle_dir)
   m.n_obs_steps = at(d, "policy.n_obs_steps");
   m.obs_dim = at(d, "policy.obs_dim");
   m.n_action_steps = at(d, "policy.n_action_steps");
-  m.obs_scale = floats(d, "normalization.obs_scale");
-  m.obs_offset = floats(d, "normalization.obs_offset");
+  if (const json* obs = manifest_field(d, "observation")) {
+    m.observation_json = obs->dump();
+    for (const auto& e : (*obs)["inputs"])
+      m.observation.push_back({e["name"], e["dtype"], e["shape"].get<std::vector<int64_t>>()});
+  } else {
+    m.obs_scale = floats(d, "normalization.obs_scale");
+    m.obs_offset = floats(d, "normalization.obs_offset");
+  }
+  if (const json* hz = manifest_field(d, "control_hz")) m.control_hz = hz->get<double>();
   m.action_scale = floats(d, "normalization.action_scale");
   m.action_offset = floats(d, "normalization.action_offset");
   m.action_low = floats(d, "normalization.action_low");
@@ -137,12 +150,12 @@ Manifest Manifest::parse(const std::string& text, const std::string& bundle_dir)
   m.file_prefill = at(d, "files.prefill");
   m.file_decoder = at(d, "files.decoder");
   if (manifest_field(d, "files.encoder")) m.file_encoder = at(d, "files.encoder");
-  m.io_step = io_of("step");
-  m.io_prefill = io_of("prefill");
-  m.io_decoder = io_of("decoder");
+  m.io_step = io_of(d, "step");
+  m.io_prefill = io_of(d, "prefill");
+  m.io_decoder = io_of(d, "decoder");
   for (const char* g : {"step", "prefill", "decoder"}) m.graphs[g] = spec_of(d, g);
   if (!m.file_encoder.empty()) {
-    m.io_encoder = io_of("encoder");
+    m.io_encoder = io_of(d, "encoder");
     m.graphs["encoder"] = spec_of(d, "encoder");
   }
   m.temperature = at(d, "sampling.temperature").get<double>();

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,11 +24,18 @@ struct GraphIo {
 // against the manifest (0 = the dynamic batch).
 struct TensorSpec {
   std::string name;
-  bool is_float = true;  // float32, else int64
+  std::string dtype = "float32";  // "float32", "int64" or "uint8" (named camera inputs)
   std::vector<int64_t> dims;
 };
 struct GraphSpec {
   std::vector<TensorSpec> inputs, outputs;
+};
+
+// One entry of a named-input bundle's observation spec: what act() reads under that name.
+struct ObservationInput {
+  std::string name;            // "observation.state" or "observation.images.<camera>"
+  std::string dtype;           // "float32" (state) or "uint8" (camera)
+  std::vector<int64_t> shape;  // per step: [state_dim] or [height, width, 3]
 };
 
 struct Manifest {
@@ -36,9 +44,13 @@ struct Manifest {
   std::vector<int> fsq_levels;
   int vocab_size = 0, bos_id = 0, n_layers = 0, n_heads = 0, head_dim = 0;
   int n_obs_steps = 0, obs_dim = 0, n_action_steps = 0;
+  // obs_scale/obs_offset: empty for a named-input bundle (its prefill graph normalizes).
   std::vector<float> obs_scale, obs_offset, action_scale, action_offset, action_low, action_high;
+  std::vector<ObservationInput> observation;  // empty: a state bundle (one input `obs`)
+  std::string observation_json;               // the observation block as compact JSON; empty when absent
+  std::optional<double> control_hz;           // the rate the training data was recorded at, when recorded
   std::string file_step, file_prefill, file_decoder, file_encoder;  // encoder may be empty (optional)
-  GraphIo io_step, io_prefill, io_decoder, io_encoder;
+  GraphIo io_step, io_prefill, io_decoder, io_encoder;              // io_prefill.inputs: the spec's names when named
   std::map<std::string, GraphSpec> graphs;  // "step", "prefill", "decoder" (+ "encoder" when present)
   double temperature = 1.0;
   int top_k = 0;

@@ -229,10 +229,8 @@ void check_string_list(const std::string& path, const json& v, const json& rule)
   }
 }
 
-void check_io_names(const std::string& path, const json& v, const json& rule) {
-  std::vector<std::string> want;
-  for (const auto& t : bundle_schema()["graphs"][rule["graph"].get<std::string>()][rule["side"].get<std::string>()])
-    want.push_back(t[0]);
+void check_io_names(const json& d, const std::string& path, const json& v, const json& rule) {
+  const std::vector<std::string> want = graph_io_names(d, rule["graph"], rule["side"]);
   bool ok = v.is_array() && std::all_of(v.begin(), v.end(), [](const json& x) { return x.is_string(); });
   if (ok) {
     std::vector<std::string> got(v.begin(), v.end()), w = want;
@@ -244,6 +242,119 @@ void check_io_names(const std::string& path, const json& v, const json& rule) {
     std::string names;
     for (const auto& x : want) names += (names.empty() ? "" : ", ") + x;
     manifest_fail("field '" + path + "' expected the names [" + names + "] in any order, got " + show(v));
+  }
+}
+
+void check_keys(const std::string& path, const json& v, std::initializer_list<const char*> required,
+                std::initializer_list<const char*> optional = {}) {
+  if (!v.is_object()) manifest_fail("field '" + path + "' expected an object, got " + show(v));
+  for (const char* k : required)
+    if (!v.contains(k)) manifest_fail("missing field '" + path + "." + k + "'");
+  for (const auto& [k, _] : v.items()) {
+    auto is = [&k = k](const char* x) { return k == x; };
+    if (std::none_of(required.begin(), required.end(), is) && std::none_of(optional.begin(), optional.end(), is)) {
+      std::string names;
+      for (auto l : {required, optional})
+        for (const char* x : l) names += (names.empty() ? "" : ", ") + std::string(x);
+      manifest_fail("field '" + path + "' has the unknown key '" + clip(k) + "' (expected " + names + ")");
+    }
+  }
+}
+
+void check_shape(const std::string& path, const json& v, size_t rank, int64_t lo, int64_t hi, const std::string& what) {
+  bool ok = v.is_array() && v.size() == rank;
+  for (size_t i = 0; ok && i < rank; ++i) ok = is_int(v[i]) && int_in(v[i], lo, hi);
+  if (!ok)
+    manifest_fail("field '" + path + "' expected " + what + " (" + std::to_string(rank) + " integers in [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]), got " + show(v));
+}
+
+void check_f32_entries(const std::string& path, const json& v, size_t n, const char* length_name, bool nonzero,
+                       bool positive) {
+  if (!v.is_array()) manifest_fail("field '" + path + "' expected a list of numbers, got " + show(v));
+  if (v.size() != n)
+    manifest_fail("field '" + path + "' expected length " + std::to_string(n) + " (= " + length_name + "), got " +
+                  std::to_string(v.size()));
+  for (size_t i = 0; i < n; ++i) {
+    const std::string at = path + "[" + std::to_string(i) + "]";
+    if (!(check_f32(at, v[i], nonzero) > 0) && positive)
+      manifest_fail("field '" + at + "' expected a number > 0, got " + show(v[i]));
+  }
+}
+
+void check_state_input(const std::string& path, const json& item, const json& rule) {
+  check_keys(path, item, {"name", "dtype", "shape", "normalize"});
+  const std::string dtype = rule["dtype"];
+  if (item["dtype"] != dtype)
+    manifest_fail("field '" + path + ".dtype' expected '" + dtype + "' for " + rule["name"].get<std::string>() +
+                  ", got " + show(item["dtype"]));
+  check_shape(path + ".shape", item["shape"], 1, 1, rule["max_dim"].get<int64_t>(), "[state_dim]");
+  const size_t n = item["shape"][0].get<size_t>();
+  const json& norm = item["normalize"];
+  check_keys(path + ".normalize", norm, {"scale", "offset"});
+  check_f32_entries(path + ".normalize.scale", norm["scale"], n, "shape[0]", true, false);
+  check_f32_entries(path + ".normalize.offset", norm["offset"], n, "shape[0]", false, false);
+}
+
+void check_camera_input(const std::string& path, const json& item, const json& rule) {
+  check_keys(path, item, {"name", "dtype", "shape", "crop", "normalize"});
+  const std::string dtype = rule["dtype"];
+  if (item["dtype"] != dtype)
+    manifest_fail("field '" + path + ".dtype' expected '" + dtype +
+                  "' for a camera (raw frames: the graph scales them), got " + show(item["dtype"]));
+  const json& shape = item["shape"];
+  const int64_t c = rule["channels"];
+  const std::string hwc = "[height, width, " + std::to_string(c) + "]";
+  if (shape.is_array() && shape.size() == 3 && shape[0] == c && shape[2] != c)
+    manifest_fail("field '" + path + ".shape' expected " + hwc + " (channels last), got " + show(shape) +
+                  " (channels first)");
+  check_shape(path + ".shape", shape, 3, 1, rule["max_side"].get<int64_t>(), hwc);
+  if (shape[2] != c)
+    manifest_fail("field '" + path + ".shape' expected " + hwc + " (channels last), got " + show(shape));
+  const json& crop = item["crop"];
+  const bool crop_ok = crop.is_array() && crop.size() == 2 && is_int(crop[0]) && is_int(crop[1]) &&
+                       int_in(crop[0], 1, shape[0].get<int64_t>()) && int_in(crop[1], 1, shape[1].get<int64_t>());
+  if (!crop_ok)
+    manifest_fail("field '" + path + ".crop' expected [height, width] within the frame [" + shape[0].dump() + ", " +
+                  shape[1].dump() + "], got " + show(crop));
+  const json& norm = item["normalize"];
+  check_keys(path + ".normalize", norm, {"mean", "std"});
+  check_f32_entries(path + ".normalize.mean", norm["mean"], size_t(c), "channels", false, false);
+  check_f32_entries(path + ".normalize.std", norm["std"], size_t(c), "channels", false, true);
+}
+
+bool camera_name_ok(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+    return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+  });
+}
+
+// The named-input block (= ObservationSpec.to_dict()): at most one state, cameras channels last.
+void check_observation_spec(const json& d, const std::string& path, const json& v, const json& rule) {
+  check_keys(path, v, {"n_obs_steps", "inputs"});
+  check_int(d, path + ".n_obs_steps", v["n_obs_steps"], rule["n_obs_steps"]);
+  const json& inputs = v["inputs"];
+  check_list(path + ".inputs", inputs, "inputs", 1, rule["max_inputs"].get<size_t>());
+  const json &state = rule["state"], &cam = rule["camera"];
+  const std::string state_name = state["name"], prefix = cam["prefix"];
+  std::set<std::string> seen;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const std::string at = path + ".inputs[" + std::to_string(i) + "]";
+    const json& item = inputs[i];
+    if (!item.is_object()) manifest_fail("field '" + at + "' expected an object, got " + show(item));
+    if (!item.contains("name")) manifest_fail("missing field '" + at + ".name'");
+    const json& name = item["name"];
+    const std::string s = name.is_string() ? name.get<std::string>() : std::string();
+    if (name.is_string() && s == state_name) {
+      check_state_input(at, item, state);
+    } else if (name.is_string() && s.rfind(prefix, 0) == 0 && camera_name_ok(s.substr(prefix.size()))) {
+      check_camera_input(at, item, cam);
+    } else {
+      manifest_fail("field '" + at + ".name' expected '" + state_name + "' or '" + prefix +
+                    "<camera>' (camera: letters, digits, '_' or '-'), got " + show(name));
+    }
+    if (!seen.insert(s).second)
+      manifest_fail("field '" + path + ".inputs' expected unique names, got '" + clip(s) + "' twice");
   }
 }
 
@@ -273,6 +384,13 @@ void check_rule(const json& d, const json& rule) {
   const std::string path = rule["path"], type = rule["type"];
   std::string missing;
   const json* found = lookup(d, path, &missing);
+  if (rule.contains("only_without") && lookup(d, rule["only_without"], nullptr)) {
+    // the other block is present: this field must not be
+    if (found)
+      manifest_fail("field '" + path + "' must be absent when '" + rule["only_without"].get<std::string>() +
+                    "' is present (that bundle's prefill graph normalizes its inputs itself)");
+    return;
+  }
   if (!found) {
     if (rule.value("optional", false)) return;
     if (rule.contains("required_if") && !lookup(d, rule["required_if"], nullptr)) return;
@@ -301,7 +419,9 @@ void check_rule(const json& d, const json& rule) {
   } else if (type == "string_list") {
     check_string_list(path, v, rule);
   } else if (type == "io_names") {
-    check_io_names(path, v, rule);
+    check_io_names(d, path, v, rule);
+  } else if (type == "observation_spec") {
+    check_observation_spec(d, path, v, rule);
   } else {
     throw std::logic_error("bundle_schema.json: unknown type '" + type + "' for " + path);
   }
@@ -310,6 +430,21 @@ void check_rule(const json& d, const json& rule) {
 }  // namespace
 
 const json* manifest_field(const json& d, const std::string& path) { return lookup(d, path, nullptr); }
+
+const json* named_inputs(const json& d, const std::string& graph) {
+  const json& g = bundle_schema()["graphs"][graph];
+  if (!g.contains("named_inputs")) return nullptr;
+  const json* block = lookup(d, g["named_inputs"], nullptr);
+  return block ? &(*block)["inputs"] : nullptr;
+}
+
+std::vector<std::string> graph_io_names(const json& d, const std::string& graph, const std::string& side) {
+  std::vector<std::string> names;
+  const json* named = side == "inputs" ? named_inputs(d, graph) : nullptr;
+  for (const auto& t : named ? *named : bundle_schema()["graphs"][graph][side])
+    names.push_back(named ? t["name"] : t[0]);
+  return names;
+}
 
 json parse_manifest_json(const std::string& text) {
   const json& limits = bundle_schema()["limits"];

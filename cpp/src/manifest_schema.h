@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace oat_edge::detail {
 
@@ -24,5 +25,14 @@ void check_manifest_fields(const nlohmann::json& manifest);
 
 // Value at a dotted path of a manifest that passed check_manifest_fields (nullptr when absent).
 const nlohmann::json* manifest_field(const nlohmann::json& manifest, const std::string& path);
+
+// A graph's input or output names for a manifest whose named-input block (if any) was checked: the
+// schema's table, or for a graph with `named_inputs` in a manifest that has that block, the spec's
+// entry names in spec order.
+std::vector<std::string> graph_io_names(const nlohmann::json& manifest, const std::string& graph,
+                                        const std::string& side);
+
+// The spec entries (name, dtype, shape, ...) that replace `graph`'s table inputs, or nullptr.
+const nlohmann::json* named_inputs(const nlohmann::json& manifest, const std::string& graph);
 
 }  // namespace oat_edge::detail

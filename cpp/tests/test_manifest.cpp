@@ -46,7 +46,7 @@ static json& walk(json& d, const std::string& path, std::string* last) {
 
 // The manifest text a case describes: the same ops as case_text() in tests/export/test_manifest.py.
 static std::string case_text(const json& c) {
-  json d = table()["good"];
+  json d = table()[c.value("base", std::string("good"))];
   std::string text;
   bool raw = false;
   for (const auto& op : c["ops"]) {
@@ -59,7 +59,9 @@ static std::string case_text(const json& c) {
       if (parent.is_array()) parent[std::stoul(last)] = v;
       else parent[last] = v;
     } else if (op.contains("delete")) {
-      walk(d, op["delete"], &last).erase(last);
+      json& parent = walk(d, op["delete"], &last);
+      if (parent.is_array()) parent.erase(std::stoul(last));
+      else parent.erase(last);
     } else if (op.contains("text")) {
       text = op["text"], raw = true;
     } else if (op.contains("text_replace")) {
@@ -117,15 +119,35 @@ TEST(typed_fields_and_graph_shapes_resolved_from_the_manifest) {
   CHECK(m.file_encoder == "encoder.onnx");
   CHECK(m.obs_offset[1] == 0.1f);
   const auto& past_k = m.graphs.at("step").inputs[2];
-  CHECK(past_k.name == "past_k" && past_k.is_float);
+  CHECK(past_k.name == "past_k" && past_k.dtype == "float32");
   CHECK(past_k.dims == std::vector<int64_t>({4, 0, 4, 8, 64}));                     // L, B (any), H, K, Dh
   CHECK(m.graphs.at("decoder").inputs[0].dims == std::vector<int64_t>({0, 8, 4}));  // B, K, code_dim
-  CHECK(!m.graphs.at("decoder").inputs[1].is_float);
+  CHECK(m.graphs.at("decoder").inputs[1].dtype == "int64");
   json d = table()["good"];
   d["files"].erase("encoder");
   d["io"].erase("encoder");
   const Manifest no_enc = Manifest::parse(d.dump(), "");
   CHECK(no_enc.file_encoder.empty() && !no_enc.graphs.count("encoder"));
+  CHECK(m.observation.empty() && m.observation_json.empty() && !m.control_hz);
+}
+
+TEST(named_inputs_replace_the_prefill_obs_input_in_spec_order) {
+  json d = table()["good_named"];
+  d["io"]["prefill"]["inputs"] = {"observation.images.top_view-2", "observation.state", "observation.images.corner"};
+  d["control_hz"] = 80;
+  const Manifest m = Manifest::parse(d.dump(), "");
+  const std::vector<std::string> names{"observation.state", "observation.images.corner",
+                                       "observation.images.top_view-2"};
+  CHECK(m.io_prefill.inputs == names);
+  const auto& in = m.graphs.at("prefill").inputs;
+  CHECK_EQ(in.size(), size_t(3));
+  CHECK(in[0].name == names[0] && in[0].dtype == "float32" && in[0].dims == std::vector<int64_t>({0, 2, 3}));
+  CHECK(in[2].name == names[2] && in[2].dtype == "uint8" && in[2].dims == std::vector<int64_t>({0, 2, 24, 32, 3}));
+  CHECK(m.obs_scale.empty() && m.obs_offset.empty());
+  CHECK_EQ(m.observation.size(), size_t(3));
+  CHECK(m.observation[1].shape == std::vector<int64_t>({32, 32, 3}));
+  CHECK(json::parse(m.observation_json) == d["observation"]);
+  CHECK(m.control_hz && *m.control_hz == 80.0);
 }
 
 // ---- the bundle's files: the real cause in the message ----------------------------------------
