@@ -11,7 +11,8 @@ from .export import OPSET
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="oat_export", description="Export a TokenPolicy checkpoint as an oat_edge bundle")
-    ap.add_argument("--checkpoint", required=True, help="TokenPolicy.save() file")
+    ap.add_argument("--checkpoint", required=True, help="policy.pt of oat-edge train-policy (state or pixel policy; "
+                    "a pixel policy's bundle takes named inputs: state and uint8 camera frames)")
     ap.add_argument("--out", required=True, help="bundle directory to write")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     ap.add_argument("--variants", nargs="*", default=[], choices=["fp32", "fp16", "int8"],
@@ -25,9 +26,9 @@ def main(argv=None):
     torch.set_num_threads(1)
     from oat_edge.atomic import OutputError, check_output_dir
     from oat_edge.train.checkpoint import load_checkpoint
-    from oat_edge.train.policy import TokenPolicy
 
     from .export import export_bundle
+    from .policy_checkpoint import policy_from_checkpoint
     if not os.path.isfile(args.checkpoint) and not os.path.isdir(args.checkpoint):
         print(f"oat_export: error: checkpoint {args.checkpoint!r} not found (train one with "
               f"oat-edge train-policy)", file=sys.stderr)
@@ -35,14 +36,13 @@ def main(argv=None):
     try:
         check_output_dir(args.out, force=True)  # before the slow part; re-exporting is normal
         ck = load_checkpoint(args.checkpoint, what="--checkpoint")
-        tp = TokenPolicy.from_checkpoint(ck)
-        tp.control_hz = ck.get("control_hz")  # a dataset's fps, recorded by train_policy
+        tp, encoder = policy_from_checkpoint(ck)  # encoder: None for a state policy
         # train_policy stores the task list and observation layout next to the weights
         tasks = args.tasks if args.tasks is not None else ck.get("tasks", [])
         obs_layout = args.obs_layout if args.obs_layout is not None else ck.get("obs_layout", "")
         rep = export_bundle(tp, args.out, tasks=tasks, obs_layout=obs_layout, opset=args.opset,
                             precision=args.precision, check_parity=not args.no_parity,
-                            variants=args.variants)
+                            variants=args.variants, observation_encoder=encoder)
     except (OutputError, ValueError) as exc:
         print(f"oat_export: error: {exc}", file=sys.stderr)
         return 2

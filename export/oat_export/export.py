@@ -17,7 +17,6 @@ from .named_parity import check_named_parity, named_variant_error
 from .named_prefill import export_named_prefill, named_manifest, validate_manifest
 from .parity import check_parity, variant_error
 from .quantize import convert_bundle
-from .stamp import stamp_files
 
 OPSET = 17  # the lowest opset the runtime's graphs are checked against
 
@@ -127,6 +126,8 @@ def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET, observation_e
         _export(EncoderGraph(tok), (torch.zeros(B, tok.horizon, tok.action_dim),),
                 os.path.join(out_dir, mf.FILES["encoder"]), mf.IO["encoder"]["inputs"], mf.IO["encoder"]["outputs"],
                 {"actions": b, "ids": b}, opset)
+    from .stamp import stamp_files  # late import: `python -m oat_export.stamp` must find it unloaded
+
     d = manifest_for(tp, "fp32", tasks, obs_layout, observation_encoder)
     stamp_files(out_dir, d)
     write_manifest(os.path.join(out_dir, mf.ENTRY_FILE), d)

@@ -7,9 +7,9 @@ batch dynamic, outputs mem_k / mem_v as a state bundle's. Every preprocessing st
 buffers untouched and applies no host normalization: the manifest carries the spec as
 `observation` and no `normalization.obs_*`.
 
-GroupNorm is exported through a twin whose reshape targets are constants (the feature map size is
-fixed by the crop): torch's own export reshapes with Shape/Gather/Concat chains around
-InstanceNormalization, about a quarter of the encoder's nodes.
+GroupNorm is exported as torch writes it (Reshape / InstanceNormalization / Reshape with Shape
+ops): ONNX Runtime folds those chains when it loads the graph, and the slimmer alternatives measured
+no faster (docs/CAMERAS.md, "Export").
 """
 from __future__ import annotations
 
@@ -17,50 +17,9 @@ import copy
 import os
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from oat_edge import manifest as mf
 
 NAMED_OUTPUTS = ["mem_k", "mem_v"]
-
-
-class StaticGroupNorm(nn.Module):
-    """nn.GroupNorm over a feature map of known [C, H, W]: reshape to [-1, G, C/G*H*W] with
-    constant targets, LayerNormalization, reshape back, per-channel affine. Same numbers."""
-
-    def __init__(self, gn: nn.GroupNorm, chw: tuple):
-        super().__init__()
-        c, h, w = chw
-        self.groups, self.chw, self.eps = gn.num_groups, (c, h, w), gn.eps
-        self.span = c // gn.num_groups * h * w
-        self.weight = nn.Parameter(gn.weight.detach().clone().reshape(c, 1, 1))
-        self.bias = nn.Parameter(gn.bias.detach().clone().reshape(c, 1, 1))
-
-    def forward(self, x):
-        y = F.layer_norm(x.reshape(-1, self.groups, self.span), (self.span,), eps=self.eps)
-        return y.reshape(-1, *self.chw) * self.weight + self.bias
-
-
-def static_group_norms(module: nn.Module, example_args: tuple) -> nn.Module:
-    """A copy of `module` whose affine GroupNorms over [N, C, H, W] are StaticGroupNorms (their
-    input sizes read in one forward pass over `example_args`)."""
-    module = copy.deepcopy(module).eval()
-    sizes, hooks = {}, []
-    for name, m in module.named_modules():
-        if isinstance(m, nn.GroupNorm) and m.affine:
-            hooks.append(m.register_forward_hook(
-                lambda mod, inp, out, name=name: sizes.__setitem__(name, tuple(inp[0].shape[1:]))))
-    with torch.no_grad():
-        module(*example_args)
-    for h in hooks:
-        h.remove()
-    for name, chw in sizes.items():
-        if len(chw) != 3:
-            continue
-        parent_name, _, attr = name.rpartition(".")
-        parent = module.get_submodule(parent_name) if parent_name else module
-        setattr(parent, attr, StaticGroupNorm(getattr(parent, attr), chw))
-    return module
 
 
 def example_inputs(spec, batch: int = 2, seed: int = 0) -> tuple:
@@ -84,7 +43,7 @@ def export_named_prefill(encoder, policy, path: str, opset: int) -> None:
 
     spec = encoder.spec
     args = example_inputs(spec)
-    module = static_group_norms(ObservationPrefill(encoder, policy).eval(), args)
+    module = ObservationPrefill(encoder, policy).eval()
     dynamic = {n: {0: "B"} for n in spec.names}
     dynamic.update({"mem_k": {1: "B"}, "mem_v": {1: "B"}})
     _export(module, args, os.fspath(path), spec.names, NAMED_OUTPUTS, dynamic, opset)

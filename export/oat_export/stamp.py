@@ -9,9 +9,10 @@ so a manifest paired with graphs of another tokenizer is caught when the bundle 
 
 stamps a bundle exported before the property existed, from its manifest's levels, after checking
 them against the graphs' behaviour: the encoder must map actions to ids below the product of the
-levels, and ids -> codes (with these levels) -> decoder -> encoder must give the ids back for most
-tokens of actions the decoder produced (the FSQ grid is where the decoder's codes live; wrong
-levels scatter them). Each graph is rewritten atomically.
+levels, and ids -> codes (with these levels) -> decoder -> encoder, repeated, must settle on its
+own ids (a trained tokenizer's decode-encode loop has fixed points; codes read with the wrong levels
+keep scattering). On the shipped bundle the third round trip gives back 62% of the ids with its
+levels and at most 8% with any other order of them. Each graph is rewritten atomically.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ from oat_edge.errors import BundleError
 
 FSQ_KEY = "oat_edge.fsq_levels"
 STAMPED = ("decoder", "encoder")  # the graphs whose numbers depend on the levels
-MIN_ROUND_TRIP = 0.5  # a trained tokenizer reproduces most ids; wrong levels give near chance
+ROUND_TRIPS = 3
+MIN_ROUND_TRIP = 0.25  # the shipped bundle: 0.62 with its levels, <= 0.08 with them reordered
 
 
 def levels_text(levels) -> str:
@@ -109,11 +111,11 @@ def verify_levels(bundle_dir, d, n=256, seed=0) -> dict:
     if ids.min() < 0 or ids.max() >= cb:
         raise BundleError(f"the encoder graph writes ids in [{ids.min()}, {ids.max()}], outside [0, {cb}) = "
                           f"[0, prod(tokenizer.fsq_levels {levels})): the manifest's levels are not the graphs'")
-    # decode the encoder's own ids, re-encode the decoded actions: the ids should mostly come back
-    dec = run["decoder"].run(None, {"codes": _ids_to_codes(ids, levels), "num_tokens": np.full(n, K, np.int64)})[0]
-    again = run["encoder"].run(None, {"actions": np.clip(dec, -1, 1).astype(np.float32)})[0]
-    agree = float(np.mean(again == ids))
-    return {"checked": True, "ids_below": cb, "max_id": int(ids.max()), "round_trip_agreement": agree}
+    max_id = int(ids.max())
+    for _ in range(ROUND_TRIPS):  # decode the ids, encode the actions again: they settle on fixed points
+        dec = run["decoder"].run(None, {"codes": _ids_to_codes(ids, levels), "num_tokens": np.full(n, K, np.int64)})[0]
+        ids, prev = run["encoder"].run(None, {"actions": np.clip(dec, -1, 1).astype(np.float32)})[0], ids
+    return {"checked": True, "ids_below": cb, "max_id": max_id, "round_trip_agreement": float(np.mean(ids == prev))}
 
 
 def stamp_bundle(bundle_dir, force=False, min_round_trip=MIN_ROUND_TRIP) -> dict:
@@ -131,8 +133,9 @@ def stamp_bundle(bundle_dir, force=False, min_round_trip=MIN_ROUND_TRIP) -> dict
                                   f"tokenizers; re-export the bundle (or pass --force to stamp the manifest's levels)")
     report = verify_levels(bundle_dir, d)
     if report["checked"] and report["round_trip_agreement"] < min_round_trip and not force:
-        raise BundleError(f"decoding the encoder's ids with tokenizer.fsq_levels={levels} and encoding again gives "
-                          f"back only {report['round_trip_agreement']:.0%} of them (expected >= "
+        raise BundleError(f"decoding the encoder's ids with tokenizer.fsq_levels={levels} and encoding again "
+                          f"({ROUND_TRIPS} times) gives back only {report['round_trip_agreement']:.0%} of them "
+                          f"(expected >= "
                           f"{min_round_trip:.0%} for a trained tokenizer): the levels may not be the graphs'; "
                           f"pass --force to stamp them anyway (e.g. for random-weight test bundles)")
     report["levels"], report["stamped"] = levels, stamp_files(bundle_dir, d)
