@@ -14,7 +14,7 @@ from oat_edge.atomic import OutputError, atomic_path, check_output_dir, replace_
 from oat_edge.train.tokenizer import OATTokenizer
 
 from .named_parity import check_named_parity, named_variant_error
-from .named_prefill import export_named_prefill, named_manifest, validate_manifest
+from .named_prefill import export_named_prefill, named_manifest
 from .parity import check_parity, variant_error
 from .quantize import convert_bundle
 
@@ -91,7 +91,7 @@ def manifest_for(tp, precision="fp32", tasks=(), obs_layout="", observation_enco
         control_hz=getattr(tp, "control_hz", None))
     if observation_encoder is None:
         return d
-    return validate_manifest(named_manifest(d, observation_encoder.spec))
+    return mf.validate(named_manifest(d, observation_encoder.spec))
 
 
 def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET, observation_encoder=None):
@@ -131,7 +131,7 @@ def export_fp32(tp, out_dir, tasks=(), obs_layout="", opset=OPSET, observation_e
     d = manifest_for(tp, "fp32", tasks, obs_layout, observation_encoder)
     stamp_files(out_dir, d)
     write_manifest(os.path.join(out_dir, mf.ENTRY_FILE), d)
-    return validate_manifest(d, out_dir)
+    return mf.validate(d, out_dir)
 
 
 def export_bundle(token_policy, out_dir, tasks=(), obs_layout="", opset=OPSET, precision="fp32",

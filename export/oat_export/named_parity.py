@@ -25,10 +25,9 @@ class NamedOrtBundle(OrtBundle):
 
     def __init__(self, bundle_dir, threads: int = 1):
         import onnxruntime as ort
+        from oat_edge import manifest as mf
 
-        from .stamp import read_manifest
-
-        self.m = read_manifest(bundle_dir)
+        self.m = mf.load_manifest(bundle_dir)  # every check the C++ loader makes
         if "observation" not in self.m:
             raise ValueError(f"{bundle_dir}: expected a named-input bundle (manifest with 'observation'), "
                              "got a state bundle: use oat_edge.ort_reference.OrtBundle")

@@ -17,7 +17,6 @@ import copy
 import os
 
 import torch
-from oat_edge import manifest as mf
 
 NAMED_OUTPUTS = ["mem_k", "mem_v"]
 
@@ -58,14 +57,3 @@ def named_manifest(d: dict, spec) -> dict:
     d["observation"] = spec.to_dict()
     d["io"]["prefill"]["inputs"] = list(spec.names)
     return d
-
-
-def schema_knows_observation() -> bool:
-    return any(r["path"].split(".")[0] == "observation" for r in mf.SCHEMA["fields"])
-
-
-def validate_manifest(d, bundle_dir=None):
-    """mf.validate; a named-input manifest only once the schema knows the `observation` block."""
-    if "observation" in d and not schema_knows_observation():
-        return d  # this runtime's schema predates named inputs: nothing to check it against yet
-    return mf.validate(d, bundle_dir)

@@ -64,8 +64,7 @@ def convert_bundle(src_dir, dst_dir, precision):
         onnx.checker.check_model(os.path.join(dst_dir, f))
     d = dict(d, precision=precision)
     from .export import write_manifest
-    from .named_prefill import validate_manifest
 
     stamp_files(dst_dir, d)  # the converters may drop metadata: the levels stay stamped
-    write_manifest(os.path.join(dst_dir, mf.ENTRY_FILE), validate_manifest(d, dst_dir))
+    write_manifest(os.path.join(dst_dir, mf.ENTRY_FILE), mf.validate(d, dst_dir))
     return d

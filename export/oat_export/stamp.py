@@ -76,12 +76,7 @@ def read_manifest(bundle_dir) -> dict:
     props = {p.key: p.value for p in onnx.load(entry, load_external_data=False).metadata_props}
     if mf.MANIFEST_KEY not in props:
         raise BundleError(f"{entry} has no '{mf.MANIFEST_KEY}' metadata: not an oat_edge bundle")
-    from .named_prefill import schema_knows_observation, validate_manifest
-
-    text = props[mf.MANIFEST_KEY]
-    if not schema_knows_observation() and '"observation"' in text:
-        return validate_manifest(json.loads(text), bundle_dir)
-    return mf.validate(mf.parse(text), bundle_dir)
+    return mf.validate(mf.parse(props[mf.MANIFEST_KEY]), bundle_dir)
 
 
 def _ids_to_codes(ids, levels):
