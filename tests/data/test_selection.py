@@ -26,9 +26,9 @@ def test_state_features_concatenate_in_the_order_given():
     assert arr.state.dtype == np.float32 and arr.actions.shape == (22, 7)
 
 
-def test_asking_for_a_camera_says_camera_policies_are_not_supported_yet():
-    with pytest.raises(DatasetError, match=r"camera observations are not supported .*"
-                                           r"--obs-keys observation.state"):
+def test_a_camera_in_obs_keys_is_refused_pointing_at_the_cameras_flag():
+    with pytest.raises(DatasetError, match=r"these are cameras; --obs-keys names state features "
+                                           r"only .*--obs-keys observation.state.*--cameras"):
         select_features(V30, obs_keys=["observation.state", CAMERA])
 
 

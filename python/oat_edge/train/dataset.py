@@ -108,7 +108,7 @@ def load_dataset(source, cfg: DataConfig = DataConfig(), obs_keys=None, action_k
     an opened oat_edge.data dataset -> (train Chunks, val Chunks, info dict)."""
     if isinstance(source, Demos) or (isinstance(source, (str, os.PathLike))
                                      and str(source).endswith(".npz")):
-        demos = source if isinstance(source, Demos) else load_demos(source)
+        demos = source if isinstance(source, Demos) else load_demos(source, images=False)
         if obs_keys or action_key or filter_key:
             raise ValueError("obs_keys/action_key/filter_key: expected only with a dataset "
                              "(LeRobot directory or robomimic .hdf5), given a .npz demos file")
@@ -135,6 +135,96 @@ def _split(chunks, episode_task, cfg, info, num_episodes):
                 train_episodes=train_eps.tolist(), val_episodes=val_eps.tolist(),
                 train_samples=len(train), val_samples=len(val))
     return train, val, info
+
+
+# ----------------------------------------------------------------------------- camera datasets
+
+ROBOT_STATE_LAYOUT = ("end-effector xyz + gripper opening (Meta-World state[0:4]) followed by a "
+                      "one-hot over `tasks`")
+
+
+@dataclass
+class PixelData:
+    """A camera dataset as per-row arrays; samples index rows, so no frame is ever copied per
+    sample (training keeps these arrays on its device and gathers each batch there)."""
+    state: np.ndarray    # float32 [N, S]: the state features, then the task one-hot
+    frames: dict         # {"observation.images.<camera>": uint8 [N, H, W, 3]}
+    actions: np.ndarray  # float32 [N, A]
+    episode_ends: np.ndarray
+    episode_task: np.ndarray
+
+
+@dataclass
+class PixelSamples:
+    obs_rows: torch.Tensor  # int64 [M, n_obs_steps]: rows of the observation history
+    actions: torch.Tensor   # float32 [M, H_a, A] raw units
+    episode: torch.Tensor   # int64 [M]
+
+    def __len__(self):
+        return self.obs_rows.shape[0]
+
+
+def _npz_pixel_data(demos: Demos, cameras):
+    from oat_edge.sim.camera import ROBOT_STATE_DIM, image_key
+    have = demos.cameras
+    if not have:
+        raise ValueError(f"{demos.meta.get('path', 'demos')}: expected camera frames "
+                         f"(oat-edge demos --cameras ...), the file holds states and actions only")
+    cameras = have if cameras is None else list(cameras)
+    missing = [c for c in cameras if c not in have]
+    if missing:
+        raise ValueError(f"cameras: {missing} not in the demos; they hold {have}")
+    ep_of_row = np.repeat(np.arange(demos.num_episodes),
+                          np.diff(np.concatenate([[0], demos.episode_ends])))
+    state = make_observation(demos.obs[:, :ROBOT_STATE_DIM], demos.episode_task[ep_of_row],
+                             len(demos.task_names))
+    data = PixelData(state, {image_key(c): demos.images[image_key(c)] for c in cameras},
+                     demos.actions, demos.episode_ends, demos.episode_task)
+    return data, {"tasks": list(demos.task_names), "obs_layout": ROBOT_STATE_LAYOUT}
+
+
+def load_pixel_dataset(source, cfg: DataConfig = DataConfig(), cameras=None, obs_keys=None,
+                       action_key=None, filter_key=None):
+    """A camera dataset -> (PixelData, train PixelSamples, val PixelSamples, info).
+
+    source: demos .npz written with --cameras (state: Meta-World's end-effector xyz and gripper,
+    as PixelMetaWorldEnv observes it), a LeRobot directory or a robomimic .hdf5 (state: obs_keys,
+    default every state feature). cameras: names (`corner`, or the dataset's key) or None for every
+    camera. Each state row ends with the task one-hot, as in a state policy."""
+    if isinstance(source, Demos) or (isinstance(source, (str, os.PathLike))
+                                     and str(source).endswith(".npz")):
+        if obs_keys or action_key or filter_key:
+            raise ValueError("obs_keys/action_key/filter_key: expected only with a dataset "
+                             "(LeRobot directory or robomimic .hdf5), given a .npz demos file")
+        demos = source if isinstance(source, Demos) else load_demos(source)
+        data, info = _npz_pixel_data(demos, cameras)
+    else:
+        from oat_edge.data.selection import select_features
+        arr = select_features(source, obs_keys, action_key, min_episode_frames=cfg.min_episode_frames,
+                              filter_key=filter_key, cameras=cameras if cameras is not None else "all")
+        ep_of_row = np.repeat(np.arange(len(arr.episode_ends)),
+                              np.diff(np.concatenate([[0], arr.episode_ends])))
+        state = make_observation(arr.state, arr.episode_task[ep_of_row], len(arr.tasks))
+        data = PixelData(state, arr.frames, arr.actions, arr.episode_ends, arr.episode_task)
+        info = dict(arr.info)
+    ep, o_rows, a_rows = window_indices(data.episode_ends, cfg.horizon, cfg.n_obs_steps)
+    train_eps, val_eps = split_episodes(data.episode_task, cfg.val_fraction, cfg.seed)
+    in_val = np.isin(ep, val_eps)
+
+    def samples(mask):
+        return PixelSamples(torch.from_numpy(o_rows[mask].astype(np.int64)),
+                            torch.from_numpy(np.ascontiguousarray(data.actions[a_rows[mask]])),
+                            torch.from_numpy(ep[mask].astype(np.int64)))
+
+    train, val = samples(~in_val), samples(in_val)
+    if len(train) == 0:
+        raise ValueError(f"dataset: expected training samples, given 0 "
+                         f"({len(data.episode_ends)} episodes, val_fraction {cfg.val_fraction})")
+    info = dict(info, cameras=list(data.frames), state_dim=int(data.state.shape[1]),
+                action_dim=int(data.actions.shape[1]), horizon=cfg.horizon,
+                n_obs_steps=cfg.n_obs_steps, train_episodes=train_eps.tolist(),
+                val_episodes=val_eps.tolist(), train_samples=len(train), val_samples=len(val))
+    return data, train, val, info
 
 
 def add_source_flags(p):

@@ -4,6 +4,13 @@
         --tokenizer runs/tok_oat/tokenizer.pt --out runs/policy [--steps N] [--batch 128] \
         [--lr 1e-3] [--width 128] [--layers 2] [--device cpu|cuda] [--resume]
     torchrun --nproc_per_node 2 -m oat_edge.train.train_policy ...   (data parallel)
+    python -m oat_edge.train.train_policy --demos runs/pixels.npz --cameras corner topview ...
+
+With --cameras the policy sees: an ObservationEncoder (image encoder per camera + the state,
+normalized inside it) feeds the AR policy (pixel_policy.py). Without it the policy is a state
+policy, also on a dataset that has cameras. Frames stay uint8 on the training device, one array
+per camera, and every batch is gathered there from row indices (no per-step host copies);
+training crops each sample at a random position, inference crops the centre.
 
 The tokenizer is frozen and keeps its own action normalizer; every training chunk is tokenized
 once up front. The policy owns the observation normalizer (fitted on the training split).
@@ -92,10 +99,25 @@ def parse_args(argv=None):
                    choices=("cosine", "constant"))
     p.add_argument("--weight-decay", type=float, default=PolicyTrainConfig.weight_decay)
     p.add_argument("--n-obs-steps", type=int, default=DataConfig.n_obs_steps)
+    add_camera_flags(p)
     D.add_run_flags(p)
     args = p.parse_args(argv)
     apply_preset(args, PRESET_FLAGS)
     return args
+
+
+def add_camera_flags(p) -> None:
+    g = p.add_argument_group("camera policies")
+    g.add_argument("--cameras", nargs="+", default=None,
+                   help="train a policy that sees these cameras (names like corner, or the "
+                        "dataset's keys; 'all' for every camera); default: a state policy")
+    g.add_argument("--crop", nargs=2, type=int, default=None, metavar=("H", "W"),
+                   help="crop of every camera frame (random in training, centre at inference; "
+                        "default 7/8 of the frame)")
+    g.add_argument("--vision", default="small", choices=("small", "resnet18"),
+                   help="image encoder: the small CPU ResNet (83 k weights) or ResNet-18's layout")
+    g.add_argument("--shared-vision", action="store_true",
+                   help="one image encoder for every camera (equal crops)")
 
 
 def main(argv=None):
@@ -104,6 +126,10 @@ def main(argv=None):
 
     d = D.setup(args.device)
     tok = load_tokenizer(args.tokenizer)
+    if args.cameras:
+        train_pixel_policy(args, d, tok)
+        D.teardown(d)
+        return
     data_cfg = DataConfig(horizon=tok.horizon, n_obs_steps=args.n_obs_steps,
                           val_fraction=args.val_fraction, seed=args.seed,
                           min_episode_frames=args.min_episode_frames)
@@ -167,6 +193,113 @@ def main(argv=None):
         print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, EMA weights, "
               f"tasks {info['tasks']})")
     D.teardown(d)
+
+
+# ----------------------------------------------------------------------------- camera policies
+
+def _observation_spec(args, data, train, info):
+    """The spec a pixel policy reads: the state (min-max normalization fitted on the training
+    rows, or the dataset's declared range when it covers them), then every camera."""
+    from oat_edge.sim.camera import IMAGE_PREFIX
+    from oat_edge.train.observation import CameraInput, ObservationSpec, StateInput
+    rows = torch.unique(train.obs_rows).numpy()
+    norm = normalizer_for(torch.from_numpy(data.state[rows]),
+                          info.get("stats_ranges", {}).get("obs"), "observation.state")
+    cams = []
+    for key, frames in data.frames.items():
+        h, w = int(frames.shape[1]), int(frames.shape[2])
+        crop = tuple(args.crop) if args.crop else None
+        cams.append(CameraInput(key[len(IMAGE_PREFIX):], h, w, crop))
+    state = StateInput(int(data.state.shape[1]), norm.scale.tolist(), norm.offset.tolist())
+    return ObservationSpec(args.n_obs_steps, state, tuple(cams))
+
+
+def train_pixel_policy(args, d, tok):
+    """Train observation encoder + AR policy on a camera dataset; writes out/policy.pt
+    (PixelTokenPolicy checkpoint + tasks, obs_layout, control_hz)."""
+    from oat_edge.sim.camera import STATE_KEY
+    from oat_edge.train.dataset import load_pixel_dataset
+    from oat_edge.train.observation import ObservationEncoder, ObservationEncoderConfig
+    from oat_edge.train.pixel_policy import EncodedPolicy, PixelTokenPolicy
+    from oat_edge.train.vision import VisionConfig
+
+    data_cfg = DataConfig(horizon=tok.horizon, n_obs_steps=args.n_obs_steps,
+                          val_fraction=args.val_fraction, seed=args.seed,
+                          min_episode_frames=args.min_episode_frames)
+    cameras = None if args.cameras == ["all"] else args.cameras
+    data, train, val, info = load_pixel_dataset(source_of(args), data_cfg, cameras, args.obs_keys,
+                                                args.action_key, args.filter_key)
+    if info["action_dim"] != tok.action_dim:
+        raise ValueError(f"{source_of(args)}: action_dim: expected {tok.action_dim} (tokenizer), "
+                         f"given {info['action_dim']}")
+    spec = _observation_spec(args, data, train, info)
+    vision = VisionConfig.resnet18() if args.vision == "resnet18" else VisionConfig()
+    torch.manual_seed(args.seed)
+    encoder = ObservationEncoder(spec, ObservationEncoderConfig(vision, args.shared_vision))
+    pcfg = PolicyConfig(obs_dim=encoder.feature_dim, n_obs_steps=args.n_obs_steps,
+                        codebook_size=tok.codebook_size, num_tokens=tok.num_tokens,
+                        width=args.width, n_layers=args.layers, n_heads=args.heads,
+                        dropout=args.dropout, n_action_steps=args.n_action_steps)
+    model = EncodedPolicy(encoder, ARPolicy(pcfg))
+    n_params = sum(p.numel() for p in model.parameters())
+
+    train_ids, val_ids = pretokenize(tok, train.actions), pretokenize(tok, val.actions)
+    rows_train = train.obs_rows
+    if d.world > 1:
+        keep = torch.arange(d.rank, len(rows_train), d.world)
+        rows_train, train_ids = rows_train[keep], train_ids[keep]
+    if d.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick the fastest convolutions once
+        torch.set_float32_matmul_precision("high")
+    # Every row's state and frames live on the device; a batch is gathered there by row index.
+    state = torch.from_numpy(data.state).to(d.device)
+    frames = {k: torch.from_numpy(v).to(d.device) for k, v in data.frames.items()}
+    rows_train, y_train = rows_train.to(d.device), train_ids.to(d.device)
+    rows_val, y_val = val.obs_rows[:1024].to(d.device), val_ids[:1024].to(d.device)
+
+    def batch(rows):
+        return {STATE_KEY: state[rows], **{k: f[rows] for k, f in frames.items()}}
+
+    def loss_fn(m, idx):
+        return m.loss(batch(rows_train[idx]), y_train[idx])
+
+    def eval_fn(ema_model):
+        if len(rows_val) == 0:
+            return {}
+        loss = acc = 0.0
+        for i in range(0, len(rows_val), 256):
+            r, y = rows_val[i:i + 256], y_val[i:i + 256]
+            lo, inf = ema_model.loss(batch(r), y)
+            loss, acc = loss + float(lo) * len(r), acc + float(inf["acc"]) * len(r)
+        return {"loss": loss / len(rows_val), "acc": acc / len(rows_val)}
+
+    cfg = PolicyTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                            schedule=args.schedule, weight_decay=args.weight_decay,
+                            obs_lr_scale=args.obs_lr_scale, ckpt_every=args.ckpt_every,
+                            eval_every=args.eval_every, log_every=args.log_every,
+                            seed=args.seed, device=args.device, threads=args.threads,
+                            progress=not args.no_progress)
+    run_info = {"args": vars(args), "policy_config": asdict(pcfg), "params": n_params,
+                "observation": spec.to_dict(), "encoder_config": encoder.cfg.to_dict(),
+                "tokenizer_kind": tok.checkpoint()["kind"], "train_config": asdict(cfg),
+                "data": {k: v for k, v in info.items()
+                         if k not in ("train_episodes", "val_episodes")},
+                "val_episodes": info["val_episodes"]}
+    os.makedirs(args.out, exist_ok=True)
+    D.discard_stale_result(os.path.join(args.out, "policy.pt"), d, args.resume)
+    ema = D.fit(model, loss_fn, len(rows_train), cfg, args.out, d,
+                param_groups=model.param_groups(args.obs_lr_scale), eval_fn=eval_fn,
+                resume=args.resume, meta=run_info)
+    if d.main:
+        best = ema.model.cpu()
+        ck = PixelTokenPolicy(tok, best.encoder, best.policy).checkpoint()
+        ck.update(tasks=info["tasks"], obs_layout=info["obs_layout"])
+        if "fps" in info:
+            ck.update(control_hz=info["fps"])
+        save_checkpoint(ck, os.path.join(args.out, "policy.pt"))
+        write_json(os.path.join(args.out, "config.json"), run_info, indent=1)
+        print(f"wrote {args.out}/policy.pt ({n_params / 1e6:.2f} M params, EMA weights, cameras "
+              f"{info['cameras']}, tasks {info['tasks']})")
 
 
 if __name__ == "__main__":
