@@ -4,6 +4,11 @@ Each (task, k) shard runs `episodes` episodes in its own process. The simulator 
 rate on a virtual clock (`hz`); inference latency is measured for real and decides, as on a
 robot with background inference, how many cycles later a chunk lands (ControlLoop with
 virtual_time=True). The scripted expert runs on the same episode seeds as a reference.
+State bundles see Meta-World's state, camera bundles (an `observation` block in the manifest)
+its rendered cameras, through the same episode loop (eval_env.py).
+
+With `record=N`, the first N episodes of each (task, k) are also written as videos to
+`record_dir` (record.py); the directory is checked before the run, as out_dir is.
 
 Output (out_dir): results.json, results.md (table), success_vs_k.png, latency_vs_k.png,
 rate_distortion.png (success vs bits = k * log2(codebook_size)), each written atomically. An
@@ -25,8 +30,12 @@ from multiprocessing import get_context
 
 import numpy as np
 
-from ..atomic import OutputError, atomic_path, check_output_dir, write_json, write_text
+from ..atomic import OutputError, check_output_dir, write_json, write_text
 from ..control import ControlLoop, info_bounds, percentiles
+from .eval_env import eval_env, observation_spec, simulation
+from .eval_report import markdown_table, write_plots
+
+__all__ = ["EvalConfig", "evaluate", "episode_seeds", "markdown_table", "run_policy_episode"]
 
 # After Ctrl-C, how long running shards get to hand back the episodes they finished.
 DRAIN_S = 5.0
@@ -58,15 +67,38 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
 
 def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
                        latency_budget_ms=None, background=True, act_seed=None,
-                       n_action_steps=None) -> dict:
+                       n_action_steps=None, *, recording=None) -> dict:
+    """One episode on layout `layout_seed`. env: MetaWorldEnv, or an environment with
+    `after_cycle(loop)` (called after each cycle, e.g. PixelEvalEnv); recording: an
+    EpisodeRecording that gets every cycle, closed (or aborted) here."""
     env.reset(layout_seed)
     low, high = _bounds(policy, env)
-    loop = ControlLoop(policy, env.observation, env.step, hz=hz, max_tokens=k,
+    send, on_cycle, video = env.step, None, None
+    after = getattr(env, "after_cycle", None)
+    if recording is not None:
+        def send(a, _step=env.step):
+            recording.action(a)
+            _step(a)
+    if after is not None or recording is not None:
+        def on_cycle(rec):
+            if after is not None:
+                after(loop)
+            if recording is not None:
+                recording.cycle(env, rec)
+    loop = ControlLoop(policy, env.observation, send, hz=hz, max_tokens=k,
                        latency_budget_ms=latency_budget_ms, background=background,
                        n_action_steps=n_action_steps,
                        virtual_time=True, action_low=low, action_high=high, seed=act_seed)
     try:
-        s = loop.run(env.max_steps, until=lambda: env.done)
+        if recording is not None:
+            recording.start(env)
+        s = loop.run(env.max_steps, until=lambda: env.done, on_cycle=on_cycle)
+        if recording is not None:
+            video = recording.close()
+    except BaseException:
+        if recording is not None:
+            recording.abort()
+        raise
     finally:
         loop.close()
     return {"success": env.success, "steps": env.steps,
@@ -74,7 +106,7 @@ def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
             "tokens": [r["tokens_used"] for r in loop.records if r["tokens_used"] is not None],
             "overruns": s["overruns"], "cycles": s["cycles"], "errors": s["errors"],
             "error_messages": s["error_messages"], "rejected_chunks": s["rejected_chunks"],
-            "stale_chunks": s["stale_chunks"]}
+            "stale_chunks": s["stale_chunks"], "video": video}
 
 
 def _until_interrupted(run_one, seeds) -> tuple[list, bool]:
@@ -105,19 +137,20 @@ def _shard(job: dict) -> dict:
         env.close()
         return {**job, "successes": int(sum(ok)), "episodes_done": len(ok),
                 "interrupted": stopped, "seconds": time.perf_counter() - t0}
-    policy = _load_policy(job["bundle"], job["factory"], job["threads"])
-    info = policy.info
-    env = MetaWorldEnv(job["task"], tasks=info.get("tasks") or [],
-                       n_obs_steps=int(info["n_obs_steps"]), obs_dim=int(info["obs_dim"]))
+    env, policy = eval_env(job["task"], _load_policy(job["bundle"], job["factory"], job["threads"]))
     # Warm-up (session/allocator first-run costs) is not part of the measured latency.
     for _ in range(3):
         policy.act(env.reset(0), max_tokens=job["k"])
-    eps, stopped = _until_interrupted(
-        lambda s: run_policy_episode(policy, env, s, job["k"], job["hz"],
-                                     job["latency_budget_ms"], job["background"],
-                                     act_seed=s * 7919 + job["k"],
-                                     n_action_steps=job["n_action_steps"]), seeds)
-    env.close()
+    try:
+        eps, stopped = _until_interrupted(
+            lambda s: run_policy_episode(policy, env, s, job["k"], job["hz"],
+                                         job["latency_budget_ms"], job["background"],
+                                         act_seed=s * 7919 + job["k"],
+                                         n_action_steps=job["n_action_steps"],
+                                         recording=_recording(job, env, s - seeds[0])), seeds)
+    finally:
+        frames = {k: getattr(env, k) for k in FRAME_COUNTS if hasattr(env, k)}
+        env.close()
     lat = [x for e in eps for x in e["latencies"]]
     tok: dict[str, int] = {}
     for e in eps:
@@ -135,7 +168,23 @@ def _shard(job: dict) -> dict:
             "errors": int(sum(e["errors"] for e in eps)), "error_messages": msgs,
             "rejected_chunks": int(sum(e["rejected_chunks"] for e in eps)),
             "stale_chunks": int(sum(e["stale_chunks"] for e in eps)),
+            "videos": [e["video"] for e in eps if e["video"]], **frames,
             "seconds": time.perf_counter() - t0}
+
+
+# A camera bundle's environment counts the frames it drew and skipped (eval_env.PixelEvalEnv).
+FRAME_COUNTS = ("frames_rendered", "frames_skipped", "frames_refused")
+
+
+def _recording(job: dict, env, episode: int):
+    """The EpisodeRecording of this episode, or None when it is not recorded."""
+    if episode >= job["record"]:
+        return None
+    from .record import EpisodeRecording, video_suffix
+    name = f"{job['task']}_k{job['k']}_ep{episode:02d}{video_suffix()}"
+    return EpisodeRecording(os.path.join(job["record_dir"], name), simulation(env), job["hz"],
+                            camera=job["record_camera"],
+                            title=f"{job['task']}   k = {job['k']}   episode {episode}")
 
 
 def _progress(total: int, show: bool):
@@ -213,6 +262,7 @@ class EvalConfig:
     seed: int = 0
     threads: int = 1                # inference threads per policy
     out_dir: str = "runs/eval"
+    record_camera: str = "corner"   # the scene camera of recorded videos
 
 
 def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalConfig.ks,
@@ -220,39 +270,28 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
              seed: int = EvalConfig.seed, out_dir=EvalConfig.out_dir, expert: bool = True,
              background: bool = True, threads: int = EvalConfig.threads,
              policy_factory="oat_edge:Policy", progress="auto",
-             plots: bool = True, n_action_steps=None, force: bool = False) -> dict:
+             plots: bool = True, n_action_steps=None, force: bool = False,
+             record: int = 0, record_dir=None, record_camera: str = EvalConfig.record_camera) -> dict:
     """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict.
 
-    progress: True, False, or "auto" (a bar only when stderr is a terminal)."""
+    progress: True, False, or "auto" (a bar only when stderr is a terminal). record: videos of
+    the first `record` episodes of each (task, k), into record_dir (default out_dir/videos),
+    seen from the scene camera `record_camera`."""
     out_dir = check_output_dir(out_dir, force=force)  # before minutes of simulation, not after
-    if not (isinstance(episodes, int) and episodes >= 1):
-        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    rec = _check_recording(record, record_dir, out_dir, force, record_camera, episodes)
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     if not hz > 0:
         raise ValueError(f"hz must be > 0, got {hz!r}")
     policy = _load_policy(bundle, policy_factory, threads)
     info = policy.info
-    K = int(info["num_tokens"])
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] < 1 or ks[-1] > K:
-        raise ValueError(f"ks must be token counts in 1..{K} (K of this bundle), got {ks}")
-    bundle_tasks = list(info.get("tasks") or [])
-    tasks = list(tasks) if tasks else bundle_tasks
-    if not tasks:
-        raise ValueError("the bundle declares no tasks: pass tasks=[...]")
-    unknown = [t for t in tasks if bundle_tasks and t not in bundle_tasks]
-    if unknown:
-        raise ValueError(f"tasks {unknown} are not in the bundle's tasks {bundle_tasks}")
-    H = int(info["horizon"])
-    if n_action_steps is not None and not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= H):
-        raise ValueError(f"n_action_steps must be an int in 1..{H} (the chunk length), got {n_action_steps!r}")
-    codebook = int(info["codebook_size"])
+    ks, tasks, codebook = _check_bundle_args(info, ks, tasks, n_action_steps)
+    _check_simulation(policy, tasks[0], rec)
     del policy
 
     common = dict(bundle=os.fspath(bundle), episodes=episodes, seed=seed, hz=hz,
                   latency_budget_ms=latency_budget_ms, background=background, threads=threads,
-                  factory=policy_factory, n_action_steps=n_action_steps)
+                  factory=policy_factory, n_action_steps=n_action_steps, **rec)
     jobs = [dict(common, task=t, k=k) for t in tasks for k in ks]
     if expert:
         jobs += [dict(common, task=t, k="expert") for t in tasks]
@@ -273,6 +312,51 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
     return results
 
 
+def _check_recording(record, record_dir, out_dir, force, camera, episodes) -> dict:
+    if not (isinstance(episodes, int) and episodes >= 1):
+        raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
+    if isinstance(record, bool) or not (isinstance(record, int) and record >= 0):
+        raise ValueError(f"record must be a number of episodes >= 0, got {record!r}")
+    if not record:
+        return dict(record=0, record_dir=None, record_camera=None)
+    from .record import check_record_dir
+    record_dir = check_record_dir(record_dir or os.path.join(out_dir, "videos"), force=force)
+    return dict(record=min(record, episodes), record_dir=record_dir, record_camera=camera)
+
+
+def _check_bundle_args(info, ks, tasks, n_action_steps):
+    """(sorted ks, tasks, codebook size), each checked against the bundle."""
+    K = int(info["num_tokens"])
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1 or ks[-1] > K:
+        raise ValueError(f"ks must be token counts in 1..{K} (K of this bundle), got {ks}")
+    bundle_tasks = list(info.get("tasks") or [])
+    tasks = list(tasks) if tasks else bundle_tasks
+    if not tasks:
+        raise ValueError("the bundle declares no tasks: pass tasks=[...]")
+    unknown = [t for t in tasks if bundle_tasks and t not in bundle_tasks]
+    if unknown:
+        raise ValueError(f"tasks {unknown} are not in the bundle's tasks {bundle_tasks}")
+    H = int(info["horizon"])
+    if n_action_steps is not None and not (isinstance(n_action_steps, int) and 1 <= n_action_steps <= H):
+        raise ValueError(f"n_action_steps must be an int in 1..{H} (the chunk length), got {n_action_steps!r}")
+    return ks, tasks, int(info["codebook_size"])
+
+
+def _check_simulation(policy, task: str, rec: dict) -> None:
+    """A camera bundle's observation spec, its cameras and headless rendering, and the record
+    camera, tried once here rather than failing in every worker after the run started."""
+    if observation_spec(policy.info) is None and not rec["record"]:
+        return
+    env, _ = eval_env(task, policy)
+    try:
+        if rec["record"]:
+            from ..sim.camera import CameraRenderer
+            CameraRenderer(*simulation(env), [rec["record_camera"]], 16, 16).close()
+    finally:
+        env.close()
+
+
 def _collect(done, tasks, ks, expert, common, info, codebook, wall_s) -> dict:
     """Results of the finished shards; a shard cut short counts only its finished episodes,
     and a cell with none is absent."""
@@ -285,6 +369,11 @@ def _collect(done, tasks, ks, expert, common, info, codebook, wall_s) -> dict:
                      "bits": {str(k): k * math.log2(codebook) for k in ks},
                      "per_task": {t: {} for t in tasks}, "expert": {},
                      "wall_s": wall_s}
+    spec = observation_spec(info)
+    if spec is not None:  # a camera bundle: what it saw
+        results["observation"] = spec
+    if c["record"]:
+        results["record_dir"] = c["record_dir"]
     for r in done:
         if not r["episodes_done"]:
             continue
@@ -308,92 +397,3 @@ def _write(results: dict, out_dir: str, plots: bool) -> None:
     write_text(os.path.join(out_dir, "results.md"), markdown_table(results))
     if plots:
         write_plots(results, out_dir)
-
-
-def markdown_table(res: dict) -> str:
-    """The results as a Markdown table; a cell an interrupted run did not reach shows '–'."""
-    ks, tasks, expert = res["ks"], res["tasks"], bool(res["expert"])
-    cell = {(t, k): res["per_task"][t].get(str(k)) for t in tasks for k in ks}
-
-    def row(label, values, tail="–"):
-        return f"| {label} | " + " | ".join(values) + (f" | {tail} |\n" if expert else " |\n")
-
-    head = "| task | " + " | ".join(f"k={k} ({res['bits'][str(k)]:.0f} bit)" for k in ks)
-    head += " | expert |\n" if expert else " |\n"
-    sep = "|---" * (len(ks) + 1 + expert) + "|\n"
-    rows = []
-    for t in tasks:
-        e = res["expert"].get(t)
-        rows.append(row(t, [f"{100 * c['success_rate']:.0f}%" if c else "–"
-                            for c in (cell[t, k] for k in ks)],
-                        f"{100 * e:.0f}%" if e is not None else "–"))
-    ms = res["mean_success"]
-    rows.append(row("mean", [f"**{100 * ms[str(k)]:.1f}%**" if str(k) in ms else "–" for k in ks],
-                    f"**{100 * res['expert_mean']:.1f}%**" if "expert_mean" in res else "–"))
-    lat = []
-    for k in ks:
-        ps = [c["latency_ms"] for c in (cell[t, k] for t in tasks) if c and c["latency_ms"]]
-        lat.append(f"{np.median([p['p50'] for p in ps]):.1f} / {max(p['p99'] for p in ps):.1f}"
-                   if ps else "–")
-    rows.append(row("act ms p50 / p99", lat))
-    rows.append(row("overruns", [str(sum(c["overruns"] for c in (cell[t, k] for t in tasks) if c))
-                                 for k in ks]))
-    note = (f"\n{res['episodes']} episodes per cell, seed {res['seed']}, {res['hz']:g} Hz "
-            f"virtual clock, latency budget {res['latency_budget_ms']} ms.\n")
-    if res.get("interrupted"):
-        note += ("Interrupted: only the episodes that had finished are counted (see "
-                 "episodes_done per cell in results.json).\n")
-    return head + sep + "".join(rows) + note
-
-
-def _save(fig, path: str) -> None:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-
-
-def write_plots(res: dict, out_dir: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ks, tasks = res["ks"], res["tasks"]
-    sr = {t: [100 * res["per_task"][t][str(k)]["success_rate"] for k in ks] for t in tasks}
-    mean = [100 * res["mean_success"][str(k)] for k in ks]
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for t in tasks:
-        ax.plot(ks, sr[t], "o-", alpha=0.6, label=t)
-    ax.plot(ks, mean, "ks-", lw=2, label="mean")
-    if res["expert"]:
-        ax.axhline(100 * res["expert_mean"], color="gray", ls="--", label="expert (mean)")
-    ax.set(xscale="log", xlabel="tokens k", ylabel="success %", ylim=(-2, 102),
-           title="Success vs prefix length")
-    ax.minorticks_off()  # log axis: label only the evaluated k, no 3x10^0 minor labels
-    ax.set_xticks(ks, [str(k) for k in ks])
-    ax.legend(fontsize=7)
-    _save(fig, os.path.join(out_dir, "success_vs_k.png"))
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for q, style in (("p50", "o-"), ("p99", "s--")):
-        vals = [np.median([res["per_task"][t][str(k)]["latency_ms"].get(q, np.nan)
-                           for t in tasks]) for k in ks]
-        ax.plot(ks, vals, style, label=q)
-    if res.get("latency_budget_ms"):
-        ax.axhline(res["latency_budget_ms"], color="red", ls=":", label="budget")
-    ax.axhline(1e3 / res["hz"], color="gray", ls="--", label="control period")
-    ax.set(xticks=ks, xlabel="tokens k", ylabel="act latency (ms)", title="Latency vs k")
-    ax.legend(fontsize=7)
-    _save(fig, os.path.join(out_dir, "latency_vs_k.png"))
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    bits = [res["bits"][str(k)] for k in ks]
-    ax.plot(bits, mean, "ks-")
-    for b, m, k in zip(bits, mean, ks):
-        ax.annotate(f"k={k}", (b, m), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    ax.set(xlabel=f"bits per chunk (k·log2 {res['codebook_size']})", ylabel="mean success %",
-           ylim=(-2, 102), title="Rate–distortion")
-    _save(fig, os.path.join(out_dir, "rate_distortion.png"))
-    plt.close(fig)
