@@ -43,9 +43,10 @@ def encoder_from_checkpoint(entry):
     except TypeError as exc:  # unknown keys in the config dict
         raise ValueError(f"observation_encoder.config: {exc}") from None
     except RuntimeError as exc:  # load_state_dict: weights of another architecture
-        first = str(exc).strip().splitlines()[0][:200]
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__]
+        detail = lines[1] if len(lines) > 1 else lines[0]  # the first names the module, the next what differs
         raise ValueError(f"observation_encoder.state: the weights do not fit the encoder its spec and config "
-                         f"describe ({first})") from None
+                         f"describe ({detail[:200]})") from None
 
 
 def policy_from_checkpoint(ck: dict):
