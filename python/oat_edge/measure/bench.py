@@ -329,7 +329,10 @@ def main(argv=None) -> int:
         if camera:
             from oat_edge.measure import camera_bench
 
-            res = camera_bench.run(bundle, tp, enc, ks=a.ks, iters=a.iters, threads=a.threads)
+            from oat_edge.train.pixel_policy import PixelTokenPolicy
+
+            pixel = PixelTokenPolicy(tp.tokenizer, enc, tp.policy) if tp is not None else None
+            res = camera_bench.run(bundle, pixel, ks=a.ks, iters=a.iters, threads=a.threads)
             table = camera_bench.format_table(res)
         else:
             res = run(tp, bundle, ks=a.ks, iters=a.iters, threads=a.threads, progress=not a.no_progress,
