@@ -328,7 +328,6 @@ def main(argv=None) -> int:
             export_bundle(tp, bundle, check_parity=False, observation_encoder=enc)
         if camera:
             from oat_edge.measure import camera_bench
-
             from oat_edge.train.pixel_policy import PixelTokenPolicy
 
             pixel = PixelTokenPolicy(tp.tokenizer, enc, tp.policy) if tp is not None else None
