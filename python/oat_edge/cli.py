@@ -103,7 +103,8 @@ def cmd_eval(a) -> int:
                        seed=a.seed, out_dir=a.out, expert=not a.no_expert,
                        background=not a.sync, threads=a.threads,
                        progress=False if a.quiet or a.no_progress else "auto",
-                       n_action_steps=a.n_action_steps, force=a.force)
+                       n_action_steps=a.n_action_steps, force=a.force, record=a.record,
+                       record_dir=a.record_dir, record_camera=a.record_camera)
     except OutputError as exc:
         if hasattr(exc, "results"):  # measured, but not saved (a full disk): show it at least
             print(markdown_table(exc.results))
@@ -114,6 +115,9 @@ def cmd_eval(a) -> int:
               f"{os.path.join(a.out, 'results.json')} (+ results.md)", file=sys.stderr)
         return 130
     print(f"wrote {os.path.join(a.out, 'results.json')} (+ results.md, *.png)")
+    videos = [v for cells in res["per_task"].values() for c in cells.values() for v in c.get("videos", [])]
+    if videos:
+        print(f"wrote {len(videos)} videos to {res['record_dir']}")
     return 0
 
 
@@ -239,6 +243,15 @@ def _add_eval_parser(sub):
     q.add_argument("--n-action-steps", type=_positive_int, default=None,
                    help="receding horizon: execute this many steps of each chunk, then replan "
                         "(default: the bundle's n_action_steps)")
+    q.add_argument("--record", type=int, default=0, metavar="N",
+                   help="also write a video (MP4, or GIF without PyAV) of the first N episodes of "
+                        "each (task, k): the scene, the policy's camera inputs, action, tokens, "
+                        "act() latency and success (default 0)")
+    q.add_argument("--record-dir", default=None,
+                   help="directory for the videos (default OUT/videos; refused if it holds files, "
+                        "unless --force)")
+    q.add_argument("--record-camera", default=E.record_camera,
+                   help=f"scene camera of the videos (default {E.record_camera})")
     _add_loop_flags(q)
     q.set_defaults(fn=cmd_eval)
 
