@@ -89,6 +89,21 @@ def test_same_seed_renders_the_same_frames_and_other_seeds_differ(env):
 
 
 @pytest.mark.parametrize("task", TASKS)
+def test_the_first_frame_of_an_episode_draws_its_own_goal_not_the_previous_episodes(task):
+    with PixelMetaWorldEnv(task, cameras=("corner", "topview"), image_size=(64, 64)) as e, \
+            PixelMetaWorldEnv(task, cameras=("corner", "topview"), image_size=(64, 64)) as fresh:
+        e.reset(1)
+        e.step(np.zeros(4))
+        after = e.reset(2)
+        first = fresh.reset(2)
+        goal = fresh.state_env._mw._target_pos
+        for k in first:
+            np.testing.assert_array_equal(after[k], first[k], err_msg=k)
+        # the marker sits at the episode's goal (Meta-World moves it there only when stepping)
+        np.testing.assert_allclose(fresh.state_env._mw.data.site("goal").xpos, goal, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", TASKS)
 def test_the_goal_is_drawn_so_it_stays_out_of_the_state(task):
     with PixelMetaWorldEnv(task, cameras=("corner",), image_size=(64, 64)) as e:
         for seed in range(3):

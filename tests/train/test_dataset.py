@@ -3,7 +3,14 @@ import os
 import numpy as np
 import pytest
 import torch
-from oat_edge.train.dataset import DataConfig, build_chunks, load_dataset, make_observation, split_episodes
+from oat_edge.train.dataset import (
+    DataConfig,
+    build_chunks,
+    load_dataset,
+    load_pixel_dataset,
+    make_observation,
+    split_episodes,
+)
 from oat_edge.train.demos import Demos, save_demos
 
 
@@ -130,3 +137,45 @@ def test_training_from_a_lerobot_dataset_records_its_fps_layout_tasks_and_stats(
     np.testing.assert_allclose(pol.obs_normalizer.high.numpy()[:6],
                                ds.stats["observation.state"]["max"], rtol=1e-6)
     assert pol.predict(np.zeros((2, 6 + 2), np.float32), max_tokens=2, seed=0).shape == (4, 3)
+
+
+# -- camera datasets -----------------------------------------------------------------------------
+
+def _frames_demos(lengths=(5, 7)):
+    """State-only demos plus one camera whose frame pixels hold the row number."""
+    ends = np.cumsum(lengths).astype(np.int64)
+    n = int(ends[-1])
+    rng = np.random.default_rng(0)
+    frames = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 8, 8, 3)).copy()
+    return Demos(obs=rng.normal(size=(n, 39)).astype(np.float32),
+                 actions=rng.uniform(-1, 1, size=(n, 4)).astype(np.float32), episode_ends=ends,
+                 episode_task=np.array([1, 0]), task_names=["a", "b"], meta={},
+                 images={"observation.images.corner": frames})
+
+
+def test_pixel_samples_index_the_frames_and_robot_state_of_their_history_padded_at_the_start():
+    d = _frames_demos()
+    data, train, val, info = load_pixel_dataset(d, DataConfig(horizon=3, n_obs_steps=2, val_fraction=0.0))
+    assert len(val) == 0 and len(train) == 12 and info["cameras"] == ["observation.images.corner"]
+    frames = data.frames["observation.images.corner"][train.obs_rows.numpy()]  # [M, 2, 8, 8, 3]
+    assert frames.shape == (12, 2, 8, 8, 3)
+    # sample t sees frames (t-1, t) of its own episode; episode starts repeat their first frame
+    np.testing.assert_array_equal(frames[:, :, 0, 0, 0], [[0, 0], [0, 1], [1, 2], [2, 3], [3, 4],
+                                                          [5, 5], [5, 6], [6, 7], [7, 8], [8, 9],
+                                                          [9, 10], [10, 11]])
+    # state: end-effector xyz + gripper (the 39-d state's first 4) and the episode's task one-hot
+    np.testing.assert_array_equal(data.state[:, :4], d.obs[:, :4])
+    np.testing.assert_array_equal(data.state[:5, 4:], [[0, 1]] * 5)
+    np.testing.assert_array_equal(data.state[5:, 4:], [[1, 0]] * 7)
+    np.testing.assert_array_equal(train.actions[4].numpy(), d.actions[[4, 4, 4]])  # held last action
+
+
+def test_state_training_on_camera_demos_sees_the_same_chunks_as_without_frames(tmp_path):
+    d = _frames_demos()
+    save_demos(d, tmp_path / "px.npz")
+    d.images = {}
+    save_demos(d, tmp_path / "state.npz")
+    a, _, _ = load_dataset(str(tmp_path / "px.npz"), DataConfig(horizon=3, val_fraction=0.0))
+    b, _, _ = load_dataset(str(tmp_path / "state.npz"), DataConfig(horizon=3, val_fraction=0.0))
+    torch.testing.assert_close(a.obs, b.obs)
+    torch.testing.assert_close(a.actions, b.actions)

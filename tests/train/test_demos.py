@@ -94,3 +94,43 @@ def test_save_then_load_preserves_arrays_and_meta(tmp_path):
     np.testing.assert_array_equal(d.episode_ends, e.episode_ends)
     assert e.meta == {"seed": 0} and e.task_names == ["reach-v3"]
     assert [(s.start, s.stop) for s in e.episode_slices()] == [(0, 5), (5, 12)]
+
+
+def test_camera_demos_hold_each_cameras_frame_of_every_step_as_the_pixel_env_renders_it(tmp_path):
+    from oat_edge.sim.camera import PixelMetaWorldEnv
+    from oat_edge.train.demos import _episode_seed
+    out = tmp_path / "pixels.npz"
+    s = generate_demos(["reach-v3"], 1, out, seed=5, workers=1, progress=False,
+                       cameras=["corner", "topview"], image_size=32)
+    d = load_demos(out)
+    assert d.cameras == ["corner", "topview"] and d.meta["cameras"] == ["corner", "topview"]
+    for k in ("observation.images.corner", "observation.images.topview"):
+        assert d.images[k].shape == (s["steps"], 32, 32, 3) and d.images[k].dtype == np.uint8
+    assert load_demos(out, images=False).images == {}
+    # the frame stored with step t is what PixelMetaWorldEnv shows before action t
+    with PixelMetaWorldEnv("reach-v3", tasks=["reach-v3"], image_size=(32, 32)) as env:
+        obs = env.reset(_episode_seed(5, 0, 0))
+        for t in range(3):
+            for k in d.images:
+                np.testing.assert_array_equal(obs[k][-1], d.images[k][t], err_msg=f"{k} step {t}")
+            np.testing.assert_array_equal(obs["observation.state"][-1, :4], d.obs[t, :4])
+            obs = env.step(d.actions[t])
+
+
+def test_unknown_camera_is_rejected_before_any_episode_naming_it(tmp_path):
+    with pytest.raises(ValueError, match=r"cameras: \['nosuchcam'\] are not Meta-World cameras.*corner"):
+        generate_demos(["reach-v3"], 1, tmp_path / "x.npz", workers=1, progress=False,
+                       cameras=["corner", "nosuchcam"])
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_camera_frames_of_the_wrong_length_are_rejected_on_save_and_load(tmp_path):
+    d = _tiny_demos()
+    d.images = {"observation.images.corner": np.zeros((len(d.obs) - 1, 8, 8, 3), np.uint8)}
+    with pytest.raises(DemoFormatError, match=r"observation.images.corner: expected uint8 \[12, H, W, 3\]"):
+        save_demos(d, tmp_path / "bad.npz")
+    d.images = {"observation.images.corner": np.zeros((len(d.obs), 8, 8, 3), np.float32)}
+    np.savez(tmp_path / "bad.npz", obs=d.obs, actions=d.actions, episode_ends=d.episode_ends,
+             episode_task=d.episode_task, task_names=np.array(d.task_names), meta="{}", **d.images)
+    with pytest.raises(DemoFormatError, match=r"observation.images.corner: expected uint8.*given float32"):
+        load_demos(tmp_path / "bad.npz")
