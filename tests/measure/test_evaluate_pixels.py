@@ -11,7 +11,7 @@ pytest.importorskip("metaworld")
 pytest.importorskip("matplotlib")
 
 from oat_edge.measure import eval_env  # noqa: E402
-from oat_edge.measure.evaluate import evaluate  # noqa: E402
+from oat_edge.measure.evaluate import evaluate, markdown_table  # noqa: E402
 
 STATE = "observation.state"
 CORNER, TOPVIEW = "observation.images.corner", "observation.images.topview"
@@ -61,7 +61,7 @@ def run_camera_eval(tmp_path, name, **kw):
 
 def test_camera_bundle_gets_its_named_inputs_and_draws_only_the_frames_replans_read(tmp_path,
                                                                                    monkeypatch):
-    res, seen = run_camera_eval(tmp_path, "skip")
+    res, seen = run_camera_eval(tmp_path, "skip", record=1)
     cell = res["per_task"]["reach-v3"]["8"]
     steps = cell["mean_steps"]
     assert cell["errors"] == 0 and cell["frames_refused"] == 0
@@ -71,8 +71,15 @@ def test_camera_bundle_gets_its_named_inputs_and_draws_only_the_frames_replans_r
     assert steps / 8 < replans and cell["frames_rendered"] <= 3 * replans
     assert res["observation"] == CameraPolicy.spec
     assert json.loads((tmp_path / "skip" / "results.json").read_text())["observation"]["inputs"]
+    assert "Camera bundle: corner, topview at 64x64, 2 steps of history; frames drawn for " \
+        in markdown_table(res)
+    # the video: the scene with the policy's two cameras beside it, a frame per step + the reset
+    av = pytest.importorskip("av")
+    with av.open(cell["videos"][0]) as f:
+        frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
+    assert len(frames) == steps + 1 and frames[0].shape[1] == 256 + 128
 
-    # Drawing every frame changes nothing the policy sees.
+    # Drawing every frame (and recording none) changes nothing the policy sees.
     monkeypatch.setattr(eval_env, "replan_within", lambda loop, cycles: True)
     res_all, seen_all = run_camera_eval(tmp_path, "all")
     assert res_all["per_task"]["reach-v3"]["8"]["frames_skipped"] == 0

@@ -43,7 +43,21 @@ def markdown_table(res: dict) -> str:
     if res.get("interrupted"):
         note += ("Interrupted: only the episodes that had finished are counted (see "
                  "episodes_done per cell in results.json).\n")
-    return head + sep + "".join(rows) + note
+    return head + sep + "".join(rows) + note + _camera_note(res, [c for c in cell.values() if c])
+
+
+def _camera_note(res: dict, cells: list) -> str:
+    """What a camera bundle saw, and how many of the steps' frames were drawn."""
+    spec = res.get("observation")
+    if not spec:
+        return ""
+    cams = [i for i in spec["inputs"] if i["name"].startswith("observation.images.")]
+    h, w = cams[0]["shape"][:2]
+    seen = ", ".join(i["name"].rsplit(".", 1)[-1] for i in cams)
+    drawn = sum(c.get("frames_rendered", 0) for c in cells)
+    steps = drawn + sum(c.get("frames_skipped", 0) for c in cells)
+    share = f"; frames drawn for {100 * drawn / steps:.0f}% of the steps (those a replan reads)" if steps else ""
+    return f"Camera bundle: {seen} at {h}x{w}, {spec['n_obs_steps']} steps of history{share}.\n"
 
 
 def _save(fig, path: str) -> None:
