@@ -158,15 +158,19 @@ def run(token_policy, bundle: str, ks=(1, 2, 4, 8), iters: int = 200, warmup: in
         for n in names:
             row[n]["speedup_of_cpp"] = row[n]["median_ms"] / base
         row["cpp_overhead_frac_median"] = float(np.median(overhead[k]))
-        if bounds:
-            from oat_edge.measure import roofline
-
-            row["bound"] = roofline.act_bound_ms(costs, rates, k)
-            for n in names:
-                row[n]["ratio_to_bound"] = row[n]["median_ms"] / row["bound"]["ms"]
         results["per_k"][str(k)] = row
     if bar:
         bar.close()
+    if bounds:
+        from oat_edge.measure import roofline
+
+        rates = roofline.faster(rates, roofline.measure_rates(costs, threads))
+        results["bounds"]["rates"] = rates.to_dict()
+        for k, row in results["per_k"].items():
+            row["bound"] = roofline.act_bound_ms(costs, rates, int(k))
+            for n in LABELS:
+                if n in row:
+                    row[n]["ratio_to_bound"] = row[n]["median_ms"] / row["bound"]["ms"]
     results["provider"] = info["provider"]
     results["ort_version"] = info["ort_version"]
     return results

@@ -258,9 +258,12 @@ def run(bundle: str, pixel_policy=None, ks=(1, 2, 4, 8), iters: int = 200, warmu
             a_cpp = cpp.act(obs, max_tokens=k, temperature=0.0)
             a_pt, _ = eager.act(obs, k)
             row["max_abs_diff_cpp_vs_eager"] = float(np.abs(a_cpp - a_pt).max())
-        if bounds:
-            row["bound"] = roofline.act_bound_ms(costs, rates, k)
         res["per_k"][str(k)] = row
+    if bounds:
+        rates = roofline.faster(rates, roofline.measure_rates(costs, threads))
+        res["bounds"]["rates"] = rates.to_dict()
+        for k, row in res["per_k"].items():
+            row["bound"] = roofline.act_bound_ms(costs, rates, int(k))
     return res
 
 

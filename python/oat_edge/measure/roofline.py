@@ -1,6 +1,9 @@
 """Lower bounds on a bundle's act() latency on this machine, from measured rates and graph costs.
 
-Two rates, measured here on one thread (torch, warm, median of several runs):
+Two rates, measured here on one thread (torch):
+
+Each rate is the best of several timed calls, measured before and after a benchmark's rounds (the
+higher of the two kept): on a shared machine a slower run measures the other jobs.
 
 - GEMV bandwidth: y = A x on a float32 matrix, bytes of A / time, warm. Measured on a matrix as
   large as each graph's weights (the rate at which that graph's weights can be re-read: the step
@@ -47,14 +50,16 @@ def llc_bytes(default: int = 32 << 20) -> int:
     return best or default
 
 
-def _median_s(fn, repeats: int) -> float:
+def _best_s(fn, repeats: int) -> float:
+    """Fastest of `repeats` timed calls: a rate for a lower bound is the best the machine did
+    (on a shared machine, slower runs measure the other jobs)."""
     fn()  # warm: page in, caches
     ts = []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
+    return float(min(ts))
 
 
 def gemv_bandwidth(nbytes: int, repeats: int = 9) -> float:
@@ -72,15 +77,15 @@ def gemv_bandwidth(nbytes: int, repeats: int = 9) -> float:
         for _ in range(inner):
             torch.mv(a, x)
 
-    return 4 * rows * cols * inner / _median_s(run, repeats) / 1e9
+    return 4 * rows * cols * inner / _best_s(run, repeats) / 1e9
 
 
-def sgemm_throughput(n: int = 1024, repeats: int = 5) -> float:
+def sgemm_throughput(n: int = 1024, repeats: int = 9) -> float:
     """GFLOP/s of an n x n x n float32 matmul on torch's current threads."""
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
-    return 2 * n**3 / _median_s(lambda: torch.mm(a, b), repeats) / 1e9
+    return 2 * n**3 / _best_s(lambda: torch.mm(a, b), repeats) / 1e9
 
 
 @dataclass
@@ -111,6 +116,13 @@ def measure_rates(costs: dict, threads: int = 1) -> Rates:
                      {g: gemv_bandwidth(max(b, 4096)) for g, b in sizes.items()}, sizes, sgemm_throughput())
     finally:
         torch.set_num_threads(before)
+
+
+def faster(a: Rates, b: Rates) -> Rates:
+    """Each rate the higher of two measurements (taken before and after a benchmark's rounds)."""
+    return Rates(a.threads, a.llc_bytes, a.dram_bytes, max(a.gemv_dram_gbs, b.gemv_dram_gbs),
+                 {g: max(v, b.gemv_gbs[g]) for g, v in a.gemv_gbs.items()}, a.weight_bytes,
+                 max(a.sgemm_gflops, b.sgemm_gflops))
 
 
 _NP_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64, 9: np.bool_, 10: np.float16}
