@@ -60,9 +60,11 @@ test-py:
 demo: setup
 	scripts/demo.sh
 
-## bench: latency of the C++ runtime vs the onnxruntime-Python loop vs PyTorch
+## bench: latency of the C++ runtime vs the onnxruntime-Python loop vs PyTorch (eager, torch.compile), each
+## beside its lower bound on this machine; then camera bundles stage by stage at 64x64 and 224x224
 bench: setup
 	scripts/bench.sh
+	scripts/bench_cameras.sh
 
 ## asan: C++ core + unit tests under AddressSanitizer/UBSan (leak checks on) in a separate tree;
 ## the e2e test runs the tiny bundle, and a skipped test (no bundle / no ORT) fails the target
