@@ -52,9 +52,7 @@ def convert_bundle(src_dir, dst_dir, precision):
     """Convert every graph of the fp32 bundle in src_dir into dst_dir; re-stamp the manifest."""
     if precision not in ("fp16", "int8"):
         raise ValueError(f"precision: expected 'fp16' or 'int8', got {precision!r}")
-    from .stamp import read_manifest, stamp_files  # late imports: export imports this module
-
-    d = read_manifest(src_dir)
+    d = mf.load_manifest(src_dir)
     if d["precision"] != "fp32":
         raise ValueError(f"src_dir precision: expected an fp32 bundle, got {d['precision']!r}")
     os.makedirs(dst_dir, exist_ok=True)
@@ -63,7 +61,8 @@ def convert_bundle(src_dir, dst_dir, precision):
         conv(os.path.join(src_dir, f), os.path.join(dst_dir, f))
         onnx.checker.check_model(os.path.join(dst_dir, f))
     d = dict(d, precision=precision)
-    from .export import write_manifest
+    from .export import write_manifest  # late imports: export imports this module
+    from .stamp import stamp_files
 
     stamp_files(dst_dir, d)  # the converters may drop metadata: the levels stay stamped
     write_manifest(os.path.join(dst_dir, mf.ENTRY_FILE), mf.validate(d, dst_dir))
