@@ -138,3 +138,13 @@ def test_run_rt_memory_prepares_memory_before_loading_the_policy(capsys, monkeyp
     assert cli.main(["run", "b", "--cycles", "1", "--rt-memory"]) == 2  # obs_dim 5: refused later
     assert calls == ["memory", "policy"]
     assert "rt memory: pinned" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags,msg", [(["--record", "-1"], "record must be a number of episodes"),
+                                       (["--record", "1", "--record-dir", "FILE/videos"], "is a file")])
+def test_eval_record_flags_are_checked_before_the_bundle_is_loaded(tmp_path, capsys, flags, msg):
+    (tmp_path / "FILE").write_text("")
+    flags = [f.replace("FILE", str(tmp_path / "FILE")) for f in flags]
+    rc = cli.main(["eval", str(tmp_path / "no-bundle"), "--out", str(tmp_path / "out"), *flags])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and msg in err[0]
