@@ -2,6 +2,8 @@
 scene after reset, written whole or not at all; a record directory that cannot be written stops
 the run before it starts."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,26 @@ def test_cli_records_and_says_where(tmp_path, monkeypatch, capsys):
     assert rc == 0
     assert f"wrote 1 videos to {tmp_path / 'clips'}" in capsys.readouterr().out
     assert len(list((tmp_path / "clips").iterdir())) == 1
+
+
+class InterruptedReach(ReachExpert):
+    """Ctrl-C arrives during the act() call number `stop_at`."""
+    stop_at = 10 ** 9
+
+    def act(self, obs, **kw):
+        if ReachExpert.calls + 1 == InterruptedReach.stop_at:
+            raise KeyboardInterrupt
+        return super().act(obs, **kw)
+
+
+def test_ctrl_c_while_recording_keeps_the_finished_videos_and_no_partial_one(tmp_path):
+    ReachExpert.calls, InterruptedReach.stop_at = 0, 10 ** 9
+    run(tmp_path, out_dir=tmp_path / "probe", policy_factory=InterruptedReach, record=0)
+    per_episode = ReachExpert.calls - 3  # minus the warm-up acts
+    ReachExpert.calls, InterruptedReach.stop_at = 0, 3 + per_episode + 2  # inside episode 2
+    res = run(tmp_path, episodes=3, policy_factory=InterruptedReach, record=3)
+    cell = res["per_task"]["reach-v3"]["8"]
+    assert res["interrupted"] is True and cell["episodes_done"] == 1
+    assert [os.path.basename(v) for v in cell["videos"]] == ["reach-v3_k8_ep00" + record.video_suffix()]
+    assert sorted(p.name for p in (tmp_path / "out" / "videos").iterdir()) == [
+        "reach-v3_k8_ep00" + record.video_suffix()]  # no half-written ep01, no temporary file
