@@ -115,6 +115,23 @@ oat_edge::TensorView view_of(const py::handle& obj, const char* name) {
   return v;
 }
 
+std::vector<oat_edge::NamedTensorView> named_views_of(const py::dict& obs, std::vector<std::string>& names) {
+  names.clear();
+  names.reserve(obs.size());  // no reallocation below: the views point into these strings
+  for (auto [key, value] : obs) {
+    if (!py::isinstance<py::str>(key))
+      wrong_kind("observation keys", "input names (str), e.g. 'observation.state'", key);
+    names.push_back(key.cast<std::string>());
+  }
+  std::vector<oat_edge::NamedTensorView> views;
+  size_t i = 0;
+  for (auto [key, value] : obs) {
+    const std::string& name = names[i++];
+    views.push_back({name, view_of(value, name.c_str())});
+  }
+  return views;
+}
+
 oat_edge::ActOptions act_options(const py::handle& max_tokens, const py::handle& min_tokens,
                                  const py::handle& temperature, const py::handle& top_k, const py::handle& seed,
                                  const py::handle& latency_budget_ms) {

@@ -7,6 +7,9 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <string>
+#include <vector>
+
 namespace oat_edge_py {
 
 namespace py = pybind11;
@@ -16,6 +19,10 @@ bool to_bool(const char* name, const py::handle& v);
 
 // A C-contiguous numpy array as a TensorView (no copy); a strided view is an InputError.
 oat_edge::TensorView view_of(const py::handle& obj, const char* name);
+
+// A dict {name: C-contiguous numpy array} as named views (no copy): `names` holds the key strings
+// the views' names point into (alive as long as the views); a key that is not a str is an InputError.
+std::vector<oat_edge::NamedTensorView> named_views_of(const py::dict& obs, std::vector<std::string>& names);
 
 // act()'s keyword arguments (None = the bundle's default) as ActOptions.
 oat_edge::ActOptions act_options(const py::handle& max_tokens, const py::handle& min_tokens,

@@ -56,6 +56,8 @@ py::dict info_dict(const oat_edge::PolicyInfo& i) {
     d[k] = *v;
   d["fsq_levels"] = i.fsq_levels;
   d["tasks"] = i.tasks;
+  d["observation"] = i.observation.empty() ? py::object(py::none()) : py::object(py::str(i.observation));
+  d["control_hz"] = i.control_hz ? py::object(py::float_(*i.control_hz)) : py::object(py::none());
   d["default_temperature"] = i.default_temperature;
   d["has_encoder"] = i.has_encoder;
   const auto& n = i.normalization;
@@ -90,27 +92,27 @@ class PyPolicy {
   const oat_edge::PolicyInfo& info() const { return policy_->info(); }
   void check(const oat_edge::ActOptions& o) const { policy_->check(o); }
 
+  // obs: one array, or a dict {name: array} of named inputs.
   std::pair<py::array_t<float>, py::dict> act(const py::handle& obs, const oat_edge::ActOptions& o) {
-    const auto v = view_of(obs, "obs");
     const auto& i = info();
-    py::array_t<float> out({rows(v), py::ssize_t(i.horizon), py::ssize_t(i.action_dim)});
     oat_edge::ActStats stats;
-    {
-      py::gil_scoped_release nogil;
-      policy_->act(v, {out.mutable_data(), size_t(out.size())}, o, &stats);
-    }
-    return {std::move(out), stats_dict(stats)};
+    return call(
+        obs,
+        [&](py::ssize_t rows) { return py::array_t<float>({rows, py::ssize_t(i.horizon), py::ssize_t(i.action_dim)}); },
+        [&](auto&& in, py::array_t<float>& out) {
+          policy_->act(in, {out.mutable_data(), size_t(out.size())}, o, &stats);
+        },
+        stats);
   }
 
   std::pair<py::array_t<int64_t>, py::dict> generate(const py::handle& obs, const oat_edge::ActOptions& o) {
-    const auto v = view_of(obs, "obs");
-    py::array_t<int64_t> ids({rows(v), py::ssize_t(info().num_tokens)});
     oat_edge::ActStats stats;
-    {
-      py::gil_scoped_release nogil;
-      policy_->generate(v, {ids.mutable_data(), size_t(ids.size())}, o, &stats);
-    }
-    return {std::move(ids), stats_dict(stats)};
+    return call(
+        obs, [&](py::ssize_t rows) { return py::array_t<int64_t>({rows, py::ssize_t(info().num_tokens)}); },
+        [&](auto&& in, py::array_t<int64_t>& ids) {
+          policy_->generate(in, {ids.mutable_data(), size_t(ids.size())}, o, &stats);
+        },
+        stats);
   }
 
   py::array_t<float> detokenize(const py::handle& ids) {
@@ -142,6 +144,29 @@ class PyPolicy {
   py::ssize_t rows(const oat_edge::TensorView& v) const {
     return v.rank >= 1 && v.shape[0] >= 1 && v.shape[0] <= info().batch_limit ? py::ssize_t(v.shape[0]) : 0;
   }
+  // act()/generate() for one array or a dict of named arrays: the output gets the rows of the first
+  // view (the core checks that every input has them), and the call runs without the GIL.
+  template <typename Make, typename Run>
+  auto call(const py::handle& obs, Make&& make, Run&& run, const oat_edge::ActStats& stats)
+      -> std::pair<std::decay_t<decltype(make(py::ssize_t(0)))>, py::dict> {
+    if (py::isinstance<py::dict>(obs)) {
+      std::vector<std::string> names;
+      const auto views = named_views_of(py::reinterpret_borrow<py::dict>(obs), names);
+      auto out = make(views.empty() ? 0 : rows(views[0].view));
+      {
+        py::gil_scoped_release nogil;
+        run(oat_edge::Span<const oat_edge::NamedTensorView>(views), out);
+      }
+      return std::make_pair(std::move(out), stats_dict(stats));
+    }
+    const auto v = view_of(obs, "obs");
+    auto out = make(rows(v));
+    {
+      py::gil_scoped_release nogil;
+      run(v, out);
+    }
+    return std::make_pair(std::move(out), stats_dict(stats));
+  }
   std::unique_ptr<oat_edge::Policy> policy_;
 };
 
@@ -170,13 +195,16 @@ void def_policy(py::module_& m) {
       [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
         return p.act(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
       },
-      "obs float32 [B, n_obs_steps, obs_dim] -> (actions float32 [B, H_a, D_a], stats dict)", py::arg("obs"));
+      "obs float32 [B, n_obs_steps, obs_dim] or {name: array [B, ...]} -> (actions float32 [B, H_a, D_a], stats dict)",
+      py::arg("obs"));
   def_with_options(
       cls, "generate",
       [](PyPolicy& p, H obs, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {
         return p.generate(obs, act_options(max_tokens, min_tokens, temperature, top_k, seed, budget));
       },
-      "obs float32 [B, n_obs_steps, obs_dim] -> (ids int64 [B, K] (-1 past tokens_used), stats)", py::arg("obs"));
+      "obs float32 [B, n_obs_steps, obs_dim] or {name: array [B, ...]} -> (ids int64 [B, K] (-1 past tokens_used), "
+      "stats)",
+      py::arg("obs"));
   def_with_options(
       cls, "check_options",
       [](const PyPolicy& p, H max_tokens, H min_tokens, H temperature, H top_k, H seed, H budget) {

@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
+
+#include "manifest_schema.h"
 
 namespace oat_edge::detail {
 namespace fs = std::filesystem;
@@ -95,6 +98,45 @@ std::map<std::string, std::vector<int64_t>> check_graph(Ort::Session& s, const G
   return shapes;
 }
 
+// The schema's `graph_metadata` (the FSQ levels a graph was exported with) against the manifest: a
+// decoder or encoder of another tokenizer than the manifest describes is refused (the same check as
+// bundle_graphs.check_graph_metadata in Python).
+void check_graph_metadata(Ort::Session& s, const std::string& graph, const std::string& file, const Manifest& m) {
+  const nlohmann::json& rule = bundle_schema()["graph_metadata"];
+  const auto& graphs = rule["graphs"];
+  if (std::find(graphs.begin(), graphs.end(), graph) == graphs.end()) return;
+  const std::string key = rule["key"], field = rule["equals"];
+  const std::string what = graph + " graph '" + file + "'";
+  Ort::AllocatorWithDefaultOptions alloc;
+  Ort::ModelMetadata md = s.GetModelMetadata();
+  Ort::AllocatedStringPtr v = md.LookupCustomMetadataMapAllocated(key.c_str(), alloc);
+  if (!v) {
+    if (rule["required"].get<bool>())
+      throw BundleError(
+          what + " has no '" + key +
+          "' metadata: re-export with this oat_edge, or stamp it with `python -m oat_export.stamp BUNDLE`");
+    return;
+  }
+  const std::string text = v.get();
+  const nlohmann::json got = nlohmann::json::parse(text, nullptr, false);
+  bool ok = got.is_array();
+  for (const auto& x : got) ok = ok && x.is_number_integer();
+  if (!ok)
+    throw BundleError(what + " metadata '" + key + "' is '" + text.substr(0, 80) +
+                      "', expected a JSON list of integers; re-export the bundle");
+  const nlohmann::json want = *manifest_field(nlohmann::json::parse(m.json_text), field);
+  if (got != want) {
+    auto list = [](const nlohmann::json& l) {
+      std::string r = "[";
+      for (const auto& x : l) r += (r.size() > 1 ? ", " : "") + x.dump();
+      return r + "]";
+    };
+    throw BundleError(what + " was exported with FSQ levels " + list(got) + " ('" + key + "'), the manifest's " +
+                      field + " is " + list(want) +
+                      ": the graphs and the manifest come from different tokenizers; re-export the bundle");
+  }
+}
+
 }  // namespace
 
 BundleLocation locate_bundle(const std::string& path) {
@@ -135,6 +177,10 @@ Bundle::Bundle(const BundleLocation& w, const RuntimeOptions& opt) : where(w) {
   check_graph(*prefill.session, m.graphs.at("prefill"), "prefill");
   check_graph(*decoder.session, m.graphs.at("decoder"), "decoder");
   if (encoder) check_graph(*encoder.session, m.graphs.at("encoder"), "encoder");
+  check_graph_metadata(*step.session, "step", m.file_step, m);
+  check_graph_metadata(*prefill.session, "prefill", m.file_prefill, m);
+  check_graph_metadata(*decoder.session, "decoder", m.file_decoder, m);
+  if (encoder) check_graph_metadata(*encoder.session, "encoder", m.file_encoder, m);
   // A graph exported with a fixed batch (e.g. for TensorRT/CUDA graphs) only accepts that batch.
   const int64_t batch = step_shapes.at("past_k")[1];
   static_batch = batch > 0 ? int(batch) : 0;

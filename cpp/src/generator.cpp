@@ -1,6 +1,7 @@
 #include "generator.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace oat_edge::detail {
 
@@ -12,12 +13,15 @@ Generator::Generator(Bundle& bundle, RunMeter& meter, bool rebind_each_run)
       cpu_mem_(Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeCPU)),
       obs_norm_(m_.obs_scale, m_.obs_offset),
       sampler_(m_.codebook_size),
-      kv_(KvDims{m_.n_layers, m_.n_heads, m_.num_tokens, m_.head_dim, m_.n_obs_steps}) {}
+      kv_(KvDims{m_.n_layers, m_.n_heads, m_.num_tokens, m_.head_dim, m_.n_obs_steps}) {
+  for (size_t i = 0; i < m_.observation.size(); ++i) named_values_.emplace_back(nullptr);
+  named_ptrs_.assign(m_.observation.size(), nullptr);
+}
 
 void Generator::reserve(int batch) {
   if (batch <= capacity_) return;
   kv_.reserve(batch);
-  obs_n_.assign(size_t(batch) * m_.n_obs_steps * m_.obs_dim, 0.f);
+  if (m_.observation.empty()) obs_n_.assign(size_t(batch) * m_.n_obs_steps * m_.obs_dim, 0.f);
   logits_.assign(size_t(batch) * m_.vocab_size, 0.f);
   token_.assign(batch, 0);
   step_idx_.assign(1, 0);
@@ -41,7 +45,8 @@ void Generator::bind(int B) {
   if (bound_.count(B)) return;
   const int64_t L = m_.n_layers, H = m_.n_heads, K = m_.num_tokens, Dh = m_.head_dim, S = m_.n_obs_steps;
   auto b = std::make_unique<Bound>();
-  b->obs = cpu_tensor(cpu_mem_, obs_n_.data(), size_t(B) * S * m_.obs_dim, {B, S, m_.obs_dim});
+  if (m_.observation.empty())
+    b->obs = cpu_tensor(cpu_mem_, obs_n_.data(), size_t(B) * S * m_.obs_dim, {B, S, m_.obs_dim});
   b->mem_k = cpu_tensor(cpu_mem_, kv_.mem_k(), kv_.mem_count(B), {L, B, H, S, Dh});
   b->mem_v = cpu_tensor(cpu_mem_, kv_.mem_v(), kv_.mem_count(B), {L, B, H, S, Dh});
   b->token = cpu_tensor(cpu_mem_, token_.data(), size_t(B), {B});
@@ -60,9 +65,9 @@ void Generator::bind(int B) {
   bound_[B] = std::move(b);
 }
 
-int Generator::run(const float* obs, int batch, const ResolvedAct& r, double decode_ms_estimate, ActStats& st) {
+int Generator::run(const PrefillInput& in, int batch, const ResolvedAct& r, double decode_ms_estimate, ActStats& st) {
   try {
-    return run_unguarded(obs, batch, r, decode_ms_estimate, st);
+    return run_unguarded(in, batch, r, decode_ms_estimate, st);
   } catch (...) {
     kv_.clear();
     throw;
@@ -79,13 +84,47 @@ void Generator::prefill(Bound& b, ActStats& st) {
   });
 }
 
-int Generator::run_unguarded(const float* obs, int B, const ResolvedAct& r, double decode_ms_estimate, ActStats& st) {
+// The caller's views as ORT tensors, in place: ORT only reads inputs, hence the const_cast.
+void Generator::prefill_named(Bound& b, const std::vector<const TensorView*>& views, ActStats& st) {
+  const GraphNames& n = bundle_.prefill.names;  // the spec's names, in the spec's order, as `views`
+  auto release = [&] {                          // keep no pointer to the caller's buffers
+    for (auto& v : named_values_) v = Ort::Value(nullptr);
+  };
+  try {
+    for (size_t i = 0; i < views.size(); ++i) {
+      const TensorView& v = *views[i];
+      const bool u8 = v.dtype == DType::UInt8;
+      size_t count = 1;
+      for (size_t d = 0; d < v.rank; ++d) count *= size_t(v.shape[d]);
+      named_values_[i] = Ort::Value::CreateTensor(
+          cpu_mem_, const_cast<void*>(v.data), count * (u8 ? 1 : sizeof(float)), v.shape.data(), v.rank,
+          u8 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+      named_ptrs_[i] = named_values_[i];
+    }
+    OrtValue* out_v[2] = {b.mem_k, b.mem_v};
+    st.prefill_ms = meter_.run([&] {
+      Ort::ThrowOnError(Ort::GetApi().Run(*bundle_.prefill.session, run_opts_, n.in_c.data(), named_ptrs_.data(),
+                                          views.size(), n.out_c.data(), 2, out_v));
+    });
+  } catch (...) {
+    release();
+    throw;
+  }
+  release();
+}
+
+int Generator::run_unguarded(const PrefillInput& in, int B, const ResolvedAct& r, double decode_ms_estimate,
+                             ActStats& st) {
   const auto t_start = Clock::now();
-  check_finite(obs, {size_t(B), size_t(m_.n_obs_steps), size_t(m_.obs_dim)}, "obs");
+  if (!in.named) check_finite(in.obs, {size_t(B), size_t(m_.n_obs_steps), size_t(m_.obs_dim)}, "obs");
   bind(B);
   Bound& b = *bound_[B];
-  obs_norm_.normalize(obs, size_t(B) * m_.n_obs_steps, obs_n_.data());
-  prefill(b, st);
+  if (in.named) {
+    prefill_named(b, *in.named, st);
+  } else {
+    obs_norm_.normalize(in.obs, size_t(B) * m_.n_obs_steps, obs_n_.data());
+    prefill(b, st);
+  }
 
   const int K = m_.num_tokens;
   std::fill(token_.begin(), token_.begin() + B, int64_t(m_.bos_id));

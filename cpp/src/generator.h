@@ -23,6 +23,13 @@
 
 namespace oat_edge::detail {
 
+// What the prefill graph reads in one call: a state bundle's raw observation (normalized here), or a
+// named-input bundle's checked views in the order of its prefill inputs (bound in place, no copy).
+struct PrefillInput {
+  const float* obs = nullptr;                             // [batch, n_obs_steps, obs_dim]
+  const std::vector<const TensorView*>* named = nullptr;  // one per Manifest::observation entry
+};
+
 class Generator {
  public:
   // bundle and meter must outlive the generator. rebind_each_run: non-CPU providers copy CPU
@@ -34,11 +41,11 @@ class Generator {
   // Makes the OrtValues and the step binding for `batch` rows ready (no-op when they exist).
   void bind(int batch);
 
-  // obs: raw [batch, n_obs_steps, obs_dim], already checked for size. Fills ids() [batch, K]
+  // in: the raw observation, already checked for size (named views: for everything). Fills ids() [batch, K]
   // (-1 past the returned count) and st.prefill_ms / step_ms / tokens_used. decode_ms_estimate:
   // the expected decoder time, for the anytime budget. A failure clears the KV cache before it
   // propagates, so one bad call (e.g. a non-finite logit) does not poison the next ones.
-  int run(const float* obs, int batch, const ResolvedAct& r, double decode_ms_estimate, ActStats& st);
+  int run(const PrefillInput& in, int batch, const ResolvedAct& r, double decode_ms_estimate, ActStats& st);
 
   const int64_t* ids() const { return ids_.data(); }  // [capacity, K] row-major
   void clear_cache() { kv_.clear(); }
@@ -51,8 +58,9 @@ class Generator {
         past_v{nullptr}, logits{nullptr}, new_k{nullptr}, new_v{nullptr};
     std::unique_ptr<Ort::IoBinding> binding;
   };
-  int run_unguarded(const float* obs, int batch, const ResolvedAct& r, double decode_ms_estimate, ActStats& st);
+  int run_unguarded(const PrefillInput& in, int batch, const ResolvedAct& r, double decode_ms_estimate, ActStats& st);
   void prefill(Bound& b, ActStats& st);
+  void prefill_named(Bound& b, const std::vector<const TensorView*>& views, ActStats& st);
   void bind_step_inputs(Bound& b);
 
   Bundle& bundle_;
@@ -68,6 +76,9 @@ class Generator {
   std::vector<float> obs_n_, logits_;
   std::vector<int64_t> token_, step_idx_, ids_;
   std::map<int, std::unique_ptr<Bound>> bound_;
+  // Named inputs: OrtValues over the caller's buffers, made per call and released before it returns.
+  std::vector<Ort::Value> named_values_;
+  std::vector<OrtValue*> named_ptrs_;
   std::atomic<uint64_t> step_runs_{0};
 };
 

@@ -117,16 +117,19 @@ void check_runtime_options(const RuntimeOptions& o) {
   in_range("max_batch", o.max_batch, 1, o.batch_limit, [] { return "rows allocated at load, at most batch_limit"; });
 }
 
-int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims, int batch_limit,
-               int fixed_batch) {
-  const int64_t* want = dims.begin();
-  bool ok = v.dtype == dtype && v.rank == dims.size();
-  for (size_t i = 0; ok && i < dims.size(); ++i) ok = want[i] < 0 ? v.shape[i] >= 0 : v.shape[i] == want[i];
+namespace {
+
+// dtype, rank and dims of `v` against `want` (n dims, -1 = any). `hint(got)` adds to the message.
+template <typename Hint>
+int check_view_dims(const TensorView& v, std::string_view name, DType dtype, const int64_t* want, size_t n,
+                    int batch_limit, int fixed_batch, Hint&& hint) {
+  bool ok = v.dtype == dtype && v.rank == n;
+  for (size_t i = 0; ok && i < n; ++i) ok = want[i] < 0 ? v.shape[i] >= 0 : v.shape[i] == want[i];
   if (!ok) {
     const size_t rank = v.rank <= TensorView::kMaxRank ? v.rank : TensorView::kMaxRank;
-    throw InputError(std::string(name) + ": expected " + dtype_name(dtype) + " " + shape_str(want, dims.size(), true) +
-                     ", got " + dtype_name(v.dtype) + " " + shape_str(v.shape.data(), rank, false) +
-                     (v.rank > rank ? " (rank " + std::to_string(v.rank) + ")" : std::string()));
+    throw InputError(std::string(name) + ": expected " + dtype_name(dtype) + " " + shape_str(want, n, true) + ", got " +
+                     dtype_name(v.dtype) + " " + shape_str(v.shape.data(), rank, false) +
+                     (v.rank > rank ? " (rank " + std::to_string(v.rank) + ")" : std::string()) + hint());
   }
   const int64_t batch = v.shape[0];
   if (batch < 1)
@@ -140,6 +143,106 @@ int check_view(const TensorView& v, const char* name, DType dtype, std::initiali
                      "; pass exactly that many rows or re-export with a dynamic batch");
   if (!v.data) throw InputError(std::string(name) + ": expected a valid buffer, got a null pointer");
   return static_cast<int>(batch);
+}
+
+std::string names_of(const std::vector<InputInfo>& inputs) {
+  std::string s = "[";
+  for (const auto& i : inputs) s += (s.size() > 1 ? ", " : "") + i.name;
+  return s + "]";
+}
+
+}  // namespace
+
+int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims, int batch_limit,
+               int fixed_batch) {
+  return check_view_dims(v, name, dtype, dims.begin(), dims.size(), batch_limit, fixed_batch,
+                         [] { return std::string(); });
+}
+
+int check_input_view(const TensorView& v, const InputInfo& in, int batch_limit, int fixed_batch) {
+  int64_t want[TensorView::kMaxRank];
+  const size_t n = in.shape.size() + 1;
+  if (n > TensorView::kMaxRank)  // the schema allows at most [S, H, W, 3]
+    throw InputError(in.name + ": this runtime reads inputs of rank <= " + std::to_string(TensorView::kMaxRank));
+  want[0] = -1;
+  for (size_t i = 1; i < n; ++i) want[i] = in.shape[i - 1];
+  const bool frame = in.dtype == DType::UInt8 && n == 5;
+  return check_view_dims(v, in.name, in.dtype, want, n, batch_limit, fixed_batch, [&] {
+    if (!frame) return std::string();
+    if (v.dtype != DType::UInt8 &&
+        (v.dtype == DType::Float32 || v.dtype == DType::Float64 || v.dtype == DType::Float16))
+      return std::string(" (pass the camera's raw uint8 frames; the bundle crops and scales them itself)");
+    if (v.rank == 5 && v.shape[2] == want[4] && v.shape[4] != want[4])
+      return std::string(" (channels first: frames are channels last, [B, n_obs_steps, height, width, 3])");
+    if (v.rank == 5 && v.shape[1] != want[1] && v.shape[2] == want[2] && v.shape[3] == want[3])
+      return " (history of " + std::to_string(v.shape[1]) +
+             " frames, this bundle reads n_obs_steps = " + std::to_string(want[1]) + ")";
+    return std::string();
+  });
+}
+
+[[noreturn]] void throw_needs_named_inputs(const std::vector<InputInfo>& expected) {
+  throw InputError("obs: this bundle reads the named inputs " + names_of(expected) +
+                   ": pass one array per name (Python: a dict {name: array}; C++: NamedTensorView), not a single "
+                   "observation array");
+}
+
+int check_named_inputs(Span<const NamedTensorView> given, const std::vector<InputInfo>& expected, int batch_limit,
+                       int fixed_batch, std::vector<const TensorView*>& views) {
+  views.assign(expected.size(), nullptr);
+  if (given.size && !given.data) throw InputError("inputs: expected a valid buffer of named views, got a null pointer");
+  bool bad = false;
+  for (size_t g = 0; g < given.size; ++g) {
+    size_t e = 0;
+    while (e < expected.size() && expected[e].name != given.data[g].name) ++e;
+    if (e == expected.size() || views[e]) bad = true;
+    else views[e] = &given.data[g].view;
+  }
+  for (const TensorView* v : views) bad = bad || !v;
+  if (bad) {  // say everything that is wrong with the names at once
+    std::string missing, unexpected, twice;
+    for (size_t e = 0; e < expected.size(); ++e)
+      if (!views[e]) missing += (missing.empty() ? "'" : ", '") + expected[e].name + "'";
+    for (size_t g = 0; g < given.size; ++g) {
+      const std::string_view n = given.data[g].name;
+      size_t seen = 0, known = 0;
+      for (size_t h = 0; h < given.size; ++h) seen += given.data[h].name == n && h < g;
+      for (const auto& e : expected) known += e.name == n;
+      if (seen) {
+        if (twice.find("'" + std::string(n) + "'") == std::string::npos)
+          twice += (twice.empty() ? "'" : ", '") + std::string(n) + "'";
+      } else if (!known) {
+        unexpected += (unexpected.empty() ? "'" : ", '") + std::string(n) + "'";
+      }
+    }
+    throw InputError(
+        "inputs: expected exactly the names " + names_of(expected) + (missing.empty() ? "" : "; missing " + missing) +
+        (unexpected.empty() ? "" : "; unknown " + unexpected) + (twice.empty() ? "" : "; given twice " + twice));
+  }
+  int batch = 0;
+  const std::string* first = nullptr;
+  for (size_t e = 0; e < expected.size(); ++e) {
+    const int b = check_input_view(*views[e], expected[e], batch_limit, fixed_batch);
+    if (first && b != batch)
+      throw InputError(expected[e].name + ": batch " + std::to_string(b) + ", but " + *first + " has batch " +
+                       std::to_string(batch) + ": every input needs the same batch (rows are observations)");
+    if (!first) batch = b, first = &expected[e].name;
+  }
+  for (size_t e = 0; e < expected.size(); ++e) {
+    if (expected[e].dtype != DType::Float32) continue;
+    size_t n = size_t(batch);
+    for (int64_t d : expected[e].shape) n *= size_t(d);
+    const auto* x = static_cast<const float*>(views[e]->data);
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(x[i])) {
+        std::vector<size_t> dims{size_t(batch)};
+        for (int64_t d : expected[e].shape) dims.push_back(size_t(d));
+        throw InputError(expected[e].name + index_str(i, dims) + " (flat index " + std::to_string(i) + ") is " +
+                         (std::isnan(x[i]) ? "NaN" : "Inf") +
+                         ": expected finite values; fix or drop the bad sensor reading");
+      }
+  }
+  return batch;
 }
 
 void check_span(const void* data, size_t size, size_t want, const char* name, const char* shape) {

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <initializer_list>
 #include <optional>
+#include <string_view>
+#include <vector>
 
 #include "oat_edge/policy.h"
 
@@ -39,6 +41,19 @@ void check_runtime_options(const RuntimeOptions& o);
 // > 0). Returns the batch.
 int check_view(const TensorView& v, const char* name, DType dtype, std::initializer_list<int64_t> dims, int batch_limit,
                int fixed_batch);
+// The same for one named input: `want` is the input's per-row shape (the batch is prepended). A
+// uint8 input also says what a float image or a channels-first frame is.
+int check_input_view(const TensorView& v, const InputInfo& want, int batch_limit, int fixed_batch);
+
+// One act()/generate() call's named inputs against the bundle's (PolicyInfo::inputs): each expected
+// name given exactly once and no other, each view checked by check_input_view, one batch for all,
+// float inputs finite. `views` (resized to expected.size(), no heap once sized) gets the views in
+// the expected order. Returns the batch.
+int check_named_inputs(Span<const NamedTensorView> given, const std::vector<InputInfo>& expected, int batch_limit,
+                       int fixed_batch, std::vector<const TensorView*>& views);
+
+// The message for a single-array call on a bundle whose inputs must be given by name.
+[[noreturn]] void throw_needs_named_inputs(const std::vector<InputInfo>& expected);
 // An output buffer must hold exactly `want` elements.
 void check_span(const void* data, size_t size, size_t want, const char* name, const char* shape);
 

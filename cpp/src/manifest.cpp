@@ -135,8 +135,14 @@ Manifest Manifest::parse(const std::string& text, const std::string& bundle_dir)
   m.n_action_steps = at(d, "policy.n_action_steps");
   if (const json* obs = manifest_field(d, "observation")) {
     m.observation_json = obs->dump();
-    for (const auto& e : (*obs)["inputs"])
-      m.observation.push_back({e["name"], e["dtype"], e["shape"].get<std::vector<int64_t>>()});
+    for (const auto& e : (*obs)["inputs"]) {
+      ObservationInput in{e["name"], e["dtype"], e["shape"].get<std::vector<int64_t>>(), {}, {}};
+      if (e["normalize"].contains("scale")) {  // the state (range-checked as float32 by the schema)
+        for (const auto& x : e["normalize"]["scale"]) in.scale.push_back(static_cast<float>(x.get<double>()));
+        for (const auto& x : e["normalize"]["offset"]) in.offset.push_back(static_cast<float>(x.get<double>()));
+      }
+      m.observation.push_back(std::move(in));
+    }
   } else {
     m.obs_scale = floats(d, "normalization.obs_scale");
     m.obs_offset = floats(d, "normalization.obs_offset");

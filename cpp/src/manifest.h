@@ -33,9 +33,10 @@ struct GraphSpec {
 
 // One entry of a named-input bundle's observation spec: what act() reads under that name.
 struct ObservationInput {
-  std::string name;            // "observation.state" or "observation.images.<camera>"
-  std::string dtype;           // "float32" (state) or "uint8" (camera)
-  std::vector<int64_t> shape;  // per step: [state_dim] or [height, width, 3]
+  std::string name;                  // "observation.state" or "observation.images.<camera>"
+  std::string dtype;                 // "float32" (state) or "uint8" (camera)
+  std::vector<int64_t> shape;        // per step: [state_dim] or [height, width, 3]
+  std::vector<float> scale, offset;  // the state's normalization inside the graph (empty for a camera)
 };
 
 struct Manifest {

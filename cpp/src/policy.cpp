@@ -55,15 +55,21 @@ struct Policy::Impl {
   const pid_t owner_pid = getpid();
   Ort::MemoryInfo cpu_mem{Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeCPU)};
   Ort::RunOptions run_opts{nullptr};
+  std::vector<const TensorView*> views;  // one call's named inputs, in info.inputs order
 
   Impl(const std::string& path, const RuntimeOptions& o);
   void bind(int batch);
   void warm_up(Policy& self);
   bool usable_after_fork() const { return opt.intra_op_threads == 1 && info.provider == "CPUExecutionProvider"; }
   void check_process() const;
-  int check_obs(const TensorView& obs) const;
+  int check_obs(const TensorView& obs, PrefillInput& in);
+  int check_inputs(Span<const NamedTensorView> inputs, PrefillInput& in);
   template <typename Finish>
-  int timed_generate(const TensorView& obs, int batch, const ActOptions& opt, ActStats* stats, Finish&& finish);
+  int timed_generate(const PrefillInput& in, int batch, const ActOptions& opt, ActStats* stats, Finish&& finish);
+  template <typename CheckIn>
+  int generate_ids(CheckIn&& check_in, Span<int64_t> out_ids, const ActOptions& o, ActStats* stats);
+  template <typename CheckIn>
+  void act(CheckIn&& check_in, Span<float> out, const ActOptions& o, ActStats* stats);
 };
 
 Policy::Impl::Impl(const std::string& path, const RuntimeOptions& o)
@@ -84,6 +90,7 @@ Policy::Impl::Impl(const std::string& path, const RuntimeOptions& o)
   info.bundle_dir = where.dir;
   info.max_batch = opt.max_batch;
   info.batch_limit = opt.batch_limit;
+  views.reserve(info.inputs.size());
 }
 
 void Policy::Impl::bind(int batch) {
@@ -101,8 +108,23 @@ void Policy::Impl::check_process() const {
                            "Policy in the child process (or use intra_op_threads = 1 on the CPU)");
 }
 
-int Policy::Impl::check_obs(const TensorView& obs) const {
-  return check_view(obs, "obs", DType::Float32, {-1, m.n_obs_steps, m.obs_dim}, opt.batch_limit, bundle.static_batch);
+// The single-array form: a state bundle's `obs`, or a named bundle's one float input.
+int Policy::Impl::check_obs(const TensorView& obs, PrefillInput& in) {
+  if (m.observation.empty()) {
+    in.obs = static_cast<const float*>(obs.data);
+    return check_view(obs, "obs", DType::Float32, {-1, m.n_obs_steps, m.obs_dim}, opt.batch_limit, bundle.static_batch);
+  }
+  if (info.inputs.size() != 1 || info.inputs[0].dtype != DType::Float32) throw_needs_named_inputs(info.inputs);
+  const NamedTensorView one[1] = {{info.inputs[0].name, obs}};
+  return check_inputs(Span<const NamedTensorView>(one), in);
+}
+
+// Named inputs: checked against info.inputs; a state bundle's one input `obs` takes the host path.
+int Policy::Impl::check_inputs(Span<const NamedTensorView> inputs, PrefillInput& in) {
+  const int batch = check_named_inputs(inputs, info.inputs, opt.batch_limit, bundle.static_batch, views);
+  if (m.observation.empty()) in.obs = static_cast<const float*>(views[0]->data);
+  else in.named = &views;
+  return batch;
 }
 
 // ORT sizes its arenas and memory plans on a graph's first runs: without this, the first act() in
@@ -119,15 +141,42 @@ void Policy::Impl::warm_up(Policy& self) {
   greedy.seed = sampled.seed = 0;  // a fixed seed: the warm-up draws nothing from seed_stream
   ActStats last;
   for (int B : sizes) {
-    std::vector<float> obs(size_t(B) * m.n_obs_steps * m.obs_dim);
-    for (size_t i = 0; i < obs.size(); ++i) {
-      const size_t d = i % size_t(m.obs_dim);
-      obs[i] = -m.obs_offset[d] / m.obs_scale[d];  // normalized: x * scale + offset = 0
-    }
     std::vector<float> out(size_t(B) * m.horizon * m.action_dim);
-    const TensorView view(obs.data(), {B, m.n_obs_steps, m.obs_dim});
-    for (int i = 0; i < 2; ++i) self.act(view, out, greedy);
-    for (int i = 0; i < 2; ++i) self.act(view, out, sampled, &last);  // sizes the sampler's buffers
+    if (m.observation.empty()) {
+      std::vector<float> obs(size_t(B) * m.n_obs_steps * m.obs_dim);
+      for (size_t i = 0; i < obs.size(); ++i) {
+        const size_t d = i % size_t(m.obs_dim);
+        obs[i] = -m.obs_offset[d] / m.obs_scale[d];  // normalized: x * scale + offset = 0
+      }
+      const TensorView view(obs.data(), {B, m.n_obs_steps, m.obs_dim});
+      for (int i = 0; i < 2; ++i) self.act(view, out, greedy);
+      for (int i = 0; i < 2; ++i) self.act(view, out, sampled, &last);  // sizes the sampler's buffers
+      continue;
+    }
+    // Named inputs: the state that the graph normalizes to 0, black frames.
+    std::vector<std::vector<float>> states;
+    std::vector<std::vector<uint8_t>> frames;
+    std::vector<NamedTensorView> inputs;
+    for (size_t k = 0; k < m.observation.size(); ++k) {
+      const ObservationInput& o = m.observation[k];
+      const InputInfo& in = info.inputs[k];
+      NamedTensorView nv{in.name, TensorView{}};
+      nv.view.dtype = in.dtype;
+      nv.view.rank = in.shape.size() + 1;
+      nv.view.shape[0] = B;
+      size_t n = size_t(B);
+      for (size_t d = 0; d < in.shape.size(); ++d) n *= size_t(nv.view.shape[d + 1] = in.shape[d]);
+      if (in.dtype == DType::Float32) {
+        std::vector<float>& x = states.emplace_back(n);
+        for (size_t i = 0; i < n; ++i) x[i] = -o.offset[i % o.offset.size()] / o.scale[i % o.scale.size()];
+        nv.view.data = x.data();
+      } else {
+        nv.view.data = frames.emplace_back(n, uint8_t(0)).data();
+      }
+      inputs.push_back(nv);
+    }
+    for (int i = 0; i < 2; ++i) self.act(inputs, out, greedy);
+    for (int i = 0; i < 2; ++i) self.act(inputs, out, sampled, &last);
   }
   generator.clear_cache();
   generator.reset_step_runs();
@@ -140,7 +189,7 @@ void Policy::Impl::warm_up(Policy& self) {
 // reset on failure, and the stats (timings, allocation counts). `finish(k, st)` writes the output
 // while the lock is still held. The caller has checked obs and the output buffer.
 template <typename Finish>
-int Policy::Impl::timed_generate(const TensorView& obs, int batch, const ActOptions& o, ActStats* stats,
+int Policy::Impl::timed_generate(const PrefillInput& in, int batch, const ActOptions& o, ActStats* stats,
                                  Finish&& finish) {
   const auto t0 = Clock::now();
   const uint64_t alloc0 = meter.allocs_now();
@@ -148,7 +197,7 @@ int Policy::Impl::timed_generate(const TensorView& obs, int batch, const ActOpti
   ResolvedAct r = resolve_act(o, m);
   if (!r.seed) r.seed = seed_stream.next();
   ActStats st;
-  int k = generator.run(static_cast<const float*>(obs.data), batch, r, detokenizer.decode_ms_estimate(), st);
+  int k = generator.run(in, batch, r, detokenizer.decode_ms_estimate(), st);
   finish(k, st);
   st.total_ms = ms_since(t0);
   st.overhead_ms = st.total_ms - (st.prefill_ms + st.step_ms + st.decode_ms);
@@ -198,31 +247,52 @@ uint64_t Policy::step_runs() const { return impl_->generator.step_runs(); }
 
 void Policy::check(const ActOptions& options) const { resolve_act(options, impl_->m); }
 
+// generate() and act() for either input form: `check_in(in)` checks the inputs and returns the batch.
+template <typename CheckIn>
+int Policy::Impl::generate_ids(CheckIn&& check_in, Span<int64_t> out_ids, const ActOptions& o, ActStats* stats) {
+  check_process();
+  std::lock_guard<std::mutex> lock(mu);
+  PrefillInput in;
+  const int batch = check_in(in);
+  const size_t K = size_t(m.num_tokens);
+  check_span(out_ids.data, out_ids.size, size_t(batch) * K, "out_ids", "[batch, K]");
+  return timed_generate(in, batch, o, stats, [&](int, ActStats&) {
+    std::memcpy(out_ids.data, generator.ids(), sizeof(int64_t) * size_t(batch) * K);
+  });
+}
+
+template <typename CheckIn>
+void Policy::Impl::act(CheckIn&& check_in, Span<float> out, const ActOptions& o, ActStats* stats) {
+  check_process();
+  std::lock_guard<std::mutex> lock(mu);
+  PrefillInput in;
+  const int batch = check_in(in);
+  check_span(out.data, out.size, size_t(batch) * m.horizon * m.action_dim, "out", "[batch, horizon, action_dim]");
+  timed_generate(in, batch, o, stats, [&](int k, ActStats& st) {
+    st.decode_ms = detokenizer.decode(generator.ids(), size_t(m.num_tokens), batch, k, out.data);
+  });
+}
+
 int Policy::generate(const TensorView& obs, Span<int64_t> out_ids, const ActOptions& opt, ActStats* stats) {
   return guarded("generate", [&] {
-    Impl& p = *impl_;
-    p.check_process();
-    std::lock_guard<std::mutex> lock(p.mu);
-    const int batch = p.check_obs(obs);
-    const size_t K = size_t(p.m.num_tokens);
-    check_span(out_ids.data, out_ids.size, size_t(batch) * K, "out_ids", "[batch, K]");
-    return p.timed_generate(obs, batch, opt, stats, [&](int, ActStats&) {
-      std::memcpy(out_ids.data, p.generator.ids(), sizeof(int64_t) * size_t(batch) * K);
-    });
+    return impl_->generate_ids([&](PrefillInput& in) { return impl_->check_obs(obs, in); }, out_ids, opt, stats);
+  });
+}
+
+int Policy::generate(Span<const NamedTensorView> inputs, Span<int64_t> out_ids, const ActOptions& opt,
+                     ActStats* stats) {
+  return guarded("generate", [&] {
+    return impl_->generate_ids([&](PrefillInput& in) { return impl_->check_inputs(inputs, in); }, out_ids, opt, stats);
   });
 }
 
 void Policy::act(const TensorView& obs, Span<float> out, const ActOptions& opt, ActStats* stats) {
-  guarded("act", [&] {
-    Impl& p = *impl_;
-    p.check_process();
-    std::lock_guard<std::mutex> lock(p.mu);
-    const int batch = p.check_obs(obs);
-    check_span(out.data, out.size, size_t(batch) * p.m.horizon * p.m.action_dim, "out", "[batch, horizon, action_dim]");
-    p.timed_generate(obs, batch, opt, stats, [&](int k, ActStats& st) {
-      st.decode_ms = p.detokenizer.decode(p.generator.ids(), size_t(p.m.num_tokens), batch, k, out.data);
-    });
-  });
+  guarded("act", [&] { impl_->act([&](PrefillInput& in) { return impl_->check_obs(obs, in); }, out, opt, stats); });
+}
+
+void Policy::act(Span<const NamedTensorView> inputs, Span<float> out, const ActOptions& opt, ActStats* stats) {
+  guarded("act",
+          [&] { impl_->act([&](PrefillInput& in) { return impl_->check_inputs(inputs, in); }, out, opt, stats); });
 }
 
 void Policy::detokenize(const TensorView& ids, Span<float> out) {

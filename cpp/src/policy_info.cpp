@@ -18,8 +18,18 @@ PolicyInfo make_policy_info(const Manifest& m, bool has_encoder) {
   i.n_layers = m.n_layers;
   i.n_heads = m.n_heads;
   i.head_dim = m.head_dim;
-  // The prefill graph's one input is what act() reads; more named inputs (cameras) will follow it.
-  i.inputs = {InputInfo{m.io_prefill.inputs.at(0), DType::Float32, {m.n_obs_steps, m.obs_dim}}};
+  // What act() reads: a state bundle's one observation array, or the named inputs of its spec.
+  if (m.observation.empty()) {
+    i.inputs = {InputInfo{m.io_prefill.inputs.at(0), DType::Float32, {m.n_obs_steps, m.obs_dim}}};
+  } else {
+    for (const auto& o : m.observation) {
+      InputInfo in{o.name, o.dtype == "uint8" ? DType::UInt8 : DType::Float32, {m.n_obs_steps}};
+      in.shape.insert(in.shape.end(), o.shape.begin(), o.shape.end());
+      i.inputs.push_back(std::move(in));
+    }
+  }
+  i.observation = m.observation_json;
+  i.control_hz = m.control_hz;
   i.normalization =
       Normalization{m.obs_scale, m.obs_offset, m.action_scale, m.action_offset, m.action_low, m.action_high};
   i.tasks = m.tasks;

@@ -117,7 +117,7 @@ def check_graph_metadata(graph_name, file_name, session, d):
     except (TypeError, ValueError):
         got = None
     if not (isinstance(got, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in got)):
-        raise BundleError(f"{what} metadata '{key}' is {str(props[key])[:80]!r}, expected a JSON list of integers; "
+        raise BundleError(f"{what} metadata '{key}' is '{str(props[key])[:80]}', expected a JSON list of integers; "
                           "re-export the bundle")
     if got != want:
         raise BundleError(f"{what} was exported with FSQ levels {got} ('{key}'), the manifest's {rule['equals']} is "

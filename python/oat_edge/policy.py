@@ -1,6 +1,7 @@
 """oat_edge.Policy: the Python face of the C++ runtime (DESIGN.md §8).
 
-This layer only converts: array-likes into C-contiguous float32/int64 arrays, an unbatched
+This layer only converts: array-likes into C-contiguous float32/int64 arrays (and camera frames into
+C-contiguous arrays of their own dtype: a float image is never cast to uint8), an unbatched
 observation into a batch of one (and back). Every rule about the arguments themselves (shapes,
 dtypes, NaN, option ranges, batch limits) is the C++ core's, which raises `InputError` naming the
 argument, what was expected and what was given; `check_options` asks the core the same question
@@ -9,6 +10,7 @@ act() would, without running anything.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -102,6 +104,7 @@ class Policy:
                 f"so only the system was searched; `pip install onnxruntime` is the simplest fix)") from err
         self._info = PolicyInfo.from_core(self._core.info)
         self._obs_rank = len(self._info.inputs[0].shape)
+        self._inputs = {i.name: i for i in self._info.inputs}
         self.last_stats: dict | None = None
 
     # ---- introspection -------------------------------------------------------------------
@@ -134,6 +137,9 @@ class Policy:
             min_tokens: int | None = None):
         """obs [n_obs_steps, obs_dim] -> [H_a, D_a]; [B, n_obs_steps, obs_dim] -> [B, H_a, D_a].
 
+        A named-input (camera) bundle takes a dict {name: array} with exactly the names of
+        `info.inputs`, each [n_obs_steps, *shape] (or [B, n_obs_steps, *shape]): e.g.
+        {"observation.state": float [S, state_dim], "observation.images.corner": uint8 [S, H, W, 3]}.
         Raw units in and out. max_tokens: prefix length k, 1..K (None = K). temperature (>= 0,
         0 = greedy) / top_k (0..codebook_size, 0 = no cut): None = the bundle's defaults. seed:
         reproducible sampling. latency_budget_ms (> 0): generation stops early, never below
@@ -152,11 +158,30 @@ class Policy:
                          temperature=temperature, top_k=top_k, seed=seed, latency_budget_ms=latency_budget_ms)
 
     def _run(self, core_fn, obs, return_stats: bool, **options):
-        x, single = self._batched("obs", obs, self._obs_rank)
-        out, stats = core_fn(_float32("obs", x), **options)
+        if isinstance(obs, Mapping):
+            x, single = self._named(obs)
+        else:
+            x, single = self._batched("obs", obs, self._obs_rank)
+            x = _float32("obs", x)
+        out, stats = core_fn(x, **options)
         self.last_stats = stats
         out = out[0] if single else out
         return (out, stats) if return_stats else out
+
+    def _named(self, obs: Mapping) -> tuple[dict, bool]:
+        """{name: array-like} -> {name: C-contiguous array with a batch axis}, and whether every input
+        came unbatched. Names, dtypes and shapes are the core's to check (InputError naming the key);
+        float state arrays become float32, nothing else changes its dtype."""
+        out, single = {}, True
+        for name, value in obs.items():
+            want = self._inputs.get(name) if isinstance(name, str) else None
+            if want is None:  # unknown key: the core names it (with what the bundle reads)
+                out[name] = np.ascontiguousarray(_as_array(str(name), value))
+                continue
+            arr, added = self._batched(name, value, len(want.shape))
+            single = single and added
+            out[name] = _float32(name, arr) if want.dtype == "float32" else np.ascontiguousarray(arr)
+        return out, single and bool(out)
 
     @staticmethod
     def _batched(name: str, value, row_rank: int) -> tuple[np.ndarray, bool]:

@@ -6,6 +6,7 @@ them already. `info["num_tokens"]` also works, for code written against the earl
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -21,8 +22,8 @@ def _frozen(values) -> np.ndarray:
 class Normalization:
     """Per dimension, x_norm = x * scale + offset (DESIGN.md §4); actions always lie in [action_low, action_high]."""
 
-    obs_scale: np.ndarray      # float32 [obs_dim]
-    obs_offset: np.ndarray     # float32 [obs_dim]
+    obs_scale: np.ndarray      # float32 [obs_dim]; empty for a named-input bundle (its graph normalizes)
+    obs_offset: np.ndarray     # float32 [obs_dim]; empty for a named-input bundle
     action_scale: np.ndarray   # float32 [action_dim]
     action_offset: np.ndarray  # float32 [action_dim]
     action_low: np.ndarray     # float32 [action_dim]
@@ -38,7 +39,11 @@ class Normalization:
 
 @dataclass(frozen=True)
 class InputInfo:
-    """One input act() reads: name, element type and the shape of one batch row."""
+    """One input act() reads: name, element type and the shape of one batch row.
+
+    A state bundle has one, `obs` float32 (n_obs_steps, obs_dim); a named-input bundle one per
+    entry of its observation spec: `observation.state` float32 (n_obs_steps, state_dim),
+    `observation.images.<camera>` uint8 (n_obs_steps, height, width, 3)."""
 
     name: str
     dtype: str
@@ -64,6 +69,7 @@ class PolicyInfo:
     n_heads: int
     head_dim: int
     inputs: tuple[InputInfo, ...]
+    observation: dict | None  # a named-input bundle's spec (ObservationSpec.to_dict()); None for a state bundle
     normalization: Normalization
     tasks: tuple[str, ...]
     obs_layout: str
@@ -76,6 +82,7 @@ class PolicyInfo:
     ort_library: str
     bundle_dir: str
     precision: str
+    control_hz: float | None  # the rate the training data was recorded at; None when the bundle does not say
     max_batch: int
     batch_limit: int
     manifest_json: str  # verbatim, for display and archiving; read the typed fields instead
@@ -88,6 +95,7 @@ class PolicyInfo:
         d["inputs"] = tuple(InputInfo(i["name"], i["dtype"], tuple(i["shape"])) for i in d["inputs"])
         d["fsq_levels"] = tuple(d["fsq_levels"])
         d["tasks"] = tuple(d["tasks"])
+        d["observation"] = None if d["observation"] is None else json.loads(d["observation"])
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
     # dict-style reading, for code written against the earlier dict

@@ -20,6 +20,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "oat_edge/version.h"
@@ -42,8 +44,8 @@ struct RuntimeLoadError : Error {
 
 // ---- buffers
 
-// Element type of a TensorView. Only float32 and int64 are read today; the others exist so that a
-// caller's wrong dtype is named in the error (and for the camera inputs to come, uint8).
+// Element type of a TensorView. float32, int64 and uint8 (camera frames) are read; the others exist
+// so that a caller's wrong dtype is named in the error.
 enum class DType { Float32, Float64, Float16, Int64, Int32, Int16, Int8, UInt8, UInt16, UInt32, UInt64, Bool, Other };
 const char* dtype_name(DType t);  // "float32", "int64", ...; Other: "an unsupported element type"
 
@@ -67,14 +69,27 @@ struct TensorView {
   }
 };
 
-// A writable, caller-owned buffer of `size` elements of T.
+// A caller-owned buffer of `size` elements of T (writable unless T is const).
 template <typename T>
 struct Span {
   T* data = nullptr;
   size_t size = 0;
   Span() = default;
   Span(T* d, size_t n) : data(d), size(n) {}
-  Span(std::vector<T>& v) : data(v.data()), size(v.size()) {}  // NOLINT: implicit on purpose
+  Span(std::vector<std::remove_const_t<T>>& v) : data(v.data()), size(v.size()) {}  // NOLINT: implicit on purpose
+  template <typename U = T, typename = std::enable_if_t<std::is_const_v<U>>>
+  Span(const std::vector<std::remove_const_t<U>>& v) : data(v.data()), size(v.size()) {}  // NOLINT: read-only view
+  template <size_t N>
+  Span(T (&a)[N]) : data(a), size(N) {}  // NOLINT: a C array
+};
+
+// One input of act()/generate() by name: `name` is an entry of PolicyInfo::inputs (e.g.
+// "observation.images.corner") and `view` its array, [batch, *that entry's shape], of its dtype.
+// Both are the caller's and are read only during the call: the name is compared, never stored, and
+// a C-contiguous uint8 frame is handed to ONNX Runtime in place (no copy).
+struct NamedTensorView {
+  std::string_view name;
+  TensorView view;
 };
 
 // ---- options
@@ -149,14 +164,19 @@ struct ActStats {
 
 // One named input of act()/generate(): its element type and its shape per batch row.
 struct InputInfo {
-  std::string name;  // graph input name, e.g. "obs"
-  DType dtype = DType::Float32;
-  std::vector<int64_t> shape;  // without the leading batch dim, e.g. {n_obs_steps, obs_dim}
+  // The prefill graph's input name: "obs" for a state bundle; for a named-input bundle an entry of
+  // its observation spec, "observation.state" or "observation.images.<camera>".
+  std::string name;
+  DType dtype = DType::Float32;  // float32; uint8 for a camera frame
+  // Without the leading batch dim: {n_obs_steps, obs_dim}, {n_obs_steps, state_dim} or
+  // {n_obs_steps, height, width, 3} (camera frames channels last).
+  std::vector<int64_t> shape;
 };
 
 // Per-dimension affine normalization (docs/DESIGN.md §4): x_norm = x * scale + offset.
 struct Normalization {
-  std::vector<float> obs_scale, obs_offset;        // obs_dim each
+  // obs_dim each for a state bundle; empty for a named-input bundle (its prefill graph normalizes).
+  std::vector<float> obs_scale, obs_offset;
   std::vector<float> action_scale, action_offset;  // action_dim each
   std::vector<float> action_low, action_high;      // action_dim each: every output lies in [low, high]
 };
@@ -176,14 +196,18 @@ struct PolicyInfo {
   int vocab_size = 0;                           // codebook_size + 1 (the BOS token)
   int bos_id = 0;                               // = codebook_size
   int n_layers = 0, n_heads = 0, head_dim = 0;  // transformer shape (KV cache size)
-  std::vector<InputInfo> inputs;                // what act() reads, in order
-  Normalization normalization;                  // raw <-> normalized units, action bounds
-  std::vector<std::string> tasks;               // task names the observation's one-hot refers to (may be empty)
-  std::string obs_layout;                       // free text: what the observation vector holds
-  double default_temperature = 1.0;             // used when ActOptions::temperature is unset
-  int default_top_k = 0;                        // used when ActOptions::top_k is unset
-  bool has_encoder = false;                     // tokenize() available
-  std::string precision;                        // "fp32", "fp16", "int8": the weights' precision
+  std::vector<InputInfo> inputs;                // what act() reads, in order (the spec's order when named)
+  // A named-input bundle's observation spec, the manifest's `observation` block as JSON (names,
+  // dtypes, shapes, crops, normalization); empty for a state bundle.
+  std::string observation;
+  Normalization normalization;       // raw <-> normalized units, action bounds
+  std::vector<std::string> tasks;    // task names the observation's one-hot refers to (may be empty)
+  std::string obs_layout;            // free text: what the observation vector holds
+  double default_temperature = 1.0;  // used when ActOptions::temperature is unset
+  int default_top_k = 0;             // used when ActOptions::top_k is unset
+  bool has_encoder = false;          // tokenize() available
+  std::string precision;             // "fp32", "fp16", "int8": the weights' precision
+  std::optional<double> control_hz;  // rate of the training data (Hz), when the bundle records it
   // Runtime.
   std::string provider;       // execution provider actually used, e.g. "CPUExecutionProvider"
   std::string ort_version;    // of the ONNX Runtime library loaded, e.g. "1.32.0"
@@ -211,14 +235,27 @@ class Policy {
   // Throws the InputError act() would throw for these options (nothing else is checked or run).
   void check(const ActOptions& options) const;
 
-  // obs: float32 [batch, n_obs_steps, obs_dim], raw units, finite.
+  // obs: float32 [batch, n_obs_steps, obs_dim], raw units, finite. For a bundle whose one input is
+  // named (info().inputs, e.g. "observation.state") this is that input; a bundle with cameras needs
+  // the named form below (InputError otherwise).
   // out: batch * horizon * action_dim floats: [batch, horizon, action_dim] in raw units, clamped to
   // the bundle's action bounds.
   void act(const TensorView& obs, Span<float> out, const ActOptions& options = {}, ActStats* stats = nullptr);
 
+  // Named inputs: exactly one view per entry of info().inputs, in any order, each [batch, *shape] of
+  // that entry's dtype (camera frames uint8 [batch, n_obs_steps, height, width, 3], channels last;
+  // the state float32 and finite), one batch for all. A missing, unknown or repeated name, a wrong
+  // dtype or shape (e.g. a float image, a channels-first frame, another history length) or
+  // mismatched batches is an InputError naming the input. Preprocessing is inside the bundle: the
+  // buffers are read as they are.
+  void act(Span<const NamedTensorView> inputs, Span<float> out, const ActOptions& options = {},
+           ActStats* stats = nullptr);
+
   // Token ids only. out_ids: batch * K int64 ([batch, K]); entries past the returned count are -1.
   // Returns the number of tokens generated.
   int generate(const TensorView& obs, Span<int64_t> out_ids, const ActOptions& options = {}, ActStats* stats = nullptr);
+  int generate(Span<const NamedTensorView> inputs, Span<int64_t> out_ids, const ActOptions& options = {},
+               ActStats* stats = nullptr);
 
   // Prefix detokenization: ids int64 [batch, k], k in 1..K, each in [0, codebook_size).
   // out: batch * horizon * action_dim floats, as act().
