@@ -82,6 +82,9 @@ def cmd_inspect(a) -> int:
           f"{pol.get('obs_dim')}  execute {pol.get('n_action_steps')} steps")
     print(f"precision   {m.get('precision')}   sampling {m.get('sampling')}")
     print(f"tasks       {', '.join(m.get('tasks') or []) or '-'}")
+    for i, inp in enumerate((m.get("observation") or {}).get("inputs", [])):  # a camera bundle
+        crop = f"  crop {inp['crop'][0]}x{inp['crop'][1]}" if "crop" in inp else ""
+        print(f"{'inputs' if i == 0 else '':12}{inp['name']}  {inp['dtype']} {inp['shape']}{crop}")
     print(f"obs layout  {m.get('obs_layout') or '-'}")
     if "control_hz" in m:  # recorded from a dataset's fps
         print(f"control     {m['control_hz']:g} Hz (the rate the training data was recorded at)")

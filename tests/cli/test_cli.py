@@ -148,3 +148,14 @@ def test_eval_record_flags_are_checked_before_the_bundle_is_loaded(tmp_path, cap
     rc = cli.main(["eval", str(tmp_path / "no-bundle"), "--out", str(tmp_path / "out"), *flags])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and msg in err[0]
+
+
+def test_inspect_lists_a_camera_bundles_named_inputs(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("oat_export")
+    from tiny_pixel_bundle import write_tiny_pixel_bundle
+    bundle = write_tiny_pixel_bundle(tmp_path / "camera", cameras=("corner", "topview"), size=32)
+    assert cli.main(["inspect", bundle]) == 0
+    out = capsys.readouterr().out
+    assert "inputs      observation.state  float32 [5]\n" in out
+    assert "            observation.images.topview  uint8 [32, 32, 3]  crop 28x28\n" in out
