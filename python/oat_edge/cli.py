@@ -107,7 +107,8 @@ def cmd_eval(a) -> int:
                        background=not a.sync, threads=a.threads,
                        progress=False if a.quiet or a.no_progress else "auto",
                        n_action_steps=a.n_action_steps, force=a.force, record=a.record,
-                       record_dir=a.record_dir, record_camera=a.record_camera)
+                       record_dir=a.record_dir, record_camera=a.record_camera,
+                       record_format=a.record_format)
     except OutputError as exc:
         if hasattr(exc, "results"):  # measured, but not saved (a full disk): show it at least
             print(markdown_table(exc.results))
@@ -255,6 +256,8 @@ def _add_eval_parser(sub):
                         "unless --force)")
     q.add_argument("--record-camera", default=E.record_camera,
                    help=f"scene camera of the videos (default {E.record_camera})")
+    q.add_argument("--record-format", choices=["mp4", "gif"], default=None,
+                   help="video format (default: mp4 where PyAV can write H.264, else gif)")
     _add_loop_flags(q)
     q.set_defaults(fn=cmd_eval)
 

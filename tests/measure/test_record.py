@@ -62,10 +62,17 @@ def test_a_recorded_episode_is_an_h264_video_with_one_frame_per_step_plus_the_re
     assert not [p for p in (tmp_path / "out" / "videos").iterdir() if p.name.startswith(".")]
 
 
-def test_without_pyav_the_video_is_a_gif_of_the_same_frames(tmp_path, monkeypatch):
+def test_without_pyav_the_video_is_a_gif_and_mp4_is_refused_saying_why(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "av", None)  # import av -> ImportError
+    assert record.video_suffix() == ".gif"
+    with pytest.raises(ValueError, match="pip install av"):
+        record.video_suffix("mp4")
+
+
+def test_a_gif_video_has_the_same_frames(tmp_path):
     from PIL import Image
-    monkeypatch.setattr(record, "video_suffix", lambda: ".gif")
-    res = run(tmp_path)
+    res = run(tmp_path, record_format="gif")
     cell = res["per_task"]["reach-v3"]["8"]
     (video,) = cell["videos"]
     assert video.endswith("reach-v3_k8_ep00.gif")

@@ -180,8 +180,8 @@ def _recording(job: dict, env, episode: int):
     """The EpisodeRecording of this episode, or None when it is not recorded."""
     if episode >= job["record"]:
         return None
-    from .record import EpisodeRecording, video_suffix
-    name = f"{job['task']}_k{job['k']}_ep{episode:02d}{video_suffix()}"
+    from .record import EpisodeRecording
+    name = f"{job['task']}_k{job['k']}_ep{episode:02d}{job['record_suffix']}"
     return EpisodeRecording(os.path.join(job["record_dir"], name), simulation(env), job["hz"],
                             camera=job["record_camera"],
                             title=f"{job['task']}   k = {job['k']}   episode {episode}")
@@ -271,14 +271,17 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
              background: bool = True, threads: int = EvalConfig.threads,
              policy_factory="oat_edge:Policy", progress="auto",
              plots: bool = True, n_action_steps=None, force: bool = False,
-             record: int = 0, record_dir=None, record_camera: str = EvalConfig.record_camera) -> dict:
+             record: int = 0, record_dir=None, record_camera: str = EvalConfig.record_camera,
+             record_format: str | None = None) -> dict:
     """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict.
 
     progress: True, False, or "auto" (a bar only when stderr is a terminal). record: videos of
     the first `record` episodes of each (task, k), into record_dir (default out_dir/videos),
-    seen from the scene camera `record_camera`."""
+    seen from the scene camera `record_camera`, as record_format "mp4" or "gif" (None: MP4
+    where PyAV can write it)."""
     out_dir = check_output_dir(out_dir, force=force)  # before minutes of simulation, not after
-    rec = _check_recording(record, record_dir, out_dir, force, record_camera, episodes)
+    rec = _check_recording(record, record_dir, out_dir, force, record_camera, record_format,
+                           episodes)
     if not (isinstance(workers, int) and workers >= 1):
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     if not hz > 0:
@@ -312,16 +315,18 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
     return results
 
 
-def _check_recording(record, record_dir, out_dir, force, camera, episodes) -> dict:
+def _check_recording(record, record_dir, out_dir, force, camera, fmt, episodes) -> dict:
     if not (isinstance(episodes, int) and episodes >= 1):
         raise ValueError(f"episodes must be an int >= 1, got {episodes!r}")
     if isinstance(record, bool) or not (isinstance(record, int) and record >= 0):
         raise ValueError(f"record must be a number of episodes >= 0, got {record!r}")
     if not record:
-        return dict(record=0, record_dir=None, record_camera=None)
-    from .record import check_record_dir
+        return dict(record=0, record_dir=None, record_camera=None, record_suffix=None)
+    from .record import check_record_dir, video_suffix
+    suffix = video_suffix(fmt)
     record_dir = check_record_dir(record_dir or os.path.join(out_dir, "videos"), force=force)
-    return dict(record=min(record, episodes), record_dir=record_dir, record_camera=camera)
+    return dict(record=min(record, episodes), record_dir=record_dir, record_camera=camera,
+                record_suffix=suffix)
 
 
 def _check_bundle_args(info, ks, tasks, n_action_steps):

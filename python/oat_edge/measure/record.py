@@ -26,12 +26,23 @@ LINE_H, PANEL_PAD = 16, 6
 BG, FG, GOOD = (24, 24, 28), (235, 235, 235), (110, 230, 120)
 
 
-def video_suffix() -> str:
-    """'.mp4' when PyAV with an H.264 encoder is importable, else '.gif'."""
+FORMATS = ("mp4", "gif")
+
+
+def video_suffix(fmt: str | None = None) -> str:
+    """The file suffix of videos in `fmt`; None: '.mp4' when PyAV with an H.264 encoder is
+    importable, else '.gif'."""
+    if fmt not in (None, *FORMATS):
+        raise ValueError(f"record format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    if fmt == "gif":
+        return ".gif"
     try:
         import av
         av.codec.Codec("libx264", "w")
-    except Exception:  # noqa: BLE001 - no PyAV, or a PyAV built without libx264
+    except Exception as exc:  # noqa: BLE001 - no PyAV, or a PyAV built without libx264
+        if fmt == "mp4":
+            raise ValueError(f"MP4 videos need PyAV with an H.264 encoder ({type(exc).__name__}: "
+                             f"{exc}): pip install av, or record GIFs") from None
         return ".gif"
     return ".mp4"
 
@@ -66,7 +77,7 @@ class VideoWriter:
                 self._stream = self._container.add_stream("libx264", rate=self._fps)
                 self._stream.height, self._stream.width = frame.shape[:2]
                 self._stream.pix_fmt = "yuv420p"
-                self._stream.options = {"crf": "30", "preset": "veryfast"}
+                self._stream.options = {"crf": "23", "preset": "veryfast"}
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 self._container.mux(packet)
         self.frames += 1
