@@ -63,13 +63,20 @@ class VideoWriter:
         self._stack = contextlib.ExitStack()
         self._tmp = self._stack.enter_context(atomic_path(self.path))
         self._gif: list = []
+        self._palette = None
         self._container = self._stream = None
 
     def add(self, frame: np.ndarray) -> None:
         frame = np.ascontiguousarray(frame, dtype=np.uint8)
         if not self._mp4:
             from PIL import Image
-            self._gif.append(Image.fromarray(frame).quantize(colors=256, dither=0))
+            # One palette for all frames (the first frame's, plus the highlight colour, which
+            # appears later): Pillow then stores only the pixels that changed.
+            if self._palette is None:
+                swatch = np.broadcast_to(np.array(GOOD, np.uint8), (4, frame.shape[1], 3))
+                self._palette = Image.fromarray(np.concatenate([frame, swatch])).quantize(
+                    colors=256, dither=0)
+            self._gif.append(Image.fromarray(frame).quantize(palette=self._palette, dither=0))
         else:
             import av
             if self._container is None:
