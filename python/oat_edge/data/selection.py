@@ -7,6 +7,10 @@ Cameras are asked for by `cameras` (never in `obs_keys`, which are state feature
 dataset's key (`observation.images.wrist`, `obs/agentview_image`) or by the camera name a policy
 input is called by (`wrist`, `agentview`); a state policy's cameras are still decoded and checked,
 so a bad video fails before training.
+
+A camera policy's state defaults to what the robot knows about itself (`proprioception_keys`):
+LeRobot's `observation.state` (not `observation.environment_state`, a simulator's privileged
+object and goal positions), robomimic's `obs/robot*` features; other datasets, every state feature.
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ class TrainingArrays:
     frames: dict = field(default_factory=dict)
 
 
+def proprioception_keys(ds) -> list:
+    """The state features a camera policy reads by default (see the module doc)."""
+    keys = ds.state_keys
+    if "observation.state" in keys:
+        return ["observation.state"]
+    robot = [k for k in keys if k.startswith("obs/robot")]
+    return robot or keys
+
+
 def camera_name(key: str) -> str:
     """The camera a dataset's image feature is named after: observation.images.wrist -> wrist,
     obs/agentview_image -> agentview (a policy's input is observation.images.<camera>)."""
@@ -55,7 +68,7 @@ def camera_keys(ds, cameras) -> list:
             f = ds.features[c]
             raise DatasetError(f"{ds.path}: {c!r}: expected a camera (uint8 frames [H, W, 3] or a "
                                f"video), given dtype {f.dtype} shape {list(f.shape)}; its cameras: "
-                               f"{have}")
+                               f"{have or 'none'}")
         match = [k for k in have if k == c or camera_name(k) == c]
         if len(match) != 1:
             raise DatasetError(f"{ds.path}: camera {c!r}: " + ("matches several features "
@@ -82,7 +95,8 @@ def select_features(source, obs_keys=None, action_key=None, actions_only=False,
     action_key = action_key or ds.action_key
     ds.feature(action_key)
     explicit = obs_keys is not None
-    obs_keys = list(obs_keys) if explicit else ds.state_keys
+    default = ds.state_keys if cameras is None else proprioception_keys(ds)
+    obs_keys = list(obs_keys) if explicit else default
     _check_keys(ds, obs_keys, action_key, actions_only)
     cam_keys = camera_keys(ds, cameras) if cameras is not None else []
 

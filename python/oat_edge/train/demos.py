@@ -7,9 +7,13 @@
 
 With --cameras every step also records each camera's frame, rendered headless (MUJOCO_GL=egl)
 exactly as `oat_edge.sim.camera.PixelMetaWorldEnv` renders it: the frame the camera saw when the
-action was taken. The LeRobot dataset holds observation.state (the 39-d state), action, the task
-name as the episode's task string and one video `observation.images.<camera>` per camera; its fps
-is the simulator's control rate (1 / env.dt).
+action was taken. The LeRobot dataset holds observation.state (the 39-d state), action and the
+task name as the episode's task string; its fps is the simulator's control rate (1 / env.dt).
+With cameras it holds one video `observation.images.<camera>` per camera, and LeRobot's split of
+the state: observation.state is what the robot knows about itself (end-effector xyz + gripper
+opening, as PixelMetaWorldEnv observes it), observation.environment_state the 39-d simulator
+state (object and goal positions included: a state policy trains on it with
+--obs-keys observation.environment_state).
 
 File format (see docs/DATA.md):
     obs           float32 [N, 39]   observation at which the action was taken
@@ -38,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oat_edge.atomic import atomic_path, check_output_file, write_json
-from oat_edge.sim.camera import IMAGE_PREFIX, image_key
+from oat_edge.sim.camera import IMAGE_PREFIX, ROBOT_STATE_DIM, image_key
 
 OBS_DIM = 39
 ACTION_DIM = 4
@@ -383,9 +387,14 @@ def save_lerobot(demos: Demos, out_dir, overwrite=False) -> None:
     for e, sl in enumerate(demos.episode_slices()):
         ep = {"observation.state": demos.obs[sl], "action": demos.actions[sl],
               "task": demos.task_names[int(demos.episode_task[e])]}
+        if demos.images:  # the robot's own state apart from the simulator's (LeRobot's names)
+            ep["observation.state"] = demos.obs[sl, :ROBOT_STATE_DIM]
+            ep["observation.environment_state"] = demos.obs[sl]
         ep.update({k: v[sl] for k, v in demos.images.items()})
         episodes.append(ep)
     names = {"action": ["dx", "dy", "dz", "gripper"]}
+    if demos.images:
+        names["observation.state"] = ["x", "y", "z", "gripper"]
     write_lerobot(out_dir, control_hz(demos.task_names[0]), episodes, robot_type="sawyer",
                   overwrite=overwrite, feature_names=names)
     # how the demos were made, beside LeRobot's own metadata (readers ignore unknown files)
