@@ -111,3 +111,39 @@ def test_a_camera_bundle_meta_world_cannot_feed_is_refused_before_the_run(tmp_pa
         evaluate("fake-camera-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path,
                  expert=False, policy_factory=CameraPolicy, progress=False)
     assert CameraPolicy.seen == [] and not (tmp_path / "results.json").exists()
+
+
+@pytest.fixture(scope="module")
+def reach_camera_bundle(tmp_path_factory):
+    """A random-weight camera bundle shaped for Meta-World (4-d actions, task reach-v3, state
+    ee xyz + gripper + one-hot, corner and topview at 32x32), written by the real exporter."""
+    pytest.importorskip("torch")
+    pytest.importorskip("oat_export")
+    import tiny_bundle
+    from oat_export import export_bundle
+    from oat_export.policy_checkpoint import policy_from_checkpoint
+    from tiny_pixel_bundle import tiny_pixel_checkpoint
+
+    saved = dict(tiny_bundle.TINY)
+    tiny_bundle.TINY["action_dim"] = 4  # the fixture's sizes, with Meta-World's action width
+    try:
+        ck = tiny_pixel_checkpoint(size=32, state_dim=5)
+    finally:
+        tiny_bundle.TINY.clear()
+        tiny_bundle.TINY.update(saved)
+    tp, enc = policy_from_checkpoint(ck)
+    out = tmp_path_factory.mktemp("bundle") / "reach_camera"
+    export_bundle(tp, str(out), tasks=["reach-v3"], check_parity=False, observation_encoder=enc)
+    return out
+
+
+def test_a_camera_bundle_runs_in_closed_loop_through_the_runtime(reach_camera_bundle, tmp_path):
+    from oat_edge import Policy
+    info = Policy(reach_camera_bundle).info
+    assert eval_env.observation_spec(info)["inputs"][1]["name"] == CORNER
+    res = evaluate(reach_camera_bundle, episodes=1, ks=(2,), workers=1, out_dir=tmp_path,
+                   expert=False, progress=False, plots=False, n_action_steps=8)
+    cell = res["per_task"]["reach-v3"]["2"]
+    assert cell["errors"] == 0 and cell["frames_refused"] == 0, cell["error_messages"]
+    assert set(cell["tokens_hist"]) == {"2"} and cell["latency_ms"]["p50"] > 0
+    assert cell["frames_rendered"] < cell["frames_skipped"]
