@@ -228,7 +228,9 @@ def _add_eval_parser(sub):
     q = sub.add_parser("eval", help="closed-loop Meta-World success vs number of tokens",
                        description="Evaluate a bundle in Meta-World for each prefix length k: "
                        "success rate, expert success on the same seeds, act latency, overruns. "
-                       "Writes results.json, results.md and PNG plots to --out.")
+                       "A camera bundle sees Meta-World through the cameras its manifest names. "
+                       "Writes results.json, results.md and PNG plots to --out; --record adds "
+                       "videos of episodes.")
     q.add_argument("bundle", help="bundle directory or its model.onnx")
     q.add_argument("--tasks", nargs="+", default=None, help="tasks (default: the bundle's)")
     from .measure.evaluate import EvalConfig as E  # numpy only, like the rest of eval

@@ -17,7 +17,6 @@ act() latency is the runtime's.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,12 +29,9 @@ ROBOT_STATE_DIM = 4  # end-effector xyz + gripper opening (PixelMetaWorldEnv's o
 
 
 def observation_spec(info) -> dict | None:
-    """The bundle's observation spec (ObservationSpec.to_dict()), or None for a state bundle."""
-    get = info.get if hasattr(info, "get") else (lambda k, d=None: getattr(info, k, d))
-    spec = get("observation", None)
-    if spec is None:  # a PolicyInfo without the field: the verbatim manifest still has it
-        spec = json.loads(get("manifest_json", None) or "{}").get("observation")
-    return json.loads(spec) if isinstance(spec, str) else spec
+    """The bundle's observation spec (ObservationSpec.to_dict()), or None for a state bundle.
+    info: PolicyInfo, or a dict with the same fields."""
+    return info.get("observation")
 
 
 @dataclass(frozen=True)
