@@ -253,10 +253,10 @@ def _add_eval_parser(sub):
                    help="also write a video (MP4, or GIF without PyAV) of the first N episodes of "
                         "each (task, k): the scene, the policy's camera inputs, action, tokens, "
                         "act() latency and success (default 0)")
-    q.add_argument("--record-dir", default=None,
+    q.add_argument("--record-dir", default=None, metavar="DIR",
                    help="directory for the videos (default OUT/videos; refused if it holds files, "
                         "unless --force)")
-    q.add_argument("--record-camera", default=E.record_camera,
+    q.add_argument("--record-camera", default=E.record_camera, metavar="CAMERA",
                    help=f"scene camera of the videos (default {E.record_camera})")
     q.add_argument("--record-format", choices=["mp4", "gif"], default=None,
                    help="video format (default: mp4 where PyAV can write H.264, else gif)")
