@@ -92,3 +92,29 @@ def test_camera_bench_without_weights_times_the_cpp_side_only(pixel):
 def test_camera_bench_refuses_a_state_bundle(tiny_bundle):
     with pytest.raises(ValueError, match="state bundle"):
         camera_bench.run(tiny_bundle, None, ks=(1,), iters=1)
+
+
+def test_bench_cli_on_a_camera_bundle_with_its_checkpoint_writes_the_breakdown(pixel, tmp_path, capsys):
+    import json
+
+    from oat_edge.measure import bench
+    from oat_edge.train.checkpoint import save_checkpoint
+
+    bundle, pp = pixel
+    ck = tmp_path / "policy.pt"
+    save_checkpoint(pp.checkpoint(), ck)
+    out = tmp_path / "cam.json"
+    assert bench.main([bundle, "--checkpoint", str(ck), "--ks", "2", "--iters", "2", "--out", str(out)]) == 0
+    assert "| 2 | PyTorch eager |" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["per_k"]["2"]["max_abs_diff_cpp_vs_eager"] < 1e-4 and "observation_encoder" in res["params"]
+    assert (tmp_path / "cam.md").exists()
+
+
+def test_bench_cli_refuses_a_state_checkpoint_for_a_camera_bundle(pixel, tmp_path, tiny_token_policy, capsys):
+    from oat_edge.measure import bench
+
+    tiny_token_policy.save(tmp_path / "state.pt")
+    assert bench.main([pixel[0], "--checkpoint", str(tmp_path / "state.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "state policy" in err and "camera bundle" in err and len(err.strip().splitlines()) == 1
