@@ -34,6 +34,7 @@ from ..atomic import OutputError, check_output_dir, write_json, write_text
 from ..control import ControlLoop, info_bounds, percentiles
 from .eval_env import eval_env, observation_spec, simulation
 from .eval_report import markdown_table, write_plots
+from .record import episode_recording
 
 __all__ = ["EvalConfig", "evaluate", "episode_seeds", "markdown_table", "run_policy_episode"]
 
@@ -147,7 +148,8 @@ def _shard(job: dict) -> dict:
                                          job["latency_budget_ms"], job["background"],
                                          act_seed=s * 7919 + job["k"],
                                          n_action_steps=job["n_action_steps"],
-                                         recording=_recording(job, env, s - seeds[0])), seeds)
+                                         recording=episode_recording(job, simulation(env),
+                                                                      s - seeds[0])), seeds)
     finally:
         frames = {k: getattr(env, k) for k in FRAME_COUNTS if hasattr(env, k)}
         env.close()
@@ -174,17 +176,6 @@ def _shard(job: dict) -> dict:
 
 # A camera bundle's environment counts the frames it drew and skipped (eval_env.PixelEvalEnv).
 FRAME_COUNTS = ("frames_rendered", "frames_skipped", "frames_refused")
-
-
-def _recording(job: dict, env, episode: int):
-    """The EpisodeRecording of this episode, or None when it is not recorded."""
-    if episode >= job["record"]:
-        return None
-    from .record import EpisodeRecording
-    name = f"{job['task']}_k{job['k']}_ep{episode:02d}{job['record_suffix']}"
-    return EpisodeRecording(os.path.join(job["record_dir"], name), simulation(env), job["hz"],
-                            camera=job["record_camera"],
-                            title=f"{job['task']}   k = {job['k']}   episode {episode}")
 
 
 def _progress(total: int, show: bool):

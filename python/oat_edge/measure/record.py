@@ -220,3 +220,14 @@ class EpisodeRecording:
             self.writer.abort()
         finally:
             self.renderer.close()
+
+
+def episode_recording(job: dict, sim, episode: int) -> EpisodeRecording | None:
+    """The recording of episode number `episode` of an eval shard (`job`: task, k, hz and the
+    record settings evaluate() checked), or None when that episode is not recorded."""
+    if episode >= job["record"]:
+        return None
+    name = f"{job['task']}_k{job['k']}_ep{episode:02d}{job['record_suffix']}"
+    return EpisodeRecording(os.path.join(job["record_dir"], name), sim, job["hz"],
+                            camera=job["record_camera"],
+                            title=f"{job['task']}   k = {job['k']}   episode {episode}")
