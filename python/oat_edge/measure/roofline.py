@@ -5,7 +5,8 @@ Two rates, measured here on one thread (torch):
 Each rate is the best of several timed calls, measured before and after a benchmark's rounds (the
 higher of the two kept): on a shared machine a slower run measures the other jobs.
 
-- GEMV bandwidth: y = A x on a float32 matrix, bytes of A / time, warm. Measured on a matrix as
+- GEMV bandwidth: y = A x on a float32 matrix, bytes of A / time, warm, the faster of torch.mv
+  and ONNX Runtime's MatMul. Measured on a matrix as
   large as each graph's weights (the rate at which that graph's weights can be re-read: the step
   graph runs k times in a row, a control loop calls act() over and over, so weights that fit in
   cache are read from cache) and, for reference, on a matrix twice the last-level cache (`dram`).
@@ -64,33 +65,40 @@ def _best_s(fn, repeats: int) -> float:
 
 
 def gemv_bandwidth(nbytes: int, repeats: int = 15) -> float:
-    """GB/s of y = A x, A float32 of about `nbytes` (1024 columns), on torch's current threads."""
+    """GB/s of y = A x, A float32 of about `nbytes` (1024 columns): the faster of torch.mv and
+    ONNX Runtime's MatMul, each on torch's current thread count."""
     import torch
 
     cols = 1024
     rows = max(1, int(nbytes) // (4 * cols))
     a = torch.randn(rows, cols)
     x = torch.randn(cols)
-    # enough calls per timing that one lasts ~ms even when A fits in L1
+    # enough calls per timing that one lasts ~0.1 ms even when A fits in L1
     inner = max(1, (8 << 20) // (4 * rows * cols))
 
     def run():
         for _ in range(inner):
             torch.mv(a, x)
 
-    return 4 * rows * cols * inner / _best_s(run, repeats) / 1e9
+    sess, feed = _ort_matmul(np.ascontiguousarray(a.numpy().T), 1, torch.get_num_threads())
+
+    def run_ort():
+        for _ in range(inner):
+            sess.run(None, feed)
+
+    return 4 * rows * cols * inner / min(_best_s(run, repeats), _best_s(run_ort, repeats)) / 1e9
 
 
-def _ort_matmul_s(n: int, repeats: int, threads: int) -> float:
-    """Best time of an n x n x n float32 MatMul in ONNX Runtime (MLAS) on `threads` threads."""
+def _ort_matmul(b: np.ndarray, m: int, threads: int):
+    """(ONNX Runtime session computing a @ b with b a constant, feed of an [m, k] a)."""
     import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    b = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "sgemm",
-                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
-                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
+    k, n = b.shape
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              [helper.make_tensor_value_info("a", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [m, n])],
                               [onnx.numpy_helper.from_array(b, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -98,8 +106,7 @@ def _ort_matmul_s(n: int, repeats: int, threads: int) -> float:
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    feed = {"a": b.copy()}
-    return _best_s(lambda: sess.run(None, feed), repeats)
+    return sess, {"a": np.random.default_rng(1).standard_normal((m, k)).astype(np.float32)}
 
 
 def sgemm_throughput(n: int = 512, repeats: int = 25) -> float:
@@ -109,7 +116,8 @@ def sgemm_throughput(n: int = 512, repeats: int = 25) -> float:
     import torch
 
     a, b = torch.randn(n, n), torch.randn(n, n)
-    best = min(_best_s(lambda: torch.mm(a, b), repeats), _ort_matmul_s(n, repeats, torch.get_num_threads()))
+    sess, feed = _ort_matmul(b.numpy(), n, torch.get_num_threads())
+    best = min(_best_s(lambda: torch.mm(a, b), repeats), _best_s(lambda: sess.run(None, feed), repeats))
     return 2 * n**3 / best / 1e9
 
 
