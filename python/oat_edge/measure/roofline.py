@@ -1,17 +1,14 @@
 """Lower bounds on a bundle's act() latency on this machine, from measured rates and graph costs.
 
-Two rates, measured here on one thread (torch):
+Two rates, measured on the benchmark's thread count, each the faster of torch and ONNX Runtime
+(MLAS) and the best of several timed calls, measured before and after a benchmark's rounds with the
+higher kept (on a shared machine a slower run measures the other jobs, not the machine):
 
-Each rate is the best of several timed calls, measured before and after a benchmark's rounds (the
-higher of the two kept): on a shared machine a slower run measures the other jobs.
-
-- GEMV bandwidth: y = A x on a float32 matrix, bytes of A / time, warm, the faster of torch.mv
-  and ONNX Runtime's MatMul. Measured on a matrix as
+- GEMV bandwidth: y = A x on a float32 matrix, bytes of A / time, warm. Measured on a matrix as
   large as each graph's weights (the rate at which that graph's weights can be re-read: the step
   graph runs k times in a row, a control loop calls act() over and over, so weights that fit in
   cache are read from cache) and, for reference, on a matrix twice the last-level cache (`dram`).
-- SGEMM throughput: C = A B on 512 x 512 float32 matrices, 2 n^3 / time, the faster of torch.mm
-  and ONNX Runtime's MatMul (MLAS).
+- SGEMM throughput: C = A B on 512 x 512 float32 matrices, 2 n^3 / time.
 
 Per graph, counted from the ONNX graph itself at batch 1 (`graph_cost`): weight bytes read per
 run (every initializer a MatMul/Gemm/Conv/... consumes, whole; an initializer only Gathered from,
