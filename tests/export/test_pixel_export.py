@@ -171,3 +171,17 @@ def test_a_malformed_pixel_checkpoint_is_a_clear_error(tmp_path, capsys, edit, s
     for s in says:
         assert s in err, err
     assert not (tmp_path / "b").exists()
+
+
+def test_fixture_script_writes_the_camera_bundle_the_runtime_tests_load(tmp_path, child_env):
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures", "tiny_pixel_bundle.py")
+    r = subprocess.run([sys.executable, script, str(tmp_path / "b"), "--cameras", "wrist", "--size", "24",
+                        "--state-dim", "3"], capture_output=True, text=True, env=child_env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    d = mf.load_manifest(tmp_path / "b")
+    assert [(i["name"], i["shape"]) for i in d["observation"]["inputs"]] == [
+        ("observation.state", [3]), ("observation.images.wrist", [24, 24, 3])]
