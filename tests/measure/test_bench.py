@@ -48,7 +48,7 @@ def test_bench_cli_rejects_k_outside_the_model_and_bad_iters(capsys):
     assert "--iters" in capsys.readouterr().err
 
 
-def test_bench_cli_rejects_a_checkpoint_of_the_other_kind_than_the_bundle(tiny_bundle, tmp_path, capsys):
+def test_bench_cli_rejects_reference_with_bundle_missing_checkpoint_and_k_outside_bundle(tiny_bundle, tmp_path, capsys):
     assert bench.main([tiny_bundle, "--camera-reference", "64"]) == 2
     assert "without BUNDLE" in capsys.readouterr().err
     assert bench.main([tiny_bundle, "--checkpoint", str(tmp_path / "nope.pt")]) == 2
