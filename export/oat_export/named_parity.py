@@ -23,11 +23,12 @@ BATCHES = (1, 3)
 class NamedOrtBundle(OrtBundle):
     """OrtBundle over a named-input bundle: prefill takes {name: array}; no host obs normalization."""
 
-    def __init__(self, bundle_dir, threads: int = 1):
+    def __init__(self, bundle, threads: int = 1):
         import onnxruntime as ort
         from oat_edge import manifest as mf
 
-        self.m = mf.load_manifest(bundle_dir)  # every check the C++ loader makes
+        self.m = mf.load_manifest(bundle)  # every check the C++ loader makes
+        bundle_dir = mf.entry_path(bundle)[0]
         if "observation" not in self.m:
             raise ValueError(f"{bundle_dir}: expected a named-input bundle (manifest with 'observation'), "
                              "got a state bundle: use oat_edge.ort_reference.OrtBundle")
@@ -65,6 +66,10 @@ class NamedOrtBundle(OrtBundle):
             logits_all.append(logits)
         ids = np.stack(ids, 1)
         return (ids, np.stack(logits_all, 1)) if return_logits else ids
+
+    def generate(self, obs, max_tokens=None, temperature=None, top_k=None, seed=0):
+        """Batched named inputs -> ids [B, k] (the graph normalizes: nothing to do on the host)."""
+        return self.generate_norm(obs, max_tokens, temperature, top_k, seed)
 
     def act(self, obs, max_tokens=None, temperature=None, top_k=None, seed=0):
         """Batched named inputs -> raw actions [B, H_a, D_a]."""
