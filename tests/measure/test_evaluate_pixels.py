@@ -86,6 +86,16 @@ def test_camera_bundle_gets_its_named_inputs_and_draws_only_the_frames_replans_r
     assert seen == seen_all
 
 
+def test_in_sync_mode_exactly_the_two_history_frames_of_each_replan_are_drawn(tmp_path):
+    res, seen = run_camera_eval(tmp_path, "sync", background=False)
+    cell = res["per_task"]["reach-v3"]["8"]
+    replans = len(seen) - 3  # minus the warm-up acts
+    assert cell["errors"] == 0 and cell["frames_refused"] == 0
+    assert replans == -(-cell["mean_steps"] // 8)  # a chunk of 8 executed whole, then the next
+    # the first replan reads the reset frames; each later one the frames of its last 2 steps
+    assert cell["frames_rendered"] == 2 * (replans - 1)
+
+
 def test_a_frame_a_replan_needs_but_was_skipped_is_counted_and_the_loop_recovers(tmp_path,
                                                                                  monkeypatch):
     monkeypatch.setattr(eval_env, "replan_within", lambda loop, cycles: False)
