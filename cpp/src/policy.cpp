@@ -56,6 +56,7 @@ struct Policy::Impl {
   Ort::MemoryInfo cpu_mem{Ort::MemoryInfo::CreateCpu(OrtDeviceAllocator, OrtMemTypeCPU)};
   Ort::RunOptions run_opts{nullptr};
   std::vector<const TensorView*> views;  // one call's named inputs, in info.inputs order
+  NamedTensorView single[1];             // the single-array form of a one-input named bundle (views points here)
 
   Impl(const std::string& path, const RuntimeOptions& o);
   void bind(int batch);
@@ -115,8 +116,8 @@ int Policy::Impl::check_obs(const TensorView& obs, PrefillInput& in) {
     return check_view(obs, "obs", DType::Float32, {-1, m.n_obs_steps, m.obs_dim}, opt.batch_limit, bundle.static_batch);
   }
   if (info.inputs.size() != 1 || info.inputs[0].dtype != DType::Float32) throw_needs_named_inputs(info.inputs);
-  const NamedTensorView one[1] = {{info.inputs[0].name, obs}};
-  return check_inputs(Span<const NamedTensorView>(one), in);
+  single[0] = {info.inputs[0].name, obs};  // a member: `views` must outlive this function
+  return check_inputs(Span<const NamedTensorView>(single, 1), in);
 }
 
 // Named inputs: checked against info.inputs; a state bundle's one input `obs` takes the host path.
