@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The camera policy recipe, end to end, on this machine's CPU (or DEVICE=cuda):
+#   Meta-World expert demos rendered through two cameras -> OAT tokenizer (actions only)
+#   -> camera policy (image encoder per camera + AR policy) -> ONNX bundle with named uint8
+#   inputs (+ parity) -> closed-loop evaluation from pixels through the C++ runtime.
+#   scripts/recipe_pixels.sh [RUN_DIR]   knobs (environment): TASKS, EPISODES, CAMERAS,
+#                                        IMAGE_SIZE, TOK_STEPS, TOKENIZER (an existing
+#                                        tokenizer.pt: skips training one), POL_STEPS, BATCH,
+#                                        VARIANTS (empty: none), EVAL_EPISODES (0: no eval),
+#                                        DEVICE (cpu|cuda), THREADS (torch threads per training;
+#                                        default: all cores), DATA (npz: frames as rendered;
+#                                        lerobot: one video per camera, read back as a user's own)
+# The defaults fit about 60 minutes on a 2-core CPU (docs/CAMERAS.md, "Recipe").
+# Each stage records the exact command and the sha256 of its inputs in RUN_DIR/<stage>.stage.json
+# and is reused only when both are unchanged; otherwise it is redone, and the log says which.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+OAT=.venv/bin/oat-edge
+RUN=${1:-runs/recipe_pixels}
+TASKS=${TASKS:-reach-v3 push-v3 pick-place-v3}
+EPISODES=${EPISODES:-100}
+CAMERAS=${CAMERAS:-corner topview}
+IMAGE_SIZE=${IMAGE_SIZE:-64}
+TOK_STEPS=${TOK_STEPS:-2000}
+TOKENIZER=${TOKENIZER:-}
+POL_STEPS=${POL_STEPS:-2500}
+BATCH=${BATCH:-64}
+VARIANTS=${VARIANTS-}
+EVAL_EPISODES=${EVAL_EPISODES:-10}
+DEVICE=${DEVICE:-cpu}
+THREADS=${THREADS:-}
+DATA=${DATA:-npz}
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+if [[ $DATA == lerobot ]]; then
+  DEMOS=$RUN/demos_lerobot
+  DEMOS_OUT=$DEMOS/meta/info.json  # what the stages hash: metadata, the data file, the videos
+  DEMOS_IN=("$DEMOS_OUT" "$DEMOS/data/chunk-000/file-000.parquet")
+  FORMAT=(--format lerobot --overwrite)
+  SRC=(--dataset "$DEMOS")
+else
+  DEMOS=$RUN/demos.npz DEMOS_OUT=$RUN/demos.npz DEMOS_IN=("$RUN/demos.npz") FORMAT=()
+  SRC=(--demos "$DEMOS")
+fi
+mkdir -p "$RUN"
+t0=$SECONDS
+
+record() {  # record NAME INPUT... -- COMMAND...: the JSON that identifies a stage's work
+  $PY - "$@" <<'EOF'
+import hashlib, json, sys
+args = sys.argv[1:]
+cut = args.index("--")
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+print(json.dumps({"stage": args[0], "command": args[cut + 1:],
+                  "inputs": {p: sha256(p) for p in args[1:cut]}}, indent=1, sort_keys=True))
+EOF
+}
+
+stage() {  # stage N/M NAME OUTPUT INPUT... -- COMMAND...
+  local n=$1 name=$2 out=$3
+  shift 3
+  local inputs=()
+  while [[ $1 != -- ]]; do inputs+=("$1"); shift; done
+  shift
+  local rec="$RUN/$name.stage.json" want
+  want=$(record "$name" "${inputs[@]}" -- "$@")
+  if [[ -e $out && -f $rec && "$(cat "$rec")" == "$want" ]]; then
+    echo "== $n $name: reused $out (same command and inputs as recorded in $rec)"
+    return
+  fi
+  if [[ -e $out && -f $rec ]]; then
+    echo "== $n $name: redo, the command or its inputs changed since $rec:"
+    diff <(printf '%s\n' "$want") "$rec" | sed 's/^/     /' || true
+  elif [[ -e $out ]]; then
+    echo "== $n $name: redo, $out has no record of how it was made"
+  else
+    echo "== $n $name"
+  fi
+  echo "   \$ $*"
+  local t=$SECONDS
+  rm -f "$rec"  # a stage that fails or is interrupted leaves no record: it is redone next time
+  "$@"
+  printf '%s\n' "$want" > "$rec.tmp" && mv "$rec.tmp" "$rec"
+  echo "   $name took $(( (SECONDS - t) / 60 )) min $(( (SECONDS - t) % 60 )) s"
+}
+
+# shellcheck disable=SC2086  # TASKS, CAMERAS and VARIANTS are word lists
+stage 1/5 demos "$DEMOS_OUT" -- \
+  $OAT demos --tasks $TASKS --episodes "$EPISODES" --cameras $CAMERAS --image-size "$IMAGE_SIZE" \
+  --out "$DEMOS" "${FORMAT[@]}" --workers 2 --seed 1 --no-progress
+if [[ -n $TOKENIZER ]]; then
+  TOK=$TOKENIZER
+  echo "== 2/5 tokenizer: using $TOK (TOKENIZER)"
+else
+  TOK=$RUN/tokenizer/tokenizer.pt
+  stage 2/5 tokenizer "$TOK" "${DEMOS_IN[@]}" -- \
+    $OAT train-tokenizer "${SRC[@]}" --out "$RUN/tokenizer" --variant oat --steps "$TOK_STEPS" \
+    --device "$DEVICE" ${THREADS:+--threads "$THREADS"} --no-progress --force
+fi
+# shellcheck disable=SC2086
+stage 3/5 policy "$RUN/policy/policy.pt" "${DEMOS_IN[@]}" "$TOK" -- \
+  $OAT train-policy "${SRC[@]}" --tokenizer "$TOK" --cameras $CAMERAS --out "$RUN/policy" \
+  --steps "$POL_STEPS" --batch "$BATCH" --device "$DEVICE" ${THREADS:+--threads "$THREADS"} \
+  --no-progress --force
+# shellcheck disable=SC2086
+stage 4/5 export "$RUN/bundle/model.onnx" "$RUN/policy/policy.pt" -- \
+  $OAT export --checkpoint "$RUN/policy/policy.pt" --out "$RUN/bundle" \
+  ${VARIANTS:+--variants $VARIANTS}
+if (( EVAL_EPISODES > 0 )); then
+  stage 5/5 eval "$RUN/eval/results.json" "$RUN"/bundle/*.onnx -- \
+    $OAT eval "$RUN/bundle" --episodes "$EVAL_EPISODES" --ks 1 2 4 8 --workers 2 \
+    --out "$RUN/eval" --force --no-progress
+  results=", results $RUN/eval/results.md"
+else
+  echo "== 5/5 eval: skipped (EVAL_EPISODES=0)"
+  results=""
+fi
+echo "recipe done in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s: bundle $RUN/bundle$results"
