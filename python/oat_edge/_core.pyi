@@ -23,9 +23,10 @@ class Policy:
         trt_fp16: bool = ...,
         warmup: bool = ...,
     ) -> None: ...
+    # obs: one float32 array, or {name: C-contiguous array} for a named-input bundle (info()["inputs"])
     def act(
         self,
-        obs: npt.NDArray[np.float32],
+        obs: npt.NDArray[np.float32] | dict[str, npt.NDArray[np.float32] | npt.NDArray[np.uint8]],
         *,
         max_tokens: int | None = None,
         min_tokens: int | None = None,
@@ -36,7 +37,7 @@ class Policy:
     ) -> tuple[npt.NDArray[np.float32], dict[str, float]]: ...
     def generate(
         self,
-        obs: npt.NDArray[np.float32],
+        obs: npt.NDArray[np.float32] | dict[str, npt.NDArray[np.float32] | npt.NDArray[np.uint8]],
         *,
         max_tokens: int | None = None,
         min_tokens: int | None = None,
@@ -59,6 +60,7 @@ class Policy:
     def tokenize(self, actions: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]: ...
     @property
     def info(self) -> dict[str, object]: ...  # oat_edge.policy_info.PolicyInfo.from_core reads it
+    # (its "observation" is the spec's JSON text or None, "control_hz" a float or None)
     @property
     def step_runs(self) -> int: ...
 

@@ -19,7 +19,7 @@ import resource
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np
@@ -251,23 +251,13 @@ def check_jtop(host: Host) -> Check:
 
 # ------------------------------------------------------------------ latency
 
-def trained_rate_hz(manifest: dict) -> float | None:
-    """The control rate the bundle's demonstrations were recorded at, when the bundle says."""
-    for where in (manifest, manifest.get("policy") or {}):
-        for key in ("control_hz", "fps"):
-            v = where.get(key)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-                return float(v)
-    return None
-
-
 @dataclass
 class LatencyProbe:
     p50_ms: float
     p99_ms: float
     iters: int
     tokens: int
-    manifest: dict = field(repr=False, default_factory=dict)
+    control_hz: float | None = None  # the rate the bundle's training data was recorded at, when it says
 
 
 def probe_latency(bundle: str, device: str, ort_library: str | None, iters: int,
@@ -275,23 +265,20 @@ def probe_latency(bundle: str, device: str, ort_library: str | None, iters: int,
     """p50/p99 of act() (wall time around the call) on the observation that normalizes to 0."""
     from .policy import Policy  # the compiled core: only when a bundle is probed
     pol = Policy(bundle, device=device, threads=threads, ort_library=ort_library)
-    info = pol.info
-    manifest = json.loads(info.manifest_json)  # for trained_rate_hz: a field PolicyInfo does not type
-    norm = info.normalization
-    obs = np.broadcast_to(-norm.obs_offset.astype(np.float64) / norm.obs_scale.astype(np.float64),
-                          (info.n_obs_steps, info.obs_dim)).astype(np.float32)
+    info = pol.info  # validated by the runtime: nothing here re-reads the manifest
+    obs = info.neutral_observation()  # an array, or a dict of named inputs (cameras)
     k = max_tokens or info.num_tokens
     times = []
     for i in range(iters):
         t0 = time.perf_counter()
         pol.act(obs, max_tokens=k, seed=i, latency_budget_ms=latency_budget_ms)
         times.append((time.perf_counter() - t0) * 1e3)
-    return LatencyProbe(float(np.percentile(times, 50)), float(np.percentile(times, 99)), iters, k, manifest)
+    return LatencyProbe(float(np.percentile(times, 50)), float(np.percentile(times, 99)), iters, k, info.control_hz)
 
 
 def check_latency(probe: LatencyProbe, hz: float | None) -> Check:
     name = "act() latency"
-    trained = trained_rate_hz(probe.manifest)
+    trained = probe.control_hz if probe.control_hz and probe.control_hz > 0 else None  # 0: not recorded
     rate, source = (trained, "the rate the bundle was trained for") if trained else (hz, "--hz")
     detail = f"p50 {probe.p50_ms:.2f} ms, p99 {probe.p99_ms:.2f} ms over {probe.iters} calls at k={probe.tokens}"
     if rate is None:

@@ -98,6 +98,23 @@ class PolicyInfo:
         d["observation"] = None if d["observation"] is None else json.loads(d["observation"])
         return cls(**{f.name: d[f.name] for f in fields(cls)})
 
+    def neutral_observation(self):
+        """One unbatched observation that the bundle normalizes to 0 (what Policy() warms up on): a
+        state bundle's obs [n_obs_steps, obs_dim]; a named-input bundle's dict with its state at
+        -offset / scale and black camera frames. For probes and benchmarks, not for control."""
+        if self.observation is None:
+            n = self.normalization
+            row = -n.obs_offset / n.obs_scale
+            return np.ascontiguousarray(np.broadcast_to(row, (self.n_obs_steps, self.obs_dim)), np.float32)
+        out = {}
+        for spec, info in zip(self.observation["inputs"], self.inputs):
+            if info.dtype == "uint8":
+                out[info.name] = np.zeros(info.shape, np.uint8)
+            else:
+                row = -np.float32(spec["normalize"]["offset"]) / np.float32(spec["normalize"]["scale"])
+                out[info.name] = np.ascontiguousarray(np.broadcast_to(row, info.shape), np.float32)
+        return out
+
     # dict-style reading, for code written against the earlier dict
     def __getitem__(self, key: str):
         return _item(self, key)

@@ -174,33 +174,51 @@ def test_jetson_lines_appear_only_on_a_jetson(tmp_path):
 
 # ------------------------------------------------------------------ latency
 
-def test_trained_rate_read_from_the_manifest():
-    assert doctor.trained_rate_hz({"policy": {"control_hz": 20}}) == 20.0
-    assert doctor.trained_rate_hz({"fps": 30}) == 30.0
-    assert doctor.trained_rate_hz({"policy": {"fps": True}}) is None
-    assert doctor.trained_rate_hz({"policy": {}}) is None
-
-
 @pytest.mark.parametrize("p50,p99,status", [(3.0, 8.0, "pass"), (3.0, 30.0, "warn"), (25.0, 30.0, "fail")])
 def test_latency_compared_with_the_control_period(p50, p99, status):
-    c = doctor.check_latency(LatencyProbe(p50, p99, 200, 8, {"policy": {}}), hz=50)
+    c = doctor.check_latency(LatencyProbe(p50, p99, 200, 8, None), hz=50)
     assert c.status == status and "20.0 ms period of 50 Hz (--hz)" in c.detail
 
 
 def test_latency_prefers_the_rate_the_bundle_was_trained_for():
-    c = doctor.check_latency(LatencyProbe(3.0, 8.0, 200, 8, {"policy": {"control_hz": 200}}), hz=50)
+    c = doctor.check_latency(LatencyProbe(3.0, 8.0, 200, 8, 200.0), hz=50)
     assert c.status == "warn" and "5.0 ms period of 200 Hz (the rate the bundle was trained for)" in c.detail
 
 
 def test_latency_without_any_rate_warns_and_asks_for_hz():
-    c = doctor.check_latency(LatencyProbe(3.0, 8.0, 200, 8, {"policy": {}}), hz=None)
+    c = doctor.check_latency(LatencyProbe(3.0, 8.0, 200, 8, None), hz=None)
     assert c.status == "warn" and "--hz" in c.fix
+
+
+def test_latency_ignores_a_recorded_rate_of_zero():
+    c = doctor.check_latency(LatencyProbe(3.0, 8.0, 200, 8, 0.0), hz=50)
+    assert "(--hz)" in c.detail
 
 
 def test_real_latency_probe_on_the_tiny_bundle(tiny_bundle):
     probe = doctor.probe_latency(tiny_bundle, "cpu", None, iters=20, max_tokens=2, latency_budget_ms=None, threads=1)
     assert 0 < probe.p50_ms <= probe.p99_ms and probe.tokens == 2 and probe.iters == 20
-    assert probe.manifest["format"] == "oat_edge.bundle"
+    assert probe.control_hz is None  # the tiny bundle records no rate
+
+
+def test_latency_probe_reads_the_recorded_rate_from_policy_info(tiny_bundle, tmp_path, edit_manifest):
+    import shutil
+
+    bundle = str(tmp_path / "at_80hz")
+    shutil.copytree(tiny_bundle, bundle)
+    edit_manifest(bundle, lambda d: d.update(control_hz=80.0))
+    probe = doctor.probe_latency(bundle, "cpu", None, iters=5, max_tokens=1, latency_budget_ms=None, threads=1)
+    assert probe.control_hz == 80.0
+    assert "12.5 ms period of 80 Hz (the rate the bundle was trained for)" in doctor.check_latency(probe, 50).detail
+
+
+def test_latency_probe_runs_a_camera_bundle_with_named_inputs(tmp_path):
+    pytest.importorskip("torch")
+    from tiny_pixel_bundle import write_tiny_pixel_bundle
+
+    bundle = write_tiny_pixel_bundle(tmp_path / "pixel", cameras=("corner",), size=16)
+    probe = doctor.probe_latency(bundle, "cpu", None, iters=5, max_tokens=2, latency_budget_ms=None, threads=1)
+    assert 0 < probe.p50_ms <= probe.p99_ms and probe.tokens == 2
 
 
 # ------------------------------------------------------------------ verdict, output, CLI

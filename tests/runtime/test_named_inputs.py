@@ -179,3 +179,12 @@ def test_state_only_named_bundle_takes_the_array_form_too(tmp_path):
     np.testing.assert_array_equal(p.act(state[0], temperature=0.0), by_name[0])
     with pytest.raises(InputError, match=r"observation.state: expected float32 \[B, 2, 5\], got float32 \[3, 2, 4\]"):
         p.act(state[..., :4])
+
+
+def test_neutral_observation_is_the_state_that_normalizes_to_zero_and_black_frames(policy):
+    obs = policy.info.neutral_observation()
+    spec = {i["name"]: i for i in policy.info.observation["inputs"]}
+    n = spec[STATE]["normalize"]
+    np.testing.assert_allclose(obs[STATE] * np.float32(n["scale"]) + np.float32(n["offset"]), 0, atol=1e-6)
+    assert obs[CORNER].dtype == np.uint8 and obs[CORNER].shape == (2, 32, 32, 3) and not obs[TOP].any()
+    assert policy.act(obs).shape == (policy.info.horizon, policy.info.action_dim)
