@@ -75,7 +75,7 @@ def test_camera_bundle_gets_its_named_inputs_and_draws_only_the_frames_replans_r
         in markdown_table(res)
     # the video: the scene with the policy's two cameras beside it, a frame per step + the reset
     av = pytest.importorskip("av")
-    with av.open(cell["videos"][0]) as f:
+    with av.open(cell["videos"][0]["file"]) as f:
         frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
     assert len(frames) == steps + 1 and frames[0].shape[1] == 256 + 128
 

@@ -47,7 +47,8 @@ def test_a_recorded_episode_is_an_h264_video_with_one_frame_per_step_plus_the_re
     res = run(tmp_path, episodes=2)
     cell = res["per_task"]["reach-v3"]["8"]
     assert cell["success_rate"] == 1.0
-    (video,) = cell["videos"]  # record=1: the first episode only
+    (v,) = cell["videos"]  # record=1: the first episode only
+    video = v["file"]
     assert video == str(tmp_path / "out" / "videos" / "reach-v3_k8_ep00.mp4")
     assert res["record_dir"] == str(tmp_path / "out" / "videos")
     with av.open(video) as f:
@@ -56,7 +57,7 @@ def test_a_recorded_episode_is_an_h264_video_with_one_frame_per_step_plus_the_re
         frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(s)]
     # episode 0's steps: a second run of that one episode alone
     steps = run(tmp_path, out_dir=tmp_path / "one", record=0)["per_task"]["reach-v3"]["8"]["mean_steps"]
-    assert len(frames) == steps + 1
+    assert len(frames) == steps + 1 and v["steps"] == steps and v["success"] is True
     assert frames[0].shape == (256 + record.PANEL_PAD * 2 + 4 * record.LINE_H, 256, 3)
     assert frames[0][:256].std() > 10  # the scene, not a blank view
     assert not [p for p in (tmp_path / "out" / "videos").iterdir() if p.name.startswith(".")]
@@ -74,7 +75,7 @@ def test_a_gif_video_has_the_same_frames(tmp_path):
     from PIL import Image
     res = run(tmp_path, record_format="gif")
     cell = res["per_task"]["reach-v3"]["8"]
-    (video,) = cell["videos"]
+    video = cell["videos"][0]["file"]
     assert video.endswith("reach-v3_k8_ep00.gif")
     with Image.open(video) as img:
         assert img.n_frames == cell["mean_steps"] + 1
@@ -135,6 +136,6 @@ def test_ctrl_c_while_recording_keeps_the_finished_videos_and_no_partial_one(tmp
     res = run(tmp_path, episodes=3, policy_factory=InterruptedReach, record=3)
     cell = res["per_task"]["reach-v3"]["8"]
     assert res["interrupted"] is True and cell["episodes_done"] == 1
-    assert [os.path.basename(v) for v in cell["videos"]] == ["reach-v3_k8_ep00" + record.video_suffix()]
+    assert [os.path.basename(v["file"]) for v in cell["videos"]] == ["reach-v3_k8_ep00" + record.video_suffix()]
     assert sorted(p.name for p in (tmp_path / "out" / "videos").iterdir()) == [
         "reach-v3_k8_ep00" + record.video_suffix()]  # no half-written ep01, no temporary file

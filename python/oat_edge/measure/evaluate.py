@@ -170,7 +170,8 @@ def _shard(job: dict) -> dict:
             "errors": int(sum(e["errors"] for e in eps)), "error_messages": msgs,
             "rejected_chunks": int(sum(e["rejected_chunks"] for e in eps)),
             "stale_chunks": int(sum(e["stale_chunks"] for e in eps)),
-            "videos": [e["video"] for e in eps if e["video"]], **frames,
+            "videos": [{"file": e["video"], "success": e["success"], "steps": e["steps"]}
+                       for e in eps if e["video"]], **frames,
             "seconds": time.perf_counter() - t0}
 
 
