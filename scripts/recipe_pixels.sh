@@ -8,7 +8,8 @@
 #                                        tokenizer.pt: skips training one), POL_STEPS, BATCH,
 #                                        VARIANTS (empty: none), EVAL_EPISODES (0: no eval),
 #                                        DEVICE (cpu|cuda), THREADS (torch threads per training;
-#                                        default: all cores), DATA (npz: frames as rendered;
+#                                        default 1: on a shared 2-core VM two threads ran 10x
+#                                        slower, spin-waiting; 0: all cores), DATA (npz: frames as rendered;
 #                                        lerobot: one video per camera, read back as a user's own)
 # The defaults fit about 60 minutes on a 2-core CPU (docs/CAMERAS.md, "Recipe").
 # Each stage records the exact command and the sha256 of its inputs in RUN_DIR/<stage>.stage.json
@@ -22,14 +23,14 @@ TASKS=${TASKS:-reach-v3 push-v3 pick-place-v3}
 EPISODES=${EPISODES:-100}
 CAMERAS=${CAMERAS:-corner topview}
 IMAGE_SIZE=${IMAGE_SIZE:-64}
-TOK_STEPS=${TOK_STEPS:-2000}
+TOK_STEPS=${TOK_STEPS:-1500}
 TOKENIZER=${TOKENIZER:-}
 POL_STEPS=${POL_STEPS:-2500}
 BATCH=${BATCH:-64}
 VARIANTS=${VARIANTS-}
 EVAL_EPISODES=${EVAL_EPISODES:-10}
 DEVICE=${DEVICE:-cpu}
-THREADS=${THREADS:-}
+THREADS=${THREADS:-1}
 DATA=${DATA:-npz}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 if [[ $DATA == lerobot ]]; then
