@@ -1,6 +1,7 @@
 """The camera token policy: its checkpoint (the contract the exporter reads), inference, and
 training it from demos with frames."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -33,11 +34,11 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _tok(seed=0):
+def _tok(seed=0, action_dim=4):
     torch.manual_seed(seed)
-    tok = OATTokenizer(OATConfig(horizon=8, enc_width=16, enc_depth=1, enc_heads=2,
+    tok = OATTokenizer(OATConfig(action_dim=action_dim, horizon=8, enc_width=16, enc_depth=1, enc_heads=2,
                                  dec_width=16, dec_depth=1, dec_heads=2, dec_ff=32))
-    tok.set_normalizer(Normalizer.fit(torch.rand(64, 4) * 2 - 1))
+    tok.set_normalizer(Normalizer.fit(torch.rand(64, action_dim) * 2 - 1))
     return tok.eval()
 
 
@@ -189,3 +190,27 @@ def test_train_policy_with_cameras_on_state_only_demos_says_how_to_record_frames
     save_demos(d, tmp_path / "state.npz")
     with pytest.raises(ValueError, match=r"expected camera frames \(oat-edge demos --cameras"):
         _train(tmp_path, tmp_path / "state.npz", "--cameras", "corner")
+
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "fixtures")
+
+
+@pytest.mark.parametrize("dataset, camera, action_dim, state_dim", [
+    ("lerobot_v30", "front", 3, 6),           # written by lerobot itself; AV1 video
+    ("robomimic.hdf5", "agentview", 7, 3 + 2),  # obs/agentview_image, obs/robot0_* state
+])
+def test_train_policy_with_cameras_reads_a_users_lerobot_or_robomimic_dataset(tmp_path, dataset, camera,
+                                                                             action_dim, state_dim):
+    from oat_edge.train import train_policy
+    save_checkpoint(_tok(action_dim=action_dim).checkpoint(), tmp_path / "tok.pt")
+    train_policy.main(["--dataset", os.path.join(FIXTURES, dataset), "--tokenizer", str(tmp_path / "tok.pt"),
+                       "--out", str(tmp_path / "pol"), "--steps", "2", "--cameras", camera, "--val-fraction", "0",
+                       *POLICY])
+    ck = load_checkpoint(tmp_path / "pol" / "policy.pt")
+    spec = ObservationSpec.from_dict(ck["observation_encoder"]["spec"])
+    assert spec.names == ["observation.state", f"observation.images.{camera}"]
+    n_tasks = len(ck["tasks"])
+    assert spec.state.dim == state_dim + n_tasks and spec.cameras[0].shape == (32, 32, 3)
+    assert ck["control_hz"] > 0
+    p = PixelTokenPolicy.from_checkpoint(ck)
+    assert p.predict(_obs(p.spec), seed=0).shape == (8, action_dim)
