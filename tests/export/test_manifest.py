@@ -16,6 +16,8 @@ with open(CASES_FILE) as _f:
 def case_text(case, base=None):
     """The manifest text a case describes, applied to `base` (default: the table's manifest the case
     names, `good` unless it says); the C++ test applies the same ops to the same table."""
+    if base is not None and case.get("base", "good") != "good":  # written for another kind of manifest
+        raise KeyError(f"{case['name']}: a case for the table's {case['base']!r} manifest")
     d, text = copy.deepcopy(TABLE[case.get("base", "good")] if base is None else base), None
     for op in case["ops"]:
         if "set" in op:
@@ -193,3 +195,46 @@ def test_load_manifest_checks_the_graphs_not_only_the_manifest(tmp_path):
 
 def test_error_classes_follow_runtime_contract():
     assert issubclass(BundleError, RuntimeError) and issubclass(InputError, ValueError)
+
+
+# ---- the graphs' FSQ levels (oat_edge.fsq_levels metadata) against the manifest -------------------
+
+def _restamp(path, value):
+    import onnx
+
+    m = onnx.load(path)
+    keep = [p for p in m.metadata_props if p.key != mf.SCHEMA["graph_metadata"]["key"]]
+    del m.metadata_props[:]
+    m.metadata_props.extend(keep)
+    if value is not None:
+        m.metadata_props.add(key=mf.SCHEMA["graph_metadata"]["key"], value=value)
+    onnx.save(m, path)
+
+
+@pytest.mark.parametrize("graph,value,match", [
+    ("decoder.onnx", "[5, 5, 5, 8]", r"decoder graph 'decoder.onnx' was exported with FSQ levels \[5, 5, 5, 8\] "
+     r"\('oat_edge.fsq_levels'\), the manifest's tokenizer.fsq_levels is \[8, 5, 5, 5\]"),
+    ("encoder.onnx", "[8, 5, 5]", r"encoder graph 'encoder.onnx' was exported with FSQ levels \[8, 5, 5\]"),
+    ("decoder.onnx", "eight", r"decoder graph 'decoder.onnx' metadata 'oat_edge.fsq_levels' is 'eight', expected a "
+     r"JSON list of integers"),
+    ("encoder.onnx", None, r"encoder graph 'encoder.onnx' has no 'oat_edge.fsq_levels' metadata: re-export with this "
+     r"oat_edge, or stamp it with `python -m oat_export.stamp BUNDLE`"),
+])
+def test_graph_fsq_levels_must_match_the_manifest_in_inspect_and_the_runtime(tiny_bundle, tmp_path, graph, value,
+                                                                              match):
+    pytest.importorskip("onnx")
+    import shutil
+
+    b = shutil.copytree(tiny_bundle, tmp_path / "b")
+    mf.load_manifest(b)  # stamped by the exporter: accepted
+    _restamp(str(b / graph), value)
+    with pytest.raises(BundleError, match=match):
+        mf.load_manifest(b)
+    try:
+        from oat_edge import Policy
+        from oat_edge.policy import _load_core
+        _load_core()
+    except ImportError:
+        return  # the C++ check needs the built core
+    with pytest.raises(BundleError, match=match):
+        Policy(str(b), warmup=False)
