@@ -65,9 +65,12 @@ def test_random_observation_fits_the_spec_and_the_state_normalizer(pixel):
 
 def test_camera_bench_breaks_act_into_stages_for_both_backends(pixel):
     bundle, pp = pixel
-    res = camera_bench.run(bundle, pp, ks=(1, 4), iters=4, warmup=1)
+    # backend "eager": dynamo without inductor's C++ compile keeps the test fast
+    res = camera_bench.run(bundle, pp, ks=(1, 4), iters=4, warmup=1, compile_backend="eager")
+    tc = res["torch_compile"]
+    assert "error" not in tc and set(tc["first_call_s"]) == {"1", "4"} and tc["max_abs_diff_vs_eager"] < 1e-5
     for row in res["per_k"].values():
-        for b in ("cpp_runtime", "torch_eager"):
+        for b in ("cpp_runtime", "torch_eager", "torch_compile"):
             st = row[b]
             assert set(st) == set(camera_bench.STAGES) and all(st[s]["n"] == 4 for s in st)
             parts = sum(st[s]["median_ms"] for s in ("prefill", "steps", "decoder"))
@@ -79,6 +82,18 @@ def test_camera_bench_breaks_act_into_stages_for_both_backends(pixel):
     assert b4["step_ms"] == pytest.approx(4 * b1["step_ms"])
     table = camera_bench.format_table(res)
     assert "| 4 | C++ runtime |" in table and "| 1 | PyTorch eager |" in table and "corner 32x32x3" in table
+    assert "| 4 | torch.compile |" in table and "compiling in its first calls" in table
+
+
+def test_camera_bench_torch_compile_row_says_why_when_compiling_fails(pixel):
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("inductor needs a C++ compiler")
+
+    bundle, pp = pixel
+    res = camera_bench.run(bundle, pp, ks=(1,), iters=2, warmup=1, bounds=False, compile_backend=broken_backend)
+    assert "inductor needs a C++ compiler" in res["torch_compile"]["error"]
+    assert "torch_compile" not in res["per_k"]["1"] and res["per_k"]["1"]["torch_eager"]["act"]["n"] == 2
+    assert "compiling failed here" in camera_bench.format_table(res)
 
 
 def test_camera_bench_without_weights_times_the_cpp_side_only(pixel):
@@ -104,7 +119,8 @@ def test_bench_cli_on_a_camera_bundle_with_its_checkpoint_writes_the_breakdown(p
     ck = tmp_path / "policy.pt"
     save_checkpoint(pp.checkpoint(), ck)
     out = tmp_path / "cam.json"
-    assert bench.main([bundle, "--checkpoint", str(ck), "--ks", "2", "--iters", "2", "--out", str(out)]) == 0
+    argv = [bundle, "--checkpoint", str(ck), "--ks", "2", "--iters", "2", "--no-compile", "--out", str(out)]
+    assert bench.main(argv) == 0
     assert "| 2 | PyTorch eager |" in capsys.readouterr().out
     res = json.loads(out.read_text())
     assert res["per_k"]["2"]["max_abs_diff_cpp_vs_eager"] < 1e-4 and "observation_encoder" in res["params"]

@@ -122,8 +122,8 @@ def run(token_policy, bundle: str, ks=(1, 2, 4, 8), iters: int = 200, warmup: in
     if token_policy is not None and compile_backend is not None:
         compiled = compiled_token_policy(token_policy, compile_backend)
         backends["torch_compile"] = lambda k: compiled.predict(obs, max_tokens=k, temperature=0.0)
-        results["torch_compile"] = {"backend": compile_backend, "compile_s": 0.0, "first_call_s": {},
-                                    "max_abs_diff_vs_eager": 0.0}
+        results["torch_compile"] = {"backend": getattr(compile_backend, "__name__", compile_backend),
+                                    "compile_s": 0.0, "first_call_s": {}, "max_abs_diff_vs_eager": 0.0}
     if bounds:
         costs, rates = machine_bounds(bundle, threads)
         results["bounds"] = {"graphs": costs, "rates": rates.to_dict()}
@@ -335,7 +335,8 @@ def main(argv=None) -> int:
             from oat_edge.train.pixel_policy import PixelTokenPolicy
 
             pixel = PixelTokenPolicy(tp.tokenizer, enc, tp.policy) if tp is not None else None
-            res = camera_bench.run(bundle, pixel, ks=a.ks, iters=a.iters, threads=a.threads)
+            res = camera_bench.run(bundle, pixel, ks=a.ks, iters=a.iters, threads=a.threads,
+                                   compile_backend=None if a.no_compile else "inductor")
             table = camera_bench.format_table(res)
         else:
             res = run(tp, bundle, ks=a.ks, iters=a.iters, threads=a.threads, progress=not a.no_progress,

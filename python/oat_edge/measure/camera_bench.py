@@ -1,5 +1,6 @@
 """Latency of a camera (named-input) bundle's act(), broken into its stages: C++ runtime vs PyTorch
-eager of the same model, interleaved call by call in one run, batch 1, greedy (docs/BENCH.md).
+eager (and torch.compile) of the same model, interleaved call by call in one run, batch 1, greedy
+(docs/BENCH.md).
 
 Stages of one act(): prefill (image preprocessing + vision encoder + state + the policy's memory
 K/V, all in the prefill graph), k token steps, the decoder; "other" is the rest of the call
@@ -8,6 +9,8 @@ K/V, all in the prefill graph), k token steps, the decoder; "other" is the rest 
 - C++ runtime: `oat_edge.Policy.act(dict, return_stats=True)`, whose stats time each graph's Run().
 - PyTorch eager: `ObservationPrefill(encoder, policy)`, then the KV-cached step loop of
   `ARPolicy.generate` (same sampler), then `tokenizer.detokenize`, each timed around its call.
+- torch.compile: the same PyTorch act() with the prefill module, the step and the decoder each
+  wrapped in torch.compile, as in the state benchmark (compile time reported apart).
 - Preprocessing alone (crop, uint8 -> float, mean/std of every camera) cannot be timed inside one
   Run(), so it is timed as its own call in the same rounds: for ONNX Runtime, the bundle's own
   prefill graph cut at the input of each camera's first convolution (onnx.utils.Extractor) and run
@@ -171,15 +174,49 @@ class EagerStages:
                     for c in self.enc.spec.cameras]
 
 
+def compiled_stages(pixel_policy, backend="inductor") -> EagerStages:
+    """EagerStages of a copy of `pixel_policy` whose prefill, step and decoder run through
+    torch.compile (as the state benchmark's torch.compile row); compiles on the first calls."""
+    import copy
+
+    import torch
+
+    c = copy.deepcopy(pixel_policy).eval()
+    stages = EagerStages(c)
+    stages.prefill = torch.compile(stages.prefill, backend=backend)
+    c.policy.step = torch.compile(c.policy.step, backend=backend)
+    c.tokenizer.decoder = torch.compile(c.tokenizer.decoder, backend=backend)
+    return stages
+
+
+def _warm_compiled(entry: dict, calls: dict, compiled: EagerStages, eager: EagerStages, obs, k) -> None:
+    """First call of the compiled stages at k, timed into compile_s and checked against eager; on
+    failure the row is dropped and entry["error"] says why."""
+    from oat_edge.measure.bench import _reason
+
+    t = time.perf_counter()
+    try:
+        got, _ = compiled.act(obs, k)
+    except Exception as exc:  # noqa: BLE001 - any compiler failure: report it, keep benchmarking
+        entry["error"] = _reason(exc)
+        del calls["torch_compile"]
+        return
+    entry["first_call_s"][str(k)] = time.perf_counter() - t
+    entry["compile_s"] += entry["first_call_s"][str(k)]
+    want, _ = eager.act(obs, k)
+    entry["max_abs_diff_vs_eager"] = max(entry["max_abs_diff_vs_eager"], float(np.abs(got - want).max()))
+
+
 def _pct(ms) -> dict:
     a = np.asarray(ms, dtype=float)
     return {"median_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)), "n": int(a.size)}
 
 
 def run(bundle: str, pixel_policy=None, ks=(1, 2, 4, 8), iters: int = 200, warmup: int = 10,
-        threads: int = 1, seed: int = 0, bounds: bool = True) -> dict:
-    """Interleaved rounds of: C++ act, PyTorch eager act (with pixel_policy, the bundle's
-    PixelTokenPolicy), ORT and PyTorch preprocessing alone. Returns per-k percentiles of every stage."""
+        threads: int = 1, seed: int = 0, bounds: bool = True, compile_backend: str | None = "inductor") -> dict:
+    """Interleaved rounds of: C++ act, PyTorch eager and torch.compile acts (with pixel_policy, the
+    bundle's PixelTokenPolicy; compile_backend None: no torch.compile row), ORT and PyTorch
+    preprocessing alone. Returns per-k percentiles of every stage."""
     import torch
 
     from oat_edge import Policy
@@ -214,11 +251,13 @@ def run(bundle: str, pixel_policy=None, ks=(1, 2, 4, 8), iters: int = 200, warmu
                                   "decoder": st["decode_ms"],
                                   "other": total - st["prefill_ms"] - st["step_ms"] - st["decode_ms"]})
 
-    def call_eager(k):
-        t = time.perf_counter()
-        _, st = eager.act(obs, k)
-        total = 1e3 * (time.perf_counter() - t)
-        record("torch_eager", {"act": total, **st, "other": total - sum(st.values())})
+    def staged(name, stages):
+        def call(k):
+            t = time.perf_counter()
+            _, st = stages.act(obs, k)
+            total = 1e3 * (time.perf_counter() - t)
+            record(name, {"act": total, **st, "other": total - sum(st.values())})
+        return call
 
     def timed(name, fn):
         def call(k):
@@ -228,22 +267,29 @@ def run(bundle: str, pixel_policy=None, ks=(1, 2, 4, 8), iters: int = 200, warmu
         return call
 
     calls = {"cpp_runtime": call_cpp}
+    res: dict = {"threads": threads, "iters": iters, "ks": list(ks), "observation": spec, "per_k": {},
+                 "provider": cpp.info["provider"], "ort_version": cpp.info["ort_version"]}
     if eager is not None:
-        calls["torch_eager"] = call_eager
+        calls["torch_eager"] = staged("torch_eager", eager)
+    if eager is not None and compile_backend is not None:
+        compiled = compiled_stages(pixel_policy, compile_backend)
+        calls["torch_compile"] = staged("torch_compile", compiled)
+        res["torch_compile"] = {"backend": getattr(compile_backend, "__name__", compile_backend),
+                                "compile_s": 0.0, "first_call_s": {}, "max_abs_diff_vs_eager": 0.0}
     if pre is not None:
         calls["ort_preprocess"] = timed("ort_preprocess", lambda: pre.run(None, pre_feed))
         if eager is not None:
             calls["torch_preprocess"] = timed("torch_preprocess", lambda: eager.preprocess(obs))
-    res: dict = {"threads": threads, "iters": iters, "ks": list(ks), "observation": spec, "per_k": {},
-                 "provider": cpp.info["provider"], "ort_version": cpp.info["ort_version"]}
     if bounds:
         from oat_edge.measure import roofline
 
         costs = roofline.bundle_costs(bundle)
         rates = roofline.measure_rates(costs, threads)
         res["bounds"] = {"graphs": costs, "rates": rates.to_dict()}
-    names = list(calls)
     for k in ks:
+        if "torch_compile" in calls:
+            _warm_compiled(res["torch_compile"], calls, compiled, eager, obs, k)
+        names = list(calls)
         for n in names:
             for _ in range(warmup):
                 calls[n](k)
@@ -285,7 +331,14 @@ def format_table(res: dict) -> str:
     lines += ["", "median / p99 ms; prefill includes preprocessing, timed alone in its own column",
               "", "| k | backend | act() | prefill | of which preprocessing | token steps | decoder | other "
               "| act ÷ bound |", "|---|---|---|---|---|---|---|---|---|"]
-    labels = {"cpp_runtime": ("C++ runtime", "ort_preprocess"), "torch_eager": ("PyTorch eager", "torch_preprocess")}
+    tc = res.get("torch_compile")
+    if tc:
+        lines.insert(1, f"torch.compile ({tc['backend']}): " + (
+            f"no row, compiling failed here: {tc['error']}" if "error" in tc else
+            f"{tc['compile_s']:.1f} s compiling in its first calls (excluded below), outputs within "
+            f"{tc['max_abs_diff_vs_eager']:.1e} of eager"))
+    labels = {"cpp_runtime": ("C++ runtime", "ort_preprocess"), "torch_eager": ("PyTorch eager", "torch_preprocess"),
+              "torch_compile": ("torch.compile", None)}
     for k, r in res["per_k"].items():
         for b, (label, pre) in labels.items():
             if b not in r:
@@ -303,4 +356,7 @@ def format_table(res: dict) -> str:
             c, t = r["cpp_runtime"]["act"]["median_ms"], r["torch_eager"]["act"]["median_ms"]
             lines.append(f"| {k} | PyTorch ÷ C++ | {t / c:.2f}x | | | | | | actions within "
                          f"{r['max_abs_diff_cpp_vs_eager']:.1e} |")
+        if "torch_compile" in r:
+            c, t = r["cpp_runtime"]["act"]["median_ms"], r["torch_compile"]["act"]["median_ms"]
+            lines.append(f"| {k} | torch.compile ÷ C++ | {t / c:.2f}x | | | | | | |")
     return "\n".join(lines)
