@@ -14,7 +14,7 @@ Generator::Generator(Bundle& bundle, RunMeter& meter, bool rebind_each_run)
       obs_norm_(m_.obs_scale, m_.obs_offset),
       sampler_(m_.codebook_size),
       kv_(KvDims{m_.n_layers, m_.n_heads, m_.num_tokens, m_.head_dim, m_.n_obs_steps}) {
-  for (size_t i = 0; i < m_.observation.size(); ++i) named_values_.emplace_back(nullptr);
+  named_.resize(m_.observation.size());
   named_ptrs_.assign(m_.observation.size(), nullptr);
 }
 
@@ -87,30 +87,28 @@ void Generator::prefill(Bound& b, ActStats& st) {
 // The caller's views as ORT tensors, in place: ORT only reads inputs, hence the const_cast.
 void Generator::prefill_named(Bound& b, const std::vector<const TensorView*>& views, ActStats& st) {
   const GraphNames& n = bundle_.prefill.names;  // the spec's names, in the spec's order, as `views`
-  auto release = [&] {                          // keep no pointer to the caller's buffers
-    for (auto& v : named_values_) v = Ort::Value(nullptr);
-  };
-  try {
-    for (size_t i = 0; i < views.size(); ++i) {
-      const TensorView& v = *views[i];
+  for (size_t i = 0; i < views.size(); ++i) {
+    const TensorView& v = *views[i];
+    NamedSlot& slot = named_[i];
+    if (!slot.value || slot.data != v.data || slot.rank != v.rank || slot.shape != v.shape) {
       const bool u8 = v.dtype == DType::UInt8;
       size_t count = 1;
       for (size_t d = 0; d < v.rank; ++d) count *= size_t(v.shape[d]);
-      named_values_[i] = Ort::Value::CreateTensor(
+      slot.value = Ort::Value(nullptr);  // never left pointing at a buffer of another shape
+      slot.value = Ort::Value::CreateTensor(
           cpu_mem_, const_cast<void*>(v.data), count * (u8 ? 1 : sizeof(float)), v.shape.data(), v.rank,
           u8 ? ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8 : ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
-      named_ptrs_[i] = named_values_[i];
+      slot.data = v.data;
+      slot.shape = v.shape;
+      slot.rank = v.rank;
     }
-    OrtValue* out_v[2] = {b.mem_k, b.mem_v};
-    st.prefill_ms = meter_.run([&] {
-      Ort::ThrowOnError(Ort::GetApi().Run(*bundle_.prefill.session, run_opts_, n.in_c.data(), named_ptrs_.data(),
-                                          views.size(), n.out_c.data(), 2, out_v));
-    });
-  } catch (...) {
-    release();
-    throw;
+    named_ptrs_[i] = slot.value;
   }
-  release();
+  OrtValue* out_v[2] = {b.mem_k, b.mem_v};
+  st.prefill_ms = meter_.run([&] {
+    Ort::ThrowOnError(Ort::GetApi().Run(*bundle_.prefill.session, run_opts_, n.in_c.data(), named_ptrs_.data(),
+                                        views.size(), n.out_c.data(), 2, out_v));
+  });
 }
 
 int Generator::run_unguarded(const PrefillInput& in, int B, const ResolvedAct& r, double decode_ms_estimate,

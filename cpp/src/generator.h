@@ -7,6 +7,7 @@
 
 #include <onnxruntime_cxx_api.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -76,8 +77,16 @@ class Generator {
   std::vector<float> obs_n_, logits_;
   std::vector<int64_t> token_, step_idx_, ids_;
   std::map<int, std::unique_ptr<Bound>> bound_;
-  // Named inputs: OrtValues over the caller's buffers, made per call and released before it returns.
-  std::vector<Ort::Value> named_values_;
+  // Named inputs: an OrtValue over the caller's buffer per input, remade only when the caller
+  // passes another buffer or shape (a control loop reusing its buffers allocates nothing here). It
+  // holds the buffer's address between calls but reads it only inside a call that passes it again.
+  struct NamedSlot {
+    const void* data = nullptr;
+    std::array<int64_t, TensorView::kMaxRank> shape{};
+    size_t rank = 0;
+    Ort::Value value{nullptr};
+  };
+  std::vector<NamedSlot> named_;
   std::vector<OrtValue*> named_ptrs_;
   std::atomic<uint64_t> step_runs_{0};
 };

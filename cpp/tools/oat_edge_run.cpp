@@ -6,7 +6,10 @@
 // fraction), page faults and sleeps of the calling thread per act(), and — when run under
 // LD_PRELOAD=liboat_edge_malloc_counter.so — heap allocations per act() and per generated token,
 // split into inside-ORT-Run and ours. --rt-memory applies oat_edge::prepare_realtime_memory first.
+// A named-input (camera) bundle runs on random inputs: the state uniform in [-1, 1] after its
+// normalization, uniformly random uint8 frames (--obs is for state bundles).
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -75,19 +78,55 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// Random raw observation whose normalized value is uniform in [-1, 1] (x = (u - offset) / scale).
-std::vector<float> random_obs(const oat_edge::PolicyInfo& info, int batch, uint64_t seed) {
-  const auto norm = nlohmann::json::parse(info.manifest_json).at("normalization");
-  const auto scale = norm.at("obs_scale").get<std::vector<float>>();
-  const auto offset = norm.at("obs_offset").get<std::vector<float>>();
-  std::mt19937_64 g(seed);
+// Random raw values whose normalized value is uniform in [-1, 1] (x = (u - offset) / scale).
+std::vector<float> random_raw(const std::vector<float>& scale, const std::vector<float>& offset, size_t n,
+                              std::mt19937_64& g) {
   std::uniform_real_distribution<float> u(-1.f, 1.f);
-  std::vector<float> obs(size_t(batch) * info.n_obs_steps * info.obs_dim);
-  for (size_t i = 0; i < obs.size(); ++i) {
-    const size_t d = i % size_t(info.obs_dim);
-    obs[i] = (u(g) - offset[d]) / scale[d];
+  std::vector<float> x(n);
+  for (size_t i = 0; i < n; ++i) x[i] = (u(g) - offset[i % offset.size()]) / scale[i % scale.size()];
+  return x;
+}
+
+std::vector<float> random_obs(const oat_edge::PolicyInfo& info, int batch, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  const auto& n = info.normalization;
+  return random_raw(n.obs_scale, n.obs_offset, size_t(batch) * info.n_obs_steps * info.obs_dim, g);
+}
+
+// A named-input bundle's random inputs (buffers and the views over them), in info.inputs order.
+struct NamedInputs {
+  std::vector<std::vector<float>> states;
+  std::vector<std::vector<uint8_t>> frames;
+  std::vector<oat_edge::NamedTensorView> views;
+};
+
+NamedInputs random_named(const oat_edge::PolicyInfo& info, int batch, uint64_t seed) {
+  const auto spec = nlohmann::json::parse(info.observation).at("inputs");
+  std::mt19937_64 g(seed);
+  NamedInputs in;
+  in.states.reserve(info.inputs.size());  // the views point into these buffers: no reallocation
+  in.frames.reserve(info.inputs.size());
+  for (size_t k = 0; k < info.inputs.size(); ++k) {
+    const auto& inp = info.inputs[k];
+    oat_edge::NamedTensorView v{inp.name, {}};
+    v.view.dtype = inp.dtype;
+    v.view.rank = inp.shape.size() + 1;
+    v.view.shape[0] = batch;
+    size_t n = size_t(batch);
+    for (size_t d = 0; d < inp.shape.size(); ++d) n *= size_t(v.view.shape[d + 1] = inp.shape[d]);
+    if (inp.dtype == oat_edge::DType::UInt8) {
+      auto& f = in.frames.emplace_back(n);
+      for (auto& px : f) px = uint8_t(g() >> 56);
+      v.view.data = f.data();
+    } else {
+      const auto& norm = spec.at(k).at("normalize");
+      in.states.push_back(
+          random_raw(norm.at("scale").get<std::vector<float>>(), norm.at("offset").get<std::vector<float>>(), n, g));
+      v.view.data = in.states.back().data();
+    }
+    in.views.push_back(v);
   }
-  return obs;
+  return in;
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -98,6 +137,11 @@ double percentile(std::vector<double> v, double p) {
 
 // The observation batch: from --obs (an .npy of batch*n_obs_steps*obs_dim floats) or random.
 std::vector<float> load_obs(const Args& a, const oat_edge::PolicyInfo& info) {
+  if (!info.observation.empty()) {
+    if (!a.obs_file.empty())
+      throw oat_edge::InputError("--obs: this bundle reads named inputs (cameras); run it with --random");
+    return {};
+  }
   if (a.obs_file.empty()) return random_obs(info, a.batch, a.seed);
   auto arr = oat_edge_tools::read_npy(a.obs_file);
   const size_t want = size_t(a.batch) * info.n_obs_steps * info.obs_dim;
@@ -112,17 +156,18 @@ struct Timing {
 };
 
 // a.iters timed act() calls at prefix length k (after 10 untimed ones); prints one table row.
-Timing time_k(oat_edge::Policy& policy, const oat_edge::TensorView& obs, std::vector<float>& out,
-              oat_edge::ActOptions opt, const Args& a, int k) {
+// act(opt, stats) runs one act() on the observation.
+template <typename Act>
+Timing time_k(Act&& act, oat_edge::ActOptions opt, const Args& a, int k) {
   oat_edge::ActStats st;
   opt.max_tokens = k;
-  for (int w = 0; w < 10; ++w) policy.act(obs, out, opt, &st);  // warm-up
+  for (int w = 0; w < 10; ++w) act(opt, &st);  // warm-up
   std::vector<double> total, pre, step, dec, over_frac;
   int64_t allocs = 0, allocs_ort = 0;
   const oat_edge::ThreadFaults f0 = oat_edge::thread_faults();
   for (int i = 0; i < a.iters; ++i) {
     opt.seed = a.seed + uint64_t(i);
-    policy.act(obs, out, opt, &st);
+    act(opt, &st);
     total.push_back(st.total_ms);
     pre.push_back(st.prefill_ms);
     step.push_back(st.step_ms / std::max(1, st.tokens_used));
@@ -200,14 +245,19 @@ int run(const Args& a) {
   if (a.greedy) opt.temperature = 0;
   std::vector<float> out(size_t(a.batch) * info.horizon * info.action_dim);
   const oat_edge::TensorView obs_view(obs.data(), {a.batch, info.n_obs_steps, info.obs_dim});
+  const NamedInputs named = info.observation.empty() ? NamedInputs{} : random_named(info, a.batch, a.seed);
+  auto act = [&](const oat_edge::ActOptions& o, oat_edge::ActStats* st) {
+    if (info.observation.empty()) policy.act(obs_view, out, o, st);
+    else policy.act(named.views, out, o, st);
+  };
   opt.max_tokens = ks.back();  // one chunk at the largest k, first n_action_steps rows of row 0
-  policy.act(obs_view, out, opt);
+  act(opt, nullptr);
   print_chunk(info, out, ks.back());
 
   std::printf("\n%3s %10s %10s %10s %10s %10s %9s %11s %11s %12s %12s\n", "k", "median_ms", "p99_ms", "prefill",
               "step/tok", "decode", "overhead", "faults/act", "sleeps/act", "allocs/act", "(in ORT)");
   std::vector<Timing> rows;
-  for (int k : ks) rows.push_back(time_k(policy, obs_view, out, opt, a, k));
+  for (int k : ks) rows.push_back(time_k(act, opt, a, k));
   print_footer(ks, rows);
   return 0;
 }
@@ -223,6 +273,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const oat_edge::Error& e) {
     std::fprintf(stderr, "oat_edge error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {  // e.g. an --obs file it cannot read
+    std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
 }

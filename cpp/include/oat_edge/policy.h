@@ -86,7 +86,8 @@ struct Span {
 // One input of act()/generate() by name: `name` is an entry of PolicyInfo::inputs (e.g.
 // "observation.images.corner") and `view` its array, [batch, *that entry's shape], of its dtype.
 // Both are the caller's and are read only during the call: the name is compared, never stored, and
-// a C-contiguous uint8 frame is handed to ONNX Runtime in place (no copy).
+// a C-contiguous uint8 frame is handed to ONNX Runtime in place (no copy). A caller that passes the
+// same buffers every call (a control loop) makes act() allocate nothing for them.
 struct NamedTensorView {
   std::string_view name;
   TensorView view;
