@@ -313,7 +313,7 @@ def graph_inputs(d, graph):
     shaped [B, S, *shape]."""
     spec = SCHEMA["graphs"][graph]
     named = spec.get("named_inputs")
-    block = d.get(named) if named else None
+    block = _lookup(d, named)[0] if named else None
     if block is None:
         return [tuple(t) for t in spec["inputs"]]
     return [(i["name"], i["dtype"], ["B", "S", *i["shape"]]) for i in block["inputs"]]
