@@ -206,5 +206,13 @@ int main(int argc, char** argv) {
   g_bundle = b;
   if (argc > 1) g_ort = argv[1];
   if (const char* e = std::getenv("OAT_EDGE_ORT_LIBRARY"); e && *e && g_ort.empty()) g_ort = e;
+  const auto& in = policy().info().inputs;  // every test indexes these three inputs
+  if (in.size() != 3 || in[1].name != "observation.images.corner" || in[2].name != "observation.images.topview") {
+    std::printf(
+        "%s is not tiny_pixel_bundle.py's default bundle (state, corner, topview): write one with "
+        "tests/fixtures/tiny_pixel_bundle.py DIR\n",
+        b);
+    return 1;
+  }
   return mini_test::run_all();
 }
