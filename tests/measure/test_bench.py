@@ -14,6 +14,7 @@ def test_bench_reports_each_backend_and_k_with_ratios_overhead_and_bounds(tiny_b
             assert row[name]["ratio_to_bound"] == pytest.approx(row[name]["median_ms"] / row["bound"]["ms"])
         assert row["cpp_runtime"]["speedup_of_cpp"] == 1.0
         assert 0.0 <= row["cpp_overhead_frac_median"] < 1.0
+        assert row["max_abs_diff_cpp_vs_eager"] < 1e-4  # the same model on both sides
     # four more steps cost four more step-graph bounds
     b1, b4 = res["per_k"]["1"]["bound"], res["per_k"]["4"]["bound"]
     assert b4["step_ms"] == pytest.approx(4 * b1["step_ms"]) and b4["prefill_ms"] == b1["prefill_ms"]
@@ -64,3 +65,12 @@ def test_bench_checks_its_output_paths_before_timing_anything(tmp_path, capsys):
     (tmp_path / "f").write_text("")
     assert bench.main(["--bundle-out", str(tmp_path / "f")]) == 2
     assert "is a file, expected a directory" in capsys.readouterr().err
+
+
+def test_bench_shows_when_the_pytorch_model_is_not_the_bundles(tiny_bundle):
+    from tiny_bundle import tiny_token_policy
+
+    res = bench.run(tiny_token_policy(seed=1), tiny_bundle, ks=(4,), iters=2, warmup=1, progress=False,
+                    compile_backend=None, bounds=False)
+    assert res["per_k"]["4"]["max_abs_diff_cpp_vs_eager"] > 1e-2
+    assert "actions within" in bench.format_table(res)

@@ -158,6 +158,9 @@ def run(token_policy, bundle: str, ks=(1, 2, 4, 8), iters: int = 200, warmup: in
         for n in names:
             row[n]["speedup_of_cpp"] = row[n]["median_ms"] / base
         row["cpp_overhead_frac_median"] = float(np.median(overhead[k]))
+        if token_policy is not None:  # the same model on both sides (a wrong --checkpoint shows here)
+            want = np.asarray(token_policy.predict(obs, max_tokens=k, temperature=0.0))
+            row["max_abs_diff_cpp_vs_eager"] = float(np.abs(cpp.act(obs, max_tokens=k, temperature=0.0) - want).max())
         results["per_k"][str(k)] = row
     if bar:
         bar.close()
@@ -212,6 +215,9 @@ def format_table(res: dict) -> str:
     elif tc:
         lines.append(f"torch.compile ({tc['backend']}): {tc['compile_s']:.1f} s compiling in its first calls "
                      f"(excluded below), outputs within {tc['max_abs_diff_vs_eager']:.1e} of eager")
+    diffs = [r["max_abs_diff_cpp_vs_eager"] for r in res["per_k"].values() if "max_abs_diff_cpp_vs_eager" in r]
+    if diffs:
+        lines.append(f"C++ runtime and PyTorch actions within {max(diffs):.1e} of each other")
     if bounds:
         from oat_edge.measure import roofline
 
