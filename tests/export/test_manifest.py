@@ -238,3 +238,37 @@ def test_graph_fsq_levels_must_match_the_manifest_in_inspect_and_the_runtime(tin
         return  # the C++ check needs the built core
     with pytest.raises(BundleError, match=match):
         Policy(str(b), warmup=False)
+
+
+def test_named_input_cases_are_rejected_alike_by_inspect_and_the_runtime(tmp_path, edit_manifest):
+    # The table's named-input edits applied to a real camera bundle: inspect (Python) and Policy()
+    # (C++) must accept the same manifests and reject the others with the same words.
+    pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    import shutil
+
+    from oat_edge import Policy
+    from tiny_pixel_bundle import write_tiny_pixel_bundle
+
+    bundle = write_tiny_pixel_bundle(tmp_path / "pixel")
+    base = json.loads(next(p.value for p in onnx.load(os.path.join(bundle, "model.onnx")).metadata_props
+                           if p.key == mf.MANIFEST_KEY))
+    cases = [c for c in TABLE["cases"] if c.get("base") == "good_named"]
+    assert len(cases) > 40
+    rejected = 0
+    for i, case in enumerate(cases):
+        d = shutil.copytree(bundle, tmp_path / f"c{i}")
+        text = case_text({**case, "base": "good"}, base)  # the same edits, on this bundle's manifest
+        edit_manifest(str(d), lambda _, text=text: text)
+        msgs = []
+        for load in (mf.load_manifest, lambda p: Policy(p, warmup=False)):
+            try:
+                load(str(d))
+                msgs.append(None)
+            except BundleError as e:
+                msgs.append(str(e))
+        assert msgs[0] == msgs[1], (case["name"], msgs)
+        rejected += msgs[0] is not None
+        if case["error"] is not None:
+            assert msgs[0] is not None, case["name"]
+    assert rejected >= len([c for c in cases if c["error"]])
