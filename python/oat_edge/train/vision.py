@@ -162,8 +162,10 @@ class ImagePreprocess(nn.Module):
         else:
             y0, x0 = (self.height - ch) // 2, (self.width - cw) // 2
             x = frames[:, :, y0:y0 + ch, x0:x0 + cw]
-        x = x.reshape(n * t, ch, cw, 3).to(torch.float32) * self.gain + self.bias
-        return x.permute(0, 3, 1, 2)
+        # channels-first before scaling: ONNX Runtime broadcasts [1, 3, 1, 1] over whole planes,
+        # 7x faster than a 3-vector over the innermost axis (scripts/preprocess_layout.py); same values
+        x = x.reshape(n * t, ch, cw, 3).permute(0, 3, 1, 2).to(torch.float32)
+        return x * self.gain.view(1, 3, 1, 1) + self.bias.view(1, 3, 1, 1)
 
 
 class ImageEncoder(nn.Module):
