@@ -42,15 +42,19 @@ TINY_BUNDLE := build/tiny_bundle
 $(TINY_BUNDLE)/model.onnx: tests/fixtures/tiny_bundle.py $(wildcard export/oat_export/*.py) $(wildcard python/oat_edge/train/*.py)
 	rm -rf $(TINY_BUNDLE)
 	$(PY) -W ignore tests/fixtures/tiny_bundle.py $(TINY_BUNDLE)
+TINY_PIXEL_BUNDLE := build/tiny_pixel_bundle
+$(TINY_PIXEL_BUNDLE)/model.onnx: tests/fixtures/tiny_pixel_bundle.py tests/fixtures/tiny_bundle.py $(wildcard export/oat_export/*.py) $(wildcard python/oat_edge/train/*.py)
+	rm -rf $(TINY_PIXEL_BUNDLE)
+	$(PY) -W ignore tests/fixtures/tiny_pixel_bundle.py $(TINY_PIXEL_BUNDLE)
 
 # The ORT library the C++ tests load, found at test time (the only place it is looked up for them):
 # on a fresh venv the onnxruntime wheel is installed only after the CMake configure step.
 ORT_LIB = $(shell $(PY) -c 'from oat_edge.ort_library import find_ort_library as f; print(f(None))' 2>/dev/null)
 
-test-cpp: $(TINY_BUNDLE)/model.onnx
+test-cpp: $(TINY_BUNDLE)/model.onnx $(TINY_PIXEL_BUNDLE)/model.onnx
 	@if [[ -f "$(BUILD_DIR)/CTestTestfile.cmake" ]]; then \
 	  OAT_EDGE_ORT_LIBRARY="$${OAT_EDGE_ORT_LIBRARY:-$(ORT_LIB)}" \
-	  OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" ctest --test-dir "$(BUILD_DIR)" --output-on-failure -j $(JOBS); \
+	  OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" OAT_EDGE_TEST_PIXEL_BUNDLE="$(CURDIR)/$(TINY_PIXEL_BUNDLE)" ctest --test-dir "$(BUILD_DIR)" --output-on-failure -j $(JOBS); \
 	else echo "test-cpp: no CTest tree in $(BUILD_DIR) (run make setup)" >&2; exit 1; fi
 
 test-py:
@@ -69,10 +73,11 @@ bench: setup
 ## asan: C++ core + unit tests under AddressSanitizer/UBSan (leak checks on) in a separate tree;
 ## the e2e test runs the tiny bundle, and a skipped test (no bundle / no ORT) fails the target
 ## (configure, build and test settings: the "asan" presets in CMakePresets.json)
-asan: $(TINY_BUNDLE)/model.onnx
+asan: $(TINY_BUNDLE)/model.onnx $(TINY_PIXEL_BUNDLE)/model.onnx
 	cmake --preset asan
 	cmake --build --preset asan -j $(JOBS)
 	set -o pipefail; OAT_EDGE_TEST_BUNDLE="$(CURDIR)/$(TINY_BUNDLE)" \
+	  OAT_EDGE_TEST_PIXEL_BUNDLE="$(CURDIR)/$(TINY_PIXEL_BUNDLE)" \
 	  OAT_EDGE_ORT_LIBRARY="$${OAT_EDGE_ORT_LIBRARY:-$(ORT_LIB)}" \
 	  ctest --preset asan | tee $(ASAN_DIR)/ctest.log
 	@if grep -q "Skipped\|Not Run" $(ASAN_DIR)/ctest.log; then echo "asan: a test was skipped (see above)" >&2; exit 1; fi
