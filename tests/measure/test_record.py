@@ -49,7 +49,7 @@ def test_a_recorded_episode_is_an_h264_video_with_one_frame_per_step_plus_the_re
     assert cell["success_rate"] == 1.0
     (v,) = cell["videos"]  # record=1: the first episode only
     video = v["file"]
-    assert video == str(tmp_path / "out" / "videos" / "reach-v3_k8_ep00.mp4")
+    assert video == str(tmp_path / "out" / "videos" / "reach-v3_k8_seed0_ep00.mp4")
     assert res["record_dir"] == str(tmp_path / "out" / "videos")
     with av.open(video) as f:
         s = f.streams.video[0]
@@ -76,7 +76,7 @@ def test_a_gif_video_has_the_same_frames(tmp_path):
     res = run(tmp_path, record_format="gif")
     cell = res["per_task"]["reach-v3"]["8"]
     video = cell["videos"][0]["file"]
-    assert video.endswith("reach-v3_k8_ep00.gif")
+    assert video.endswith("reach-v3_k8_seed0_ep00.gif")
     with Image.open(video) as img:
         assert img.n_frames == cell["mean_steps"] + 1
         assert img.size == (256, 256 + record.PANEL_PAD * 2 + 4 * record.LINE_H)
@@ -136,6 +136,6 @@ def test_ctrl_c_while_recording_keeps_the_finished_videos_and_no_partial_one(tmp
     res = run(tmp_path, episodes=3, policy_factory=InterruptedReach, record=3)
     cell = res["per_task"]["reach-v3"]["8"]
     assert res["interrupted"] is True and cell["episodes_done"] == 1
-    assert [os.path.basename(v["file"]) for v in cell["videos"]] == ["reach-v3_k8_ep00" + record.video_suffix()]
+    assert [os.path.basename(v["file"]) for v in cell["videos"]] == ["reach-v3_k8_seed0_ep00" + record.video_suffix()]
     assert sorted(p.name for p in (tmp_path / "out" / "videos").iterdir()) == [
-        "reach-v3_k8_ep00" + record.video_suffix()]  # no half-written ep01, no temporary file
+        "reach-v3_k8_seed0_ep00" + record.video_suffix()]  # no half-written ep01, no temporary file

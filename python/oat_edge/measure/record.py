@@ -227,7 +227,8 @@ def episode_recording(job: dict, sim, episode: int) -> EpisodeRecording | None:
     record settings evaluate() checked), or None when that episode is not recorded."""
     if episode >= job["record"]:
         return None
-    name = f"{job['task']}_k{job['k']}_ep{episode:02d}{job['record_suffix']}"
+    # --seed and the episode's index: the same two flags record the same layout again
+    name = f"{job['task']}_k{job['k']}_seed{job['seed']}_ep{episode:02d}{job['record_suffix']}"
     return EpisodeRecording(os.path.join(job["record_dir"], name), sim, job["hz"],
                             camera=job["record_camera"],
-                            title=f"{job['task']}   k = {job['k']}   episode {episode}")
+                            title=f"{job['task']}   k = {job['k']}   seed {job['seed']} episode {episode}")
