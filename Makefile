@@ -83,10 +83,10 @@ asan: $(TINY_BUNDLE)/model.onnx $(TINY_PIXEL_BUNDLE)/model.onnx
 	@if grep -q "Skipped\|Not Run" $(ASAN_DIR)/ctest.log; then echo "asan: a test was skipped (see above)" >&2; exit 1; fi
 
 .PHONY: test-aarch64
-## test-aarch64: cross-build for aarch64 (preset "aarch64"), CTest under qemu-aarch64 on the tiny and
-## the shipped bundle, greedy tokens/actions compared with x86-64; fetches its tools into .deps/aarch64
-test-aarch64: $(TINY_BUNDLE)/model.onnx
-	JOBS=$(JOBS) scripts/aarch64/test.sh $(TINY_BUNDLE) models/oat-metaworld-mt3
+## test-aarch64: cross-build for aarch64 (preset "aarch64"), CTest under qemu-aarch64 on the tiny
+## bundles (state and camera) and the shipped bundle, greedy tokens/actions compared with x86-64; fetches its tools into .deps/aarch64
+test-aarch64: $(TINY_BUNDLE)/model.onnx $(TINY_PIXEL_BUNDLE)/model.onnx
+	JOBS=$(JOBS) scripts/aarch64/test.sh $(TINY_BUNDLE) models/oat-metaworld-mt3 $(TINY_PIXEL_BUNDLE)
 
 .PHONY: test-aarch64-py runtime-wheel
 ## test-aarch64-py: the wheel cross-built for aarch64, then act() and the bad-input and doctor tests

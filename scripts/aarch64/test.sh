@@ -2,15 +2,21 @@
 # make test-aarch64: the C++ core, its CTest binaries, the control-loop example and oat_edge_run
 # cross-built for aarch64 (CMake preset "aarch64"), CTest run under qemu-aarch64 on the tiny bundle
 # and on the shipped bundle, then greedy tokens and actions compared with an x86-64 build of the
-# same tree (preset "release"). Usage: scripts/aarch64/test.sh [TINY_BUNDLE [SHIPPED_BUNDLE]]
+# same tree (preset "release"). The tiny camera bundle (third argument) runs the named-input test.
+# Usage: scripts/aarch64/test.sh [TINY_BUNDLE [SHIPPED_BUNDLE [TINY_PIXEL_BUNDLE]]]
 # Emulated timings say nothing about aarch64 speed: nothing here reports one.
 label=test-aarch64
 source "$(dirname "$0")/common.sh"
 JOBS="${JOBS:-2}"
 
-# A private copy: `make test-cpp` in the same tree may re-export build/tiny_bundle mid-run.
-rm -rf build/aarch64/tiny_bundle && mkdir -p build/aarch64 && cp -r "$tiny" build/aarch64/tiny_bundle
-tiny="$repo/build/aarch64/tiny_bundle"
+pixel="$(realpath -m "${3:-$repo/build/tiny_pixel_bundle}")"
+[[ -f "$pixel/model.onnx" ]] || {
+  echo "$label: no camera bundle at $pixel (make build/tiny_pixel_bundle/model.onnx exports the tiny one)" >&2
+  exit 2; }
+# Private copies: `make test-cpp` in the same tree may re-export build/tiny_*bundle mid-run.
+rm -rf build/aarch64/tiny_bundle build/aarch64/tiny_pixel_bundle && mkdir -p build/aarch64
+cp -r "$tiny" build/aarch64/tiny_bundle && cp -r "$pixel" build/aarch64/tiny_pixel_bundle
+tiny="$repo/build/aarch64/tiny_bundle" pixel="$repo/build/aarch64/tiny_pixel_bundle"
 
 step "dependencies (cached in $deps)"
 scripts/aarch64/fetch_deps.sh "$deps"
@@ -34,7 +40,7 @@ for run in "$tiny:" "$shipped:test_policy_e2e|test_cmake_package"; do
   b="${run%%:*}" only="${run#*:}"
   step "ctest --preset aarch64 under $(basename "$qemu"), bundle $b${only:+ ($only)}"
   log="build/aarch64/ctest-$(basename "$b").log"
-  OAT_EDGE_TEST_BUNDLE="$b" ctest --preset aarch64 -j "$JOBS" ${only:+-R "$only"} 2>&1 | grep -v "W:onnxruntime" | tee "$log"
+  OAT_EDGE_TEST_BUNDLE="$b" OAT_EDGE_TEST_PIXEL_BUNDLE="$pixel" ctest --preset aarch64 -j "$JOBS" ${only:+-R "$only"} 2>&1 | grep -v "W:onnxruntime" | tee "$log"
   # a skipped end-to-end test (no bundle, no ORT) must not pass for a run
   if grep -q "Skipped\|Not Run" "$log"; then echo "test-aarch64: a test was skipped (see above)" >&2; exit 1; fi
 done
