@@ -154,7 +154,7 @@ class ControlLoop:
         return sensor, worker
 
     # -- replan trigger
-    def _lead(self) -> int:
+    def replan_lead(self) -> int:
         """Queued actions left when the next replan starts: 0 in sync mode (replan when
         empty); in background mode enough cycles to cover the recent worst latency."""
         if not self.background or not self._recent_lat:
@@ -223,7 +223,7 @@ class ControlLoop:
                             else abs(rec["period_ms"] - self.scheduler.period * 1e3))
         self._prev_wake = wake
         self._collect(idx, rec)
-        if self.worker.idle and len(self.queue) <= self._lead():
+        if self.worker.idle and len(self.queue) <= self.replan_lead():
             self._replan(idx, rec)
             if not self.background:
                 self._collect(idx, rec)

@@ -74,11 +74,11 @@ def replan_within(loop, cycles: int) -> bool:
 
     While a chunk is in flight: yes (it may land short and be replaced at once). Otherwise no
     chunk lands before the next replan, so the queue shrinks by one action per cycle and the
-    loop replans once it holds no more than its lead (ControlLoop._lead, fixed until the next
+    loop replans once it holds no more than its lead (ControlLoop.replan_lead, fixed until the next
     chunk lands): exactly then."""
     if not loop.worker.idle:
         return True
-    return len(loop.queue) - (cycles - 1) <= loop._lead()
+    return len(loop.queue) - (cycles - 1) <= loop.replan_lead()
 
 
 class PixelEvalEnv:
