@@ -148,3 +148,24 @@ def test_full_disk_at_the_end_still_prints_the_results_and_fails_in_one_line(tmp
     assert "no space left on device" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out" / "results.json").exists()
     assert not [f for f in (tmp_path / "out").iterdir() if f.name.startswith(".")]
+
+
+def test_worker_processes_run_their_episodes_when_sigint_is_ignored_from_the_start(tmp_path):
+    # `oat-edge eval ... &` in a script, or nohup, starts the process with SIGINT ignored; the
+    # workers inherit that, and it must not read as an interruption (it once ran no episode).
+    import signal
+    import subprocess
+    import sys
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
+from test_evaluate import ExpertBackedPolicy
+from oat_edge.measure.evaluate import evaluate
+res = evaluate("fake-bundle", episodes=1, ks=(8,), workers=2, out_dir={str(tmp_path)!r},
+               expert=False, policy_factory=ExpertBackedPolicy, progress=False, plots=False)
+print(json.dumps([res["interrupted"], res["per_task"]["reach-v3"]["8"]["episodes_done"]]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[false, 1]"

@@ -110,18 +110,25 @@ def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
             "stale_chunks": s["stale_chunks"], "video": video}
 
 
+# Set in a worker process once it has been interrupted: the shards it is handed afterwards return
+# at once. (A flag of its own: SIGINT may be ignored from the start, e.g. under nohup or `cmd &`
+# in a script, and that is no interruption.)
+_worker_interrupted = False
+
+
 def _until_interrupted(run_one, seeds) -> tuple[list, bool]:
     """run_one(seed) for each seed; on Ctrl-C keep the finished ones and ignore further
     Ctrl-C, so that they can still be handed back."""
+    global _worker_interrupted
     out = []
-    if (multiprocessing.parent_process() is not None
-            and signal.getsignal(signal.SIGINT) is signal.SIG_IGN):  # interrupted before
+    if _worker_interrupted:
         return out, True
     try:
         for s in seeds:
             out.append(run_one(s))
     except KeyboardInterrupt:
         if multiprocessing.parent_process() is not None:  # a worker: hand back, then leave
+            _worker_interrupted = True
             signal.signal(signal.SIGINT, signal.SIG_IGN)
         return out, True
     return out, False
@@ -297,6 +304,8 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
                              else _run_pool(jobs, workers, bar))
     finally:
         bar and bar.close()
+    # a shard that stopped early makes the whole run partial, whoever saw the interruption
+    interrupted = interrupted or any(r["interrupted"] for r in done)
     results = _collect(done, tasks, ks, expert, common, info, codebook, time.perf_counter() - t0)
     results["interrupted"] = interrupted
     try:
