@@ -6,7 +6,7 @@
 #   dropout, Diffusion Policy (DDPM); plus the reference-fidelity tokenizer (LayerNorm QK-norm)
 #   and the paper-size preset (tokenizer + policy at --preset paper, pow2 dropout).
 # The OAT row itself is the shipped recipe bundle (models/oat-metaworld-mt3).
-#   scripts/compare_train.sh DEMOS RUN_DIR [cpu|cuda]     knobs: TOK_STEPS, POL_STEPS, PY,
+#   scripts/compare_train.sh DEMOS RUN_DIR [cpu|cuda]     knobs: TOK_STEPS, POL_STEPS, PY, THREADS,
 #                                                          ONLY (names to train, default: all of
 #                                                          fast diffusion bin oatx nocausal pow2
 #                                                          qk_norm paper)
@@ -22,7 +22,7 @@ TOK_STEPS=${TOK_STEPS:-6000}
 POL_STEPS=${POL_STEPS:-5000}
 [[ -f $DEMOS ]] || { echo "compare_train: demos $DEMOS not found (oat-edge demos --tasks reach-v3 push-v3 pick-place-v3 --episodes 200 --seed 1 --out $DEMOS)" >&2; exit 2; }
 mkdir -p "$RUN"
-common=(--device "$DEVICE" --no-progress)
+common=(--device "$DEVICE" --no-progress ${THREADS:+--threads "$THREADS"})
 
 tok() {  # name variant [extra flags]
   local name=$1 variant=$2; shift 2
