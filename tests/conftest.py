@@ -2,9 +2,16 @@
 
 import importlib.util
 import os
+import signal
 import sys
 
 import pytest
+
+# Started with SIGINT ignored (nohup, `make test &` from a script), Python installs no Ctrl-C
+# handler and every child inherits the ignore, so the tests that interrupt a command would test
+# nothing. Ctrl-C behaviour is part of what the suite checks: restore the default handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
