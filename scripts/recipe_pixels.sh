@@ -46,49 +46,7 @@ fi
 mkdir -p "$RUN"
 t0=$SECONDS
 
-record() {  # record NAME INPUT... -- COMMAND...: the JSON that identifies a stage's work
-  $PY - "$@" <<'EOF'
-import hashlib, json, sys
-args = sys.argv[1:]
-cut = args.index("--")
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-print(json.dumps({"stage": args[0], "command": args[cut + 1:],
-                  "inputs": {p: sha256(p) for p in args[1:cut]}}, indent=1, sort_keys=True))
-EOF
-}
-
-stage() {  # stage N/M NAME OUTPUT INPUT... -- COMMAND...
-  local n=$1 name=$2 out=$3
-  shift 3
-  local inputs=()
-  while [[ $1 != -- ]]; do inputs+=("$1"); shift; done
-  shift
-  local rec="$RUN/$name.stage.json" want
-  want=$(record "$name" "${inputs[@]}" -- "$@")
-  if [[ -e $out && -f $rec && "$(cat "$rec")" == "$want" ]]; then
-    echo "== $n $name: reused $out (same command and inputs as recorded in $rec)"
-    return
-  fi
-  if [[ -e $out && -f $rec ]]; then
-    echo "== $n $name: redo, the command or its inputs changed since $rec:"
-    diff <(printf '%s\n' "$want") "$rec" | sed 's/^/     /' || true
-  elif [[ -e $out ]]; then
-    echo "== $n $name: redo, $out has no record of how it was made"
-  else
-    echo "== $n $name"
-  fi
-  echo "   \$ $*"
-  local t=$SECONDS
-  rm -f "$rec"  # a stage that fails or is interrupted leaves no record: it is redone next time
-  "$@"
-  printf '%s\n' "$want" > "$rec.tmp" && mv "$rec.tmp" "$rec"
-  echo "   $name took $(( (SECONDS - t) / 60 )) min $(( (SECONDS - t) % 60 )) s"
-}
+source scripts/stages.sh  # stage(): reuse or redo, with the command and input hashes recorded
 
 # shellcheck disable=SC2086  # TASKS, CAMERAS and VARIANTS are word lists
 stage 1/5 demos "$DEMOS_OUT" -- \

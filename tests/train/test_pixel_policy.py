@@ -26,12 +26,7 @@ POLICY = ["--width", "32", "--layers", "1", "--heads", "2", "--batch", "8", "--w
           "--log-every", "1", "--eval-every", "2", "--no-progress", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _tok(seed=0, action_dim=4):

@@ -25,12 +25,7 @@ def _tiny_tok(seed=0, **kw):
     return tok
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_lr_schedule_warms_up_linearly_then_decays_to_min_ratio():

@@ -67,6 +67,24 @@ RECIPE = {dest: value("cpu", cls, field) for dest, (cls, field, _) in PRESET_FLA
 
 
 @torch.no_grad()
+def _train_config(args) -> PolicyTrainConfig:
+    """The training loop's settings from the command line (state and camera policies alike)."""
+    return PolicyTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
+                             schedule=args.schedule, weight_decay=args.weight_decay,
+                             obs_lr_scale=args.obs_lr_scale, ckpt_every=args.ckpt_every,
+                             eval_every=args.eval_every, log_every=args.log_every,
+                             seed=args.seed, device=args.device, threads=args.threads,
+                             progress=not args.no_progress)
+
+
+def _run_info(args, pcfg, n_params, tok, cfg, info, **extra) -> dict:
+    """What config.json records about a run: arguments, sizes, data, held-out episodes."""
+    return {"args": vars(args), "policy_config": asdict(pcfg), "params": n_params, **extra,
+            "tokenizer_kind": tok.checkpoint()["kind"], "train_config": asdict(cfg),
+            "data": {k: v for k, v in info.items() if k not in ("train_episodes", "val_episodes")},
+            "val_episodes": info["val_episodes"]}
+
+
 def pretokenize(tok, actions_raw: torch.Tensor, batch: int = 2048) -> torch.Tensor:
     """[M, H, D] raw chunks -> [M, K] int64 ids (frozen tokenizer, eval mode)."""
     tok.eval()
@@ -166,17 +184,8 @@ def main(argv=None):
         loss, inf = ema_model.loss(x_val, y_val)
         return {"loss": float(loss), "acc": float(inf["acc"])}
 
-    cfg = PolicyTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
-                            schedule=args.schedule, weight_decay=args.weight_decay,
-                            obs_lr_scale=args.obs_lr_scale, ckpt_every=args.ckpt_every,
-                            eval_every=args.eval_every, log_every=args.log_every,
-                            seed=args.seed, device=args.device, threads=args.threads,
-                            progress=not args.no_progress)
-    run_info = {"args": vars(args), "policy_config": asdict(pcfg), "params": n_params,
-                "tokenizer_kind": tok.checkpoint()["kind"], "train_config": asdict(cfg),
-                "data": {k: v for k, v in info.items()
-                         if k not in ("train_episodes", "val_episodes")},
-                "val_episodes": info["val_episodes"]}
+    cfg = _train_config(args)
+    run_info = _run_info(args, pcfg, n_params, tok, cfg, info)
     os.makedirs(args.out, exist_ok=True)
     D.discard_stale_result(os.path.join(args.out, "policy.pt"), d, args.resume)
     ema = D.fit(policy, loss_fn, len(x_train), cfg, args.out, d,
@@ -273,18 +282,9 @@ def train_pixel_policy(args, d, tok):
             loss, acc = loss + float(lo) * len(r), acc + float(inf["acc"]) * len(r)
         return {"loss": loss / len(rows_val), "acc": acc / len(rows_val)}
 
-    cfg = PolicyTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, warmup=args.warmup,
-                            schedule=args.schedule, weight_decay=args.weight_decay,
-                            obs_lr_scale=args.obs_lr_scale, ckpt_every=args.ckpt_every,
-                            eval_every=args.eval_every, log_every=args.log_every,
-                            seed=args.seed, device=args.device, threads=args.threads,
-                            progress=not args.no_progress)
-    run_info = {"args": vars(args), "policy_config": asdict(pcfg), "params": n_params,
-                "observation": spec.to_dict(), "encoder_config": encoder.cfg.to_dict(),
-                "tokenizer_kind": tok.checkpoint()["kind"], "train_config": asdict(cfg),
-                "data": {k: v for k, v in info.items()
-                         if k not in ("train_episodes", "val_episodes")},
-                "val_episodes": info["val_episodes"]}
+    cfg = _train_config(args)
+    run_info = _run_info(args, pcfg, n_params, tok, cfg, info, observation=spec.to_dict(),
+                         encoder_config=encoder.cfg.to_dict())
     os.makedirs(args.out, exist_ok=True)
     D.discard_stale_result(os.path.join(args.out, "policy.pt"), d, args.resume)
     ema = D.fit(model, loss_fn, len(rows_train), cfg, args.out, d,
