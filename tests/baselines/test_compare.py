@@ -10,9 +10,33 @@ def test_entries_parse_into_rows_with_readable_labels():
     assert e == {"name": "DP", "path": "runs/dp", "specs": ["ddim10", "ddim100"]}
     rows = C.build_rows([C.parse_entry("OAT=m@1,8"), C.parse_entry("FAST=f@default,greedy"), e])
     assert [r["label"] for r in rows] == ["OAT k=1", "OAT k=8", "FAST", "FAST greedy", "DP DDIM 10", "DP DDIM 100"]
-    for bad in ("OAT", "=x", "OAT=m@fast", "OAT=m@ddim"):
+    for bad in ("OAT", "=x", "OAT=m@fast", "OAT=m@ddim", "OAT=m@budget", "OAT=m@budget0", "OAT=m@budget-1",
+                "OAT=m@budgetnan", "OAT=m@budgetinf"):
         with pytest.raises(ValueError, match="--entry"):
             C.parse_entry(bad)
+
+
+def test_a_budget_setting_is_an_anytime_row_with_its_budget_and_no_fixed_k():
+    rows = C.build_rows([C.parse_entry("OAT=m@8,budget3,budget2.5")])
+    assert [r["label"] for r in rows] == ["OAT k=8", "OAT budget 3 ms", "OAT budget 2.5 ms"]
+    assert [(C.row_k(r), C.row_budget(r)) for r in rows] == [(8, None), (None, 3.0), (None, 2.5)]
+
+
+def test_latency_bench_runs_an_oat_budget_row_in_anytime_mode(tiny_bundle, tiny_config):
+    rows = C.build_rows([C.parse_entry(f"OAT={tiny_bundle}@1,budget1000,budget0.001")])
+    obs = np.zeros((2, tiny_config["n_obs_steps"], tiny_config["obs_dim"]), np.float32)
+    out = C.bench_latency(rows, obs, rounds=4, log=lambda m: None)
+    K = tiny_config["num_tokens"]
+    assert out["OAT k=1"]["tokens_per_act"] == 1.0
+    assert out["OAT budget 1000 ms"]["tokens_per_act"] == K  # a generous budget: every token
+    assert out["OAT budget 0.001 ms"]["tokens_per_act"] < K  # no time at all: the fewest allowed
+
+
+def test_a_budget_for_a_baseline_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "fast").mkdir()
+    with pytest.raises(SystemExit):
+        C.main(["--entry", f"FAST={tmp_path / 'fast'}@budget3", "--demos", "x.npz", "--out", str(tmp_path / "o")])
+    assert "a latency budget needs an OAT bundle" in capsys.readouterr().err
 
 
 def test_best_k_is_the_reference_entry_k_with_most_success_fewest_tokens_on_ties():

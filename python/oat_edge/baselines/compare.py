@@ -5,11 +5,13 @@
         --entry FAST=runs/compare/b_fast --entry DP=runs/compare/b_diffusion@ddim10,ddim100 ...
 
 An entry is NAME=BUNDLE[@SETTING,...]. SETTING is a token count k, `best` (the k at which the first
-entry, the reference, succeeds most; resolved after it is evaluated) or `ddimN` (Diffusion
-Policy with N DDIM steps). No SETTING: the bundle's own length (FAST stops at its end token, Bin
-emits all H_a x D_a tokens). OAT bundles run through the C++ runtime (oat_edge.Policy), the
-baselines through oat_edge.baselines.runners; both by one closed-loop episode function,
-oat_edge.measure.evaluate.run_policy_episode, on the same episode and sampling seeds.
+entry, the reference, succeeds most; resolved after it is evaluated), `budgetMS` (an OAT bundle's
+anytime mode: each act() generates tokens until the next would pass MS milliseconds, e.g. `budget3`
+or `budget2.5`) or `ddimN` (Diffusion Policy with N DDIM steps). No SETTING: the bundle's own length
+(FAST stops at its end token, Bin emits all H_a x D_a tokens). OAT bundles run through the C++
+runtime (oat_edge.Policy), the baselines through oat_edge.baselines.runners; both by one closed-loop
+episode function, oat_edge.measure.evaluate.run_policy_episode, on the same episode and sampling
+seeds.
 
 Two measurements, both written to --out:
   closed loop  each (row, task): `episodes` Meta-World episodes, 50 Hz virtual clock with real
@@ -48,9 +50,22 @@ def parse_entry(text: str) -> dict:
     path, _, spec = rest.partition("@")
     specs = [s.strip() for s in spec.split(",") if s.strip()] if spec else ["default"]
     for s in specs:
-        if not (s in ("default", "best", "greedy") or s.isdigit() or (s.startswith("ddim") and s[4:].isdigit())):
-            raise ValueError(f"--entry {name}: SETTING {s!r}: expected a token count, 'best', 'greedy' or 'ddimN'")
+        if not (s in ("default", "best", "greedy") or s.isdigit() or (s.startswith("ddim") and s[4:].isdigit())
+                or _budget_ms(s) is not None):
+            raise ValueError(f"--entry {name}: SETTING {s!r}: expected a token count, 'best', 'greedy', "
+                             f"'budgetMS' (a latency budget > 0 ms) or 'ddimN'")
     return {"name": name, "path": path, "specs": specs}
+
+
+def _budget_ms(spec: str):
+    """'budget3' -> 3.0; None for any other setting (or a budget that is not a number > 0)."""
+    if not spec.startswith("budget"):
+        return None
+    try:
+        ms = float(spec[6:])
+    except ValueError:
+        return None
+    return ms if 0 < ms < float("inf") else None
 
 
 def is_oat_bundle(path: str) -> bool:
@@ -60,6 +75,8 @@ def is_oat_bundle(path: str) -> bool:
 def row_label(name: str, spec: str) -> str:
     if spec in ("default", "greedy"):
         return name + (" greedy" if spec == "greedy" else "")
+    if _budget_ms(spec) is not None:
+        return f"{name} budget {_budget_ms(spec):g} ms"
     return f"{name} {spec.replace('ddim', 'DDIM ')}" if spec.startswith("ddim") else f"{name} k={spec}"
 
 
@@ -101,6 +118,11 @@ def row_k(row: dict):
     return int(row["spec"]) if row["spec"].isdigit() else None
 
 
+def row_budget(row: dict):
+    """The latency budget (ms) of an anytime row, else None."""
+    return _budget_ms(row["spec"])
+
+
 # ----------------------------------------------------------------------------- closed loop
 
 def eval_shard(job: dict) -> dict:
@@ -122,7 +144,8 @@ def eval_shard(job: dict) -> dict:
     for s in episode_seeds(job["seed"], job["episodes"]):
         # inline inference: the chunk is used in the cycle that asked for it, so success measures
         # the policy alone, not this machine's load; latency is measured separately
-        e = run_policy_episode(policy, env, s, k, job["hz"], background=False, act_seed=s * 7919 + (k or 0))
+        e = run_policy_episode(policy, env, s, k, job["hz"], latency_budget_ms=row_budget(job["row"]),
+                               background=False, act_seed=s * 7919 + (k or 0))
         episodes.append({"seed": s, "success": bool(e["success"]), "steps": int(e["steps"]),
                          "errors": int(e["errors"]), "acts": len(e["latencies"]),
                          "tokens": float(np.mean(e["tokens"])) if e["tokens"] else None,
@@ -197,14 +220,14 @@ def bench_latency(rows, observations, rounds: int, seed: int = 0, log=print) -> 
     from oat_edge.baselines.runners import UndecodableActions
     pols = {}
     for r in rows:
-        pols[r["label"]] = (load_row_policy(r, 1, r.get("python_loop", False)), row_k(r))
+        pols[r["label"]] = (load_row_policy(r, 1, r.get("python_loop", False)), row_k(r), row_budget(r))
     times = {lab: [] for lab in pols}
     tokens = {lab: [] for lab in pols}
     bad = {lab: 0 for lab in pols}
-    for _lab, (p, k) in pols.items():  # warm-up, not timed
+    for _lab, (p, k, ms) in pols.items():  # warm-up, not timed
         for i in range(5):
             try:
-                p.act(observations[i % len(observations)], max_tokens=k, seed=i)
+                p.act(observations[i % len(observations)], max_tokens=k, seed=i, latency_budget_ms=ms)
             except UndecodableActions:
                 pass
     order = list(pols)
@@ -214,10 +237,10 @@ def bench_latency(rows, observations, rounds: int, seed: int = 0, log=print) -> 
         rng.shuffle(order)
         obs = observations[i % len(observations)]
         for lab in order:
-            p, k = pols[lab]
+            p, k, ms = pols[lab]
             t = time.perf_counter()
             try:
-                _, st = p.act(obs, max_tokens=k, seed=1000 + i, return_stats=True)
+                _, st = p.act(obs, max_tokens=k, seed=1000 + i, return_stats=True, latency_budget_ms=ms)
             except UndecodableActions:
                 st = p.last_stats or {}
                 bad[lab] += 1
@@ -316,6 +339,9 @@ def main(argv=None) -> int:
     for e in entries:
         if not os.path.isdir(e["path"]):
             p.error(f"--entry {e['name']}: bundle {e['path']!r} not found (export it first)")
+        if any(_budget_ms(s) is not None for s in e["specs"]) and not is_oat_bundle(e["path"]):
+            p.error(f"--entry {e['name']}: a latency budget needs an OAT bundle (the anytime mode); "
+                    f"{e['path']!r} is a baseline")
     if a.episodes < 1 or a.rounds < 1 or a.workers < 1:
         p.error("--episodes, --rounds and --workers: expected >= 1")
     from oat_edge.atomic import check_output_dir, write_json, write_text
