@@ -62,6 +62,13 @@ def _make_env(policy, task):
     task = task or (tasks[0] if tasks else None)
     if task is None:
         raise InputError("the bundle declares no tasks: pass --task")
+    if info_field(info, "observation") is not None:
+        names = [i["name"] for i in info_field(info, "observation")["inputs"]]
+        raise InputError(
+            f"this bundle reads named inputs {names}: `oat-edge run` drives the simulator from its "
+            f"state vector. Evaluate a camera bundle in the simulator with `oat-edge eval BUNDLE` "
+            f"(frames rendered for each replan), or drive it from your cameras with "
+            f"policy.act({{name: array}}) in oat_edge.control.ControlLoop")
     return MetaWorldEnv(task, tasks=tasks, n_obs_steps=int(info_field(info, "n_obs_steps")),
                         obs_dim=int(info_field(info, "obs_dim")))
 

@@ -78,6 +78,15 @@ def test_receding_horizon_beyond_the_chunk_stops_run_before_the_first_step(capsy
     assert rc == 2 and "n_action_steps: expected an int in 1..32" in err and err.count("\n") == 1
 
 
+def test_a_camera_bundle_is_refused_in_one_line_that_says_how_to_run_it(capsys):
+    pytest.importorskip("metaworld")
+    rc = cli.main(["run", os.path.join(os.path.dirname(BUNDLE), "oat-metaworld-pixels-mt3"), "--cycles", "5",
+                   "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "named inputs ['observation.state', 'observation.images.corner'" in err and "oat-edge eval" in err
+
+
 def test_unwritable_summary_path_is_refused_before_loading(tmp_path, capsys):
     rc = cli.main(["run", "no-such-bundle", "--json", str(tmp_path)])
     assert rc == 2 and "is a directory" in capsys.readouterr().err
