@@ -75,6 +75,20 @@ def edit_manifest():
 
 
 @pytest.fixture(scope="session")
+def pixel_bundle(tmp_path_factory):
+    """A random-weight camera bundle (tests/fixtures/tiny_pixel_bundle.py's defaults:
+    observation.state [5], uint8 cameras corner and topview [32, 32, 3], 2 steps of history)."""
+    try:
+        import oat_export  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as err:
+        pytest.skip(f"pixel_bundle needs the exporter (torch + oat_export): {err}")
+    from tiny_pixel_bundle import write_tiny_pixel_bundle
+
+    return write_tiny_pixel_bundle(tmp_path_factory.mktemp("pixel") / "tiny_pixel")
+
+
+@pytest.fixture(scope="session")
 def tiny_config():
     """The dimensions of `tiny_bundle` (a copy: tests may not edit it)."""
     return dict(TINY)

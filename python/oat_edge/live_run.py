@@ -68,7 +68,7 @@ def _make_env(policy, task):
             f"this bundle reads named inputs {names}: `oat-edge run` drives the simulator from its "
             f"state vector. Evaluate a camera bundle in the simulator with `oat-edge eval BUNDLE` "
             f"(frames rendered for each replan), or drive it from your cameras with "
-            f"policy.act({{name: array}}) in oat_edge.control.ControlLoop")
+            f"oat_edge.control.ControlLoop, its get_obs returning {{name: array}}")
     return MetaWorldEnv(task, tasks=tasks, n_obs_steps=int(info_field(info, "n_obs_steps")),
                         obs_dim=int(info_field(info, "obs_dim")))
 

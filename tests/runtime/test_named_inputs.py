@@ -15,13 +15,6 @@ pytest.importorskip("oat_export")
 STATE, CORNER, TOP = "observation.state", "observation.images.corner", "observation.images.topview"
 
 
-@pytest.fixture(scope="session")
-def pixel_bundle(tmp_path_factory):
-    from tiny_pixel_bundle import write_tiny_pixel_bundle
-
-    return write_tiny_pixel_bundle(tmp_path_factory.mktemp("pixel") / "tiny_pixel")
-
-
 @pytest.fixture(scope="module")
 def policy(pixel_bundle):
     return Policy(pixel_bundle)

@@ -56,7 +56,9 @@ class ControlLoop:
     policy: object with `.info` (horizon, action_dim, n_action_steps, n_obs_steps, obs_dim...)
         and `.act(obs, return_stats=True, ...) -> (chunk [H, D], stats)` (oat_edge.Policy API);
         `.check_options(...)` when it has one.
-    get_obs(): the policy input ([n_obs_steps, obs_dim]). On the real clock it runs in a sensor
+    get_obs(): the policy input ([n_obs_steps, obs_dim]; for a camera bundle the dict act() takes,
+        {"observation.state": [n_obs_steps, D], "observation.images.<cam>": uint8 [n_obs_steps,
+        H, W, 3], ...}, copied once read). On the real clock it runs in a sensor
         thread once per cycle, right after send_action; on a virtual clock, inline when a replan
         starts. A reading that raises, is not finite or has the wrong shape is an error (counted)
         and is never planned from.
@@ -135,7 +137,7 @@ class ControlLoop:
         self._closed = False
 
     def _start_parts(self, policy, get_obs, spec: PolicySpec):
-        check = ObservationCheck(spec.obs_shape)
+        check = ObservationCheck(spec.obs_shape, spec.inputs)
         if self.virtual_time:
             sensor = InlineSensor(get_obs, check, self.errors)
         else:

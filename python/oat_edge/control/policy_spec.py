@@ -45,7 +45,9 @@ class PolicySpec:
     horizon: int
     action_dim: int
     n_action_steps: int                       # the bundle's receding horizon
-    obs_shape: tuple[int, int] | None         # None: the policy does not declare it
+    obs_shape: tuple[int, int] | None         # None: the policy does not declare it (or reads named inputs)
+    # a camera bundle's named inputs, from its manifest: ((name, dtype, (n_obs_steps, *shape)), ...)
+    inputs: tuple | None = None
 
     @classmethod
     def of(cls, policy) -> "PolicySpec":
@@ -60,12 +62,17 @@ class PolicySpec:
             dims[name] = _as_count(name, info_field(info, name))
         steps = info_field(info, "n_action_steps")
         n_obs, obs_dim = info_field(info, "n_obs_steps"), info_field(info, "obs_dim")
-        obs_shape = None
-        if n_obs is not None and obs_dim is not None:
+        obs_shape = inputs = None
+        observation = info_field(info, "observation")
+        if observation:  # named inputs (cameras): each checked apart, by name
+            t = _as_count("n_obs_steps", observation["n_obs_steps"])
+            inputs = tuple((i["name"], i["dtype"], (t, *(int(d) for d in i["shape"])))
+                           for i in observation["inputs"])
+        elif n_obs is not None and obs_dim is not None:
             obs_shape = (_as_count("n_obs_steps", n_obs), _as_count("obs_dim", obs_dim))
         return cls(dims["horizon"], dims["action_dim"],
                    dims["horizon"] if steps is None else _as_count("n_action_steps", steps),
-                   obs_shape)
+                   obs_shape, inputs)
 
     def check_n_action_steps(self, n) -> int:
         if isinstance(n, bool) or not (isinstance(n, int) and 1 <= n <= self.horizon):

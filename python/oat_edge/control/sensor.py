@@ -11,6 +11,7 @@ starts, so a simulated episode stays deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,18 +22,51 @@ from .job_thread import JobThread
 
 @dataclass(frozen=True)
 class Observation:
-    data: np.ndarray
+    data: np.ndarray | dict  # an array, or {input name: array} for a bundle with named inputs
     cycle: int      # the cycle whose action this observation is the input for
     t: float        # clock time when the read started (the world is at most this old)
 
 
 class ObservationCheck:
-    """A reading is usable when it is a finite numeric array of the policy's input shape."""
+    """A reading is usable when it is a finite numeric array of the policy's input shape, or, for
+    a bundle with named inputs (cameras), a dict with exactly its input names, each an array of
+    its dtype and shape [n_obs_steps, ...] (frames uint8, state finite). What passes is copied,
+    so the caller may reuse its buffers (a camera driver's ring) once get_obs has returned."""
 
-    def __init__(self, shape: tuple[int, ...] | None):
-        self.shape = shape
+    def __init__(self, shape: tuple[int, ...] | None, inputs: tuple | None = None):
+        self.shape, self.inputs = shape, inputs
 
-    def __call__(self, value) -> np.ndarray:
+    def __call__(self, value):
+        if self.inputs is not None:
+            return self._named(value)
+        return self._array(value)
+
+    def _named(self, value) -> dict:
+        names = [n for n, _, _ in self.inputs]
+        if not isinstance(value, Mapping):
+            raise ValueError(f"get_obs returned {type(value).__name__}, expected a dict of the bundle's "
+                             f"named inputs {names}")
+        if set(value) != set(names):
+            missing = [n for n in names if n not in value]
+            extra = sorted(str(k) for k in value if k not in names)
+            raise ValueError(f"get_obs returned the keys {sorted(str(k) for k in value)}, expected {names}"
+                             + (f" (missing {missing})" if missing else "") + (f" (unknown {extra})" if extra else ""))
+        out = {}
+        for name, dtype, shape in self.inputs:
+            arr = np.asarray(value[name])
+            want = f"{dtype} {list(shape)}"
+            if dtype == "uint8" and arr.dtype != np.uint8:
+                raise ValueError(f"get_obs[{name!r}] has dtype {arr.dtype}, expected {want} (raw camera frames)")
+            if arr.dtype.kind not in "fiu":
+                raise ValueError(f"get_obs[{name!r}] has dtype {arr.dtype}, expected {want}")
+            if arr.shape != shape:
+                raise ValueError(f"get_obs[{name!r}] has shape {list(arr.shape)}, expected {want}")
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+                raise ValueError(f"get_obs[{name!r}] has NaN or Inf values, expected {want}")
+            out[name] = np.array(arr, dtype=np.uint8 if dtype == "uint8" else np.float32, copy=True)
+        return out
+
+    def _array(self, value) -> np.ndarray:
         want = f"a finite numeric array of shape {self.shape}" if self.shape else "a finite numeric array"
         try:
             arr = np.asarray(value)
@@ -47,7 +81,7 @@ class ObservationCheck:
         return np.array(arr, dtype=arr.dtype if arr.dtype.kind == "f" else np.float64, copy=True)
 
 
-def read_checked(get_obs, check: ObservationCheck, errors: ErrorLog) -> tuple[np.ndarray | None, str | None]:
+def read_checked(get_obs, check: ObservationCheck, errors: ErrorLog) -> tuple[np.ndarray | dict | None, str | None]:
     value, err = errors.call("sensor", get_obs)
     if err is not None:
         return None, err

@@ -88,7 +88,9 @@ class ThreadWorker:
         return self._jobs.idle
 
     def submit(self, obs, cycle: int, act_kwargs: dict) -> None:
-        if not (self._jobs.idle and self._jobs.submit((np.array(obs, copy=True), cycle, act_kwargs))):
+        obs = ({k: np.array(v, copy=True) for k, v in obs.items()} if isinstance(obs, dict)
+               else np.array(obs, copy=True))
+        if not (self._jobs.idle and self._jobs.submit((obs, cycle, act_kwargs))):
             raise RuntimeError("inference worker is busy")
 
     def poll(self, cycle: int) -> InferenceResult | None:
