@@ -56,17 +56,4 @@ stage 3/5 policy "$RUN/policy/policy.pt" "${DEMOS_IN[@]}" "$RUN/tokenizer/tokeni
   --out "$RUN/policy" --preset "$PRESET" ${POL_STEPS:+--steps "$POL_STEPS"} \
   ${POL_LAYERS:+--layers "$POL_LAYERS"} --device "$DEVICE" ${THREADS:+--threads "$THREADS"} \
   --no-progress --force
-# shellcheck disable=SC2086
-stage 4/5 export "$RUN/bundle/model.onnx" "$RUN/policy/policy.pt" -- \
-  $OAT export --checkpoint "$RUN/policy/policy.pt" --out "$RUN/bundle" \
-  ${VARIANTS:+--variants $VARIANTS}
-if (( EVAL_EPISODES > 0 )); then
-  stage 5/5 eval "$RUN/eval/results.json" "$RUN"/bundle/*.onnx -- \
-    $OAT eval "$RUN/bundle" --episodes "$EVAL_EPISODES" --ks 1 2 4 8 --workers 2 \
-    --out "$RUN/eval" --force --no-progress
-  results=", results $RUN/eval/results.md"
-else
-  echo "== 5/5 eval: skipped (EVAL_EPISODES=0)"
-  results=""
-fi
-echo "recipe done in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s: bundle $RUN/bundle$results"
+export_and_eval  # stages 4 and 5 (scripts/stages.sh)

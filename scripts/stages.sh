@@ -1,4 +1,4 @@
-# Sourced by scripts/recipe.sh and scripts/recipe_pixels.sh (after they set PY and RUN): a
+# Sourced by scripts/recipe.sh and scripts/recipe_pixels.sh (after they set PY, OAT and RUN): a
 # recipe's stages, each redone only when its command or inputs changed.
 #   stage N/M NAME OUTPUT INPUT... -- COMMAND...
 # runs COMMAND unless OUTPUT exists and RUN/NAME.stage.json records the same command and the same
@@ -46,4 +46,23 @@ stage() {  # stage N/M NAME OUTPUT INPUT... -- COMMAND...
   "$@"
   printf '%s\n' "$want" > "$rec.tmp" && mv "$rec.tmp" "$rec"
   echo "   $name took $(( (SECONDS - t) / 60 )) min $(( (SECONDS - t) % 60 )) s"
+}
+
+# Stages 4/5 and 5/5 of both recipes: export RUN/policy/policy.pt to RUN/bundle (+ VARIANTS), then,
+# when EVAL_EPISODES > 0, evaluate it in closed loop into RUN/eval; t0 = the recipe's start.
+export_and_eval() {
+  # shellcheck disable=SC2086
+  stage 4/5 export "$RUN/bundle/model.onnx" "$RUN/policy/policy.pt" -- \
+    $OAT export --checkpoint "$RUN/policy/policy.pt" --out "$RUN/bundle" \
+    ${VARIANTS:+--variants $VARIANTS}
+  if (( EVAL_EPISODES > 0 )); then
+    stage 5/5 eval "$RUN/eval/results.json" "$RUN"/bundle/*.onnx -- \
+      $OAT eval "$RUN/bundle" --episodes "$EVAL_EPISODES" --ks 1 2 4 8 --workers 2 \
+      --out "$RUN/eval" --force --no-progress
+    results=", results $RUN/eval/results.md"
+  else
+    echo "== 5/5 eval: skipped (EVAL_EPISODES=0)"
+    results=""
+  fi
+  echo "recipe done in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s: bundle $RUN/bundle$results"
 }
