@@ -33,20 +33,10 @@ DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-1}
 DATA=${DATA:-npz}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
-if [[ $DATA == lerobot ]]; then
-  DEMOS=$RUN/demos_lerobot
-  DEMOS_OUT=$DEMOS/meta/info.json  # what the stages hash: metadata, the data file, the videos
-  DEMOS_IN=("$DEMOS_OUT" "$DEMOS/data/chunk-000/file-000.parquet")
-  FORMAT=(--format lerobot --overwrite)
-  SRC=(--dataset "$DEMOS")
-else
-  DEMOS=$RUN/demos.npz DEMOS_OUT=$RUN/demos.npz DEMOS_IN=("$RUN/demos.npz") FORMAT=()
-  SRC=(--demos "$DEMOS")
-fi
+source scripts/stages.sh  # stage(), demo_paths, export_and_eval
+demo_paths
 mkdir -p "$RUN"
 t0=$SECONDS
-
-source scripts/stages.sh  # stage(): reuse or redo, with the command and input hashes recorded
 
 # shellcheck disable=SC2086  # TASKS, CAMERAS and VARIANTS are word lists
 stage 1/5 demos "$DEMOS_OUT" -- \

@@ -1,5 +1,5 @@
-# Sourced by scripts/recipe.sh and scripts/recipe_pixels.sh (after they set PY, OAT and RUN): a
-# recipe's stages, each redone only when its command or inputs changed.
+# Sourced by scripts/recipe.sh and scripts/recipe_pixels.sh (after they set PY, OAT, RUN and their
+# knobs): a recipe's stages, each redone only when its command or inputs changed.
 #   stage N/M NAME OUTPUT INPUT... -- COMMAND...
 # runs COMMAND unless OUTPUT exists and RUN/NAME.stage.json records the same command and the same
 # sha256 of every INPUT; the log says whether the stage was reused or why it was redone.
@@ -65,4 +65,21 @@ export_and_eval() {
     results=""
   fi
   echo "recipe done in $(( (SECONDS - t0) / 60 )) min $(( (SECONDS - t0) % 60 )) s: bundle $RUN/bundle$results"
+}
+
+# Where the recipe's demos go, by DATA: npz (one file, frames as rendered) or lerobot (a LeRobot
+# v3.0 dataset, videos included, read back as a user's own). Sets DEMOS (`oat-edge demos --out`),
+# DEMOS_OUT (the file stage 1 is judged by), DEMOS_IN (what later stages hash: metadata and the
+# data file), FORMAT (the demos command's flags) and SRC (the trainers' data flags).
+demo_paths() {
+  if [[ $DATA == lerobot ]]; then
+    DEMOS=$RUN/demos_lerobot
+    DEMOS_OUT=$DEMOS/meta/info.json
+    DEMOS_IN=("$DEMOS_OUT" "$DEMOS/data/chunk-000/file-000.parquet")
+    FORMAT=(--format lerobot --overwrite)
+    SRC=(--dataset "$DEMOS")
+  else
+    DEMOS=$RUN/demos.npz DEMOS_OUT=$RUN/demos.npz DEMOS_IN=("$RUN/demos.npz") FORMAT=()
+    SRC=(--demos "$DEMOS")
+  fi
 }
