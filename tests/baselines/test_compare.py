@@ -75,6 +75,10 @@ def test_table_and_pareto_plot_are_written_from_the_results(tmp_path):
            "rounds": 10}
     md = C.markdown(res)
     assert "| OAT k=8 | 8.0 | 90% | **90.0%** | 3.00 / 6.00 |" in md
+    budget = dict(res, rows=C.build_rows([C.parse_entry(f"OAT={tmp_path}@budget2")]),
+                  eval={"OAT budget 2 ms": dict(ev["OAT k=1"], tokens_per_act=3.5)},
+                  latency={"OAT budget 2 ms": dict(lat["OAT k=1"], tokens_per_act=5.0)})
+    assert "| OAT budget 2 ms | 5.0 (closed loop 3.5) | 40% |" in C.markdown(budget)
     assert "| DP DDIM 10 | 10 denoiser runs | 70% |" in md
     C.pareto_plot(res, str(tmp_path / "p.png"))
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"

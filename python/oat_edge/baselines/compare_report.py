@@ -21,6 +21,10 @@ def markdown(res: dict) -> str:
             tok_s = f"{r['spec'][4:]} denoiser runs"
         else:
             tok_s = "–" if tok is None else f"{tok:.1f}"
+        if r["spec"].startswith("budget") and (e or {}).get("tokens_per_act") is not None:
+            # a budget's token count depends on the machine's speed at that moment: the closed
+            # loop's (its own worker processes) can differ from the latency run's
+            tok_s += f" (closed loop {e['tokens_per_act']:.1f})"
         cells = [_fmt_pct(e["success"].get(t)) if e else "–" for t in tasks]
         mean = f"**{100 * e['mean_success']:.1f}%**" if e else "–"
         lat_s = f"{l['p50_ms']:.2f} / {l['p99_ms']:.2f}" if l else "–"
@@ -65,6 +69,17 @@ def pareto_plot(res: dict, path: str) -> None:
                 label="Pareto front (p50)")
     ax.set(xscale="log", xlabel="act() latency, ms (dot p50, bar to p99; batch 1, 1 thread)",
            ylabel="mean closed-loop success %", ylim=(-2, 102), title="Success vs latency (Meta-World, 3 tasks)")
+    import math
+
+    from matplotlib.ticker import FuncFormatter
+    lo, hi = ax.get_xlim()
+    wide = hi / lo > 10  # over a decade, label the minor ticks 2, 3 and 5 of each decade only
+
+    def minor(x, _):
+        lead = round(x / 10 ** math.floor(math.log10(x) + 1e-9))
+        return f"{x:g}" if not wide or lead in (2, 3, 5) else ""
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))  # 2, not 2×10^0
+    ax.xaxis.set_minor_formatter(FuncFormatter(minor))
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     from oat_edge.atomic import atomic_path
