@@ -108,7 +108,7 @@ def cmd_eval(a) -> int:
                        progress=False if a.quiet or a.no_progress else "auto",
                        n_action_steps=a.n_action_steps, force=a.force, record=a.record,
                        record_dir=a.record_dir, record_camera=a.record_camera,
-                       record_format=a.record_format)
+                       record_format=a.record_format, temperature=a.temperature)
     except OutputError as exc:
         if hasattr(exc, "results"):  # measured, but not saved (a full disk): show it at least
             print(markdown_table(exc.results))
@@ -249,6 +249,9 @@ def _add_eval_parser(sub):
     q.add_argument("--n-action-steps", type=_positive_int, default=None,
                    help="receding horizon: execute this many steps of each chunk, then replan "
                         "(default: the bundle's n_action_steps)")
+    q.add_argument("--temperature", type=float, default=None, metavar="T",
+                   help="sampling temperature of every act() (0 = greedy; default: the bundle's "
+                        "sampling settings)")
     q.add_argument("--record", type=int, default=0, metavar="N",
                    help="also write a video (MP4, or GIF without PyAV) of the first N episodes of "
                         "each (task, k): the scene, the policy's camera inputs, action, tokens, "

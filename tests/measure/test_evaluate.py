@@ -169,3 +169,31 @@ print(json.dumps([res["interrupted"], res["per_task"]["reach-v3"]["8"]["episodes
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[false, 1]"
+
+
+class TemperatureSpy(ExpertBackedPolicy):
+    seen: set = set()
+
+    def act(self, obs, **kw):
+        TemperatureSpy.seen.add(kw.get("temperature"))
+        return super().act(obs, **kw)
+
+
+def test_temperature_reaches_every_act_and_is_recorded(tmp_path):
+    TemperatureSpy.seen = set()
+    res = evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path, expert=False,
+                   policy_factory=TemperatureSpy, progress=False, background=False, temperature=0.0)
+    assert TemperatureSpy.seen == {0.0} and res["temperature"] == 0.0
+    assert "temperature 0." in markdown_table(res)
+    TemperatureSpy.seen = set()
+    res = evaluate("fake-bundle", episodes=1, ks=(8,), workers=1, out_dir=tmp_path, expert=False,
+                   policy_factory=TemperatureSpy, progress=False, background=False, force=True)
+    assert TemperatureSpy.seen == {None} and res["temperature"] is None  # the bundle's own
+
+
+def test_an_impossible_temperature_is_refused_before_any_episode(tmp_path, tiny_bundle):
+    from oat_edge import InputError
+    with pytest.raises(InputError, match="temperature: expected a finite value >= 0"):
+        evaluate(tiny_bundle, episodes=1, ks=(1,), workers=1, out_dir=tmp_path, progress=False,
+                 temperature=-1.0)
+    assert not (tmp_path / "results.json").exists()

@@ -39,7 +39,9 @@ def markdown_table(res: dict) -> str:
     rows.append(row("overruns", [str(sum(c["overruns"] for c in (cell[t, k] for t in tasks) if c))
                                  for k in ks]))
     note = (f"\n{res['episodes']} episodes per cell, seed {res['seed']}, {res['hz']:g} Hz "
-            f"virtual clock, latency budget {res['latency_budget_ms']} ms.\n")
+            f"virtual clock, latency budget {res['latency_budget_ms']} ms"
+            + (f", temperature {res['temperature']:g}" if res.get("temperature") is not None else "")
+            + ".\n")
     if res.get("interrupted"):
         note += ("Interrupted: only the episodes that had finished are counted (see "
                  "episodes_done per cell in results.json).\n")

@@ -68,7 +68,7 @@ def episode_seeds(seed: int, episodes: int) -> list[int]:
 
 def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
                        latency_budget_ms=None, background=True, act_seed=None,
-                       n_action_steps=None, *, recording=None) -> dict:
+                       n_action_steps=None, *, recording=None, temperature=None) -> dict:
     """One episode on layout `layout_seed`. env: MetaWorldEnv, or an environment with
     `after_cycle(loop)` (called after each cycle, e.g. PixelEvalEnv); recording: an
     EpisodeRecording that gets every cycle, closed (or aborted) here."""
@@ -88,7 +88,7 @@ def run_policy_episode(policy, env, layout_seed: int, k: int | None, hz: float,
                 recording.cycle(env, rec)
     loop = ControlLoop(policy, env.observation, send, hz=hz, max_tokens=k,
                        latency_budget_ms=latency_budget_ms, background=background,
-                       n_action_steps=n_action_steps,
+                       n_action_steps=n_action_steps, temperature=temperature,
                        virtual_time=True, action_low=low, action_high=high, seed=act_seed)
     try:
         if recording is not None:
@@ -148,7 +148,7 @@ def _shard(job: dict) -> dict:
     env, policy = eval_env(job["task"], _load_policy(job["bundle"], job["factory"], job["threads"]))
     # Warm-up (session/allocator first-run costs) is not part of the measured latency.
     for _ in range(3):
-        policy.act(env.reset(0), max_tokens=job["k"])
+        policy.act(env.reset(0), max_tokens=job["k"], temperature=job["temperature"])
     try:
         eps, stopped = _until_interrupted(
             lambda s: run_policy_episode(policy, env, s, job["k"], job["hz"],
@@ -156,7 +156,8 @@ def _shard(job: dict) -> dict:
                                          act_seed=s * 7919 + job["k"],
                                          n_action_steps=job["n_action_steps"],
                                          recording=episode_recording(job, simulation(env),
-                                                                      s - seeds[0])), seeds)
+                                                                      s - seeds[0]),
+                                         temperature=job["temperature"]), seeds)
     finally:
         frames = {k: getattr(env, k) for k in FRAME_COUNTS if hasattr(env, k)}
         env.close()
@@ -269,7 +270,7 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
              seed: int = EvalConfig.seed, out_dir=EvalConfig.out_dir, expert: bool = True,
              background: bool = True, threads: int = EvalConfig.threads,
              policy_factory="oat_edge:Policy", progress="auto",
-             plots: bool = True, n_action_steps=None, force: bool = False,
+             plots: bool = True, n_action_steps=None, force: bool = False, temperature=None,
              record: int = 0, record_dir=None, record_camera: str = EvalConfig.record_camera,
              record_format: str | None = None) -> dict:
     """Evaluate `bundle` on `tasks` for each k in `ks`; write and return the results dict.
@@ -288,12 +289,16 @@ def evaluate(bundle, tasks=None, episodes: int = EvalConfig.episodes, ks=EvalCon
     policy = _load_policy(bundle, policy_factory, threads)
     info = policy.info
     ks, tasks, codebook = _check_bundle_args(info, ks, tasks, n_action_steps)
+    check = getattr(policy, "check_options", None)
+    if temperature is not None and callable(check):  # the policy's own rule, before the simulation
+        check(temperature=temperature)
     _check_simulation(policy, tasks[0], rec)
     del policy
 
     common = dict(bundle=os.fspath(bundle), episodes=episodes, seed=seed, hz=hz,
                   latency_budget_ms=latency_budget_ms, background=background, threads=threads,
-                  factory=policy_factory, n_action_steps=n_action_steps, **rec)
+                  factory=policy_factory, n_action_steps=n_action_steps, temperature=temperature,
+                  **rec)
     jobs = [dict(common, task=t, k=k) for t in tasks for k in ks]
     if expert:
         jobs += [dict(common, task=t, k="expert") for t in tasks]
@@ -370,6 +375,7 @@ def _collect(done, tasks, ks, expert, common, info, codebook, wall_s) -> dict:
     results: dict = {"bundle": c["bundle"], "tasks": tasks, "ks": ks,
                      "episodes": c["episodes"], "seed": c["seed"], "hz": c["hz"],
                      "latency_budget_ms": c["latency_budget_ms"], "background": c["background"],
+                     "temperature": c["temperature"],  # None: the bundle's sampling defaults
                      "n_action_steps": c["n_action_steps"] or int(info["n_action_steps"]),
                      "codebook_size": codebook,
                      "bits": {str(k): k * math.log2(codebook) for k in ks},
