@@ -209,3 +209,64 @@ def test_train_policy_with_cameras_reads_a_users_lerobot_or_robomimic_dataset(tm
     assert ck["control_hz"] > 0
     p = PixelTokenPolicy.from_checkpoint(ck)
     assert p.predict(_obs(p.spec), seed=0).shape == (8, action_dim)
+
+
+# -- auxiliary supervision of the image encoder ----------------------------------------------
+
+def test_aux_head_adds_its_weighted_squared_error_to_the_token_loss():
+    p = _policy()
+    obs = {k: torch.as_tensor(v) for k, v in _obs(p.spec, batch=3).items()}
+    ids = torch.randint(0, p.policy.cfg.codebook_size, (3, p.policy.cfg.num_tokens))
+    aux = torch.randn(3, 5)
+    m = EncodedPolicy(p.encoder, p.policy, aux_dim=5, aux_weight=0.25).eval()
+    plain, _ = m.loss(obs, ids)
+    with_aux, info = m.loss(obs, ids, aux=aux)
+    feats = m.encoder(obs)
+    expected = torch.nn.functional.mse_loss(m.aux_head(feats[:, -1]), aux)
+    torch.testing.assert_close(info["aux_mse"], expected)
+    torch.testing.assert_close(with_aux, plain + 0.25 * expected)
+    assert EncodedPolicy(p.encoder, p.policy).aux_head is None
+
+
+def test_train_policy_with_aux_keys_logs_their_error_and_keeps_the_head_out_of_the_checkpoint(tmp_path):
+    _camera_demos(tmp_path / "px.npz")
+    ck = _train(tmp_path, tmp_path / "px.npz", "--cameras", "corner", "--val-fraction", "0.5",
+                "--aux-keys", "observation.environment_state", "--aux-weight", "0.5")
+    rows = [json.loads(line) for line in open(tmp_path / "pol" / "metrics.jsonl")]
+    assert all(r["aux_mse"] > 0 for r in rows) and "val_aux_mse" in rows[-1]
+    cfg = json.load(open(tmp_path / "pol" / "config.json"))
+    assert cfg["data"]["aux_keys"] == ["observation.environment_state"] and cfg["data"]["aux_dim"] == 39
+    keys = list(ck["policy_state"]) + list(ck["observation_encoder"]["state"])
+    assert not [k for k in keys if "aux" in k]
+    PixelTokenPolicy.from_checkpoint(ck)  # the checkpoint is a plain camera policy's
+
+
+def test_train_policy_aux_keys_of_a_demos_file_are_its_environment_state_only(tmp_path):
+    _camera_demos(tmp_path / "px.npz")
+    with pytest.raises(ValueError, match=r"offers only 'observation.environment_state' \(the simulator's 39-d"):
+        _train(tmp_path, tmp_path / "px.npz", "--cameras", "corner", "--aux-keys", "object")
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--aux-keys", "observation.environment_state"], r"expected with --cameras"),
+    (["--cameras", "corner", "--aux-keys", "observation.environment_state", "--aux-weight", "0"],
+     r"--aux-weight: expected a finite number > 0, given 0.0"),
+])
+def test_train_policy_refuses_aux_keys_it_cannot_use(tmp_path, extra, match):
+    _camera_demos(tmp_path / "px.npz")
+    with pytest.raises(ValueError, match=match):
+        _train(tmp_path, tmp_path / "px.npz", *extra)
+    assert not (tmp_path / "pol").exists()  # refused before anything was written
+
+
+def test_train_policy_reads_aux_keys_from_a_users_dataset_and_refuses_an_input_as_one(tmp_path):
+    from oat_edge.train import train_policy
+    save_checkpoint(_tok(action_dim=7).checkpoint(), tmp_path / "tok.pt")
+    base = ["--dataset", os.path.join(FIXTURES, "robomimic.hdf5"), "--tokenizer", str(tmp_path / "tok.pt"),
+            "--out", str(tmp_path / "pol"), "--steps", "2", "--cameras", "agentview", "--val-fraction", "0",
+            "--obs-keys", "obs/robot0_gripper_qpos", *POLICY]
+    train_policy.main(base + ["--aux-keys", "obs/robot0_eef_pos", "states"])
+    cfg = json.load(open(tmp_path / "pol" / "config.json"))
+    assert cfg["data"]["aux_keys"] == ["obs/robot0_eef_pos", "states"] and cfg["data"]["aux_dim"] > 3
+    with pytest.raises(ValueError, match=r"\['obs/robot0_gripper_qpos'\] already an input of the policy"):
+        train_policy.main(base + ["--aux-keys", "obs/robot0_gripper_qpos", "--force"])

@@ -152,6 +152,14 @@ class PixelData:
     actions: np.ndarray  # float32 [N, A]
     episode_ends: np.ndarray
     episode_task: np.ndarray
+    # float32 [N, X] or None: features a camera policy learns to predict from its frames while it
+    # trains (auxiliary supervision); never an input, never exported
+    aux: np.ndarray | None = None
+
+
+# The 39-d simulator state of Meta-World demos under the name LeRobot gives a simulator's state
+# (what `oat-edge demos --format lerobot` writes it as).
+ENVIRONMENT_STATE_KEY = "observation.environment_state"
 
 
 @dataclass
@@ -164,7 +172,7 @@ class PixelSamples:
         return self.obs_rows.shape[0]
 
 
-def _npz_pixel_data(demos: Demos, cameras):
+def _npz_pixel_data(demos: Demos, cameras, aux_keys=None):
     from oat_edge.sim.camera import ROBOT_STATE_DIM, image_key
     have = demos.cameras
     if not have:
@@ -178,26 +186,50 @@ def _npz_pixel_data(demos: Demos, cameras):
                           np.diff(np.concatenate([[0], demos.episode_ends])))
     state = make_observation(demos.obs[:, :ROBOT_STATE_DIM], demos.episode_task[ep_of_row],
                              len(demos.task_names))
+    aux = None
+    if aux_keys:
+        if list(aux_keys) != [ENVIRONMENT_STATE_KEY]:
+            raise ValueError(f"aux_keys: a demos .npz offers only {ENVIRONMENT_STATE_KEY!r} (the "
+                             f"simulator's {demos.obs.shape[1]}-d state), given {list(aux_keys)}")
+        aux = np.ascontiguousarray(demos.obs, dtype=np.float32)
     data = PixelData(state, {image_key(c): demos.images[image_key(c)] for c in cameras},
-                     demos.actions, demos.episode_ends, demos.episode_task)
+                     demos.actions, demos.episode_ends, demos.episode_task, aux)
     return data, {"tasks": list(demos.task_names), "obs_layout": ROBOT_STATE_LAYOUT}
 
 
+def _dataset_aux(source, arr, aux_keys, obs_keys, action_key, cfg, filter_key):
+    """The dataset's aux_keys features, row for row with `arr` (the same episodes kept)."""
+    from oat_edge.data.selection import select_features
+    inputs = set(obs_keys or arr.info.get("obs_keys", [])) | set(arr.info.get("camera_keys", {}).values())
+    clash = [k for k in aux_keys if k in inputs]
+    if clash:
+        raise ValueError(f"aux_keys: {clash} already an input of the policy; expected features "
+                         f"the policy does not see (e.g. {ENVIRONMENT_STATE_KEY} or robomimic's "
+                         f"object)")
+    aux = select_features(source, list(aux_keys), action_key, filter_key=filter_key,
+                          min_episode_frames=cfg.min_episode_frames, cameras=None)
+    if not np.array_equal(aux.episode_ends, arr.episode_ends):
+        raise ValueError(f"aux_keys {list(aux_keys)}: expected the same episodes as the inputs, "
+                         f"given {len(aux.episode_ends)} against {len(arr.episode_ends)}")
+    return aux.state
+
+
 def load_pixel_dataset(source, cfg: DataConfig = DataConfig(), cameras=None, obs_keys=None,
-                       action_key=None, filter_key=None):
+                       action_key=None, filter_key=None, aux_keys=None):
     """A camera dataset -> (PixelData, train PixelSamples, val PixelSamples, info).
 
     source: demos .npz written with --cameras (state: Meta-World's end-effector xyz and gripper,
     as PixelMetaWorldEnv observes it), a LeRobot directory or a robomimic .hdf5 (state: obs_keys,
     default every state feature). cameras: names (`corner`, or the dataset's key) or None for every
-    camera. Each state row ends with the task one-hot, as in a state policy."""
+    camera. Each state row ends with the task one-hot, as in a state policy. aux_keys: features
+    kept as `PixelData.aux` (a .npz offers its simulator state as observation.environment_state)."""
     if isinstance(source, Demos) or (isinstance(source, (str, os.PathLike))
                                      and str(source).endswith(".npz")):
         if obs_keys or action_key or filter_key:
             raise ValueError("obs_keys/action_key/filter_key: expected only with a dataset "
                              "(LeRobot directory or robomimic .hdf5), given a .npz demos file")
         demos = source if isinstance(source, Demos) else load_demos(source)
-        data, info = _npz_pixel_data(demos, cameras)
+        data, info = _npz_pixel_data(demos, cameras, aux_keys)
     else:
         from oat_edge.data.selection import select_features
         arr = select_features(source, obs_keys, action_key, min_episode_frames=cfg.min_episode_frames,
@@ -205,7 +237,9 @@ def load_pixel_dataset(source, cfg: DataConfig = DataConfig(), cameras=None, obs
         ep_of_row = np.repeat(np.arange(len(arr.episode_ends)),
                               np.diff(np.concatenate([[0], arr.episode_ends])))
         state = make_observation(arr.state, arr.episode_task[ep_of_row], len(arr.tasks))
-        data = PixelData(state, arr.frames, arr.actions, arr.episode_ends, arr.episode_task)
+        aux = (_dataset_aux(source, arr, aux_keys, obs_keys, action_key, cfg, filter_key)
+               if aux_keys else None)
+        data = PixelData(state, arr.frames, arr.actions, arr.episode_ends, arr.episode_task, aux)
         info = dict(arr.info)
     ep, o_rows, a_rows = window_indices(data.episode_ends, cfg.horizon, cfg.n_obs_steps)
     train_eps, val_eps = split_episodes(data.episode_task, cfg.val_fraction, cfg.seed)
@@ -224,6 +258,8 @@ def load_pixel_dataset(source, cfg: DataConfig = DataConfig(), cameras=None, obs
                 action_dim=int(data.actions.shape[1]), horizon=cfg.horizon,
                 n_obs_steps=cfg.n_obs_steps, train_episodes=train_eps.tolist(),
                 val_episodes=val_eps.tolist(), train_samples=len(train), val_samples=len(val))
+    if data.aux is not None:
+        info.update(aux_keys=list(aux_keys), aux_dim=int(data.aux.shape[1]))
     return data, train, val, info
 
 

@@ -38,16 +38,31 @@ def _check_match(encoder: ObservationEncoder, policy: ARPolicy) -> None:
 
 
 class EncodedPolicy(nn.Module):
-    """Observation encoder + AR policy: raw named observations and token ids in, loss out."""
+    """Observation encoder + AR policy: raw named observations and token ids in, loss out.
 
-    def __init__(self, encoder: ObservationEncoder, policy: ARPolicy):
+    aux_dim > 0 adds a linear head that predicts `aux_dim` features of the scene (normalized, e.g.
+    the simulator's object and goal positions) from the newest step's encoded observation; its
+    squared error joins the loss with weight `aux_weight`. It is training-time supervision of
+    the image encoder only: the head is not part of the checkpoint or the exported graphs."""
+
+    def __init__(self, encoder: ObservationEncoder, policy: ARPolicy, aux_dim: int = 0,
+                 aux_weight: float = 1.0):
         super().__init__()
         _check_match(encoder, policy)
         self.encoder, self.policy = encoder, policy
+        self.aux_head = nn.Linear(encoder.feature_dim, aux_dim) if aux_dim > 0 else None
+        self.aux_weight = float(aux_weight)
 
-    def loss(self, obs, ids, generator: torch.Generator | None = None):
-        """Teacher-forced cross-entropy; random crops while training (the module's mode)."""
-        return self.policy.loss(self.encoder(obs, generator), ids)
+    def loss(self, obs, ids, generator: torch.Generator | None = None, aux=None):
+        """Teacher-forced cross-entropy (+ aux_weight x the aux head's mean squared error on
+        `aux` [B, aux_dim] when given); random crops while training (the module's mode)."""
+        feats = self.encoder(obs, generator)
+        loss, info = self.policy.loss(feats, ids)
+        if self.aux_head is not None and aux is not None:
+            aux_mse = torch.nn.functional.mse_loss(self.aux_head(feats[:, -1]), aux)
+            loss = loss + self.aux_weight * aux_mse
+            info = dict(info, aux_mse=aux_mse.detach())
+        return loss, info
 
     def param_groups(self, obs_lr_scale: float):
         """The observation path (image encoders and the policy's input projection) in its own

@@ -21,6 +21,7 @@ Loss: teacher-forced cross-entropy over the K tokens. Writes out/policy.pt
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import asdict, dataclass
 
@@ -136,10 +137,21 @@ def add_camera_flags(p) -> None:
                    help="image encoder: the small CPU ResNet (83 k weights) or ResNet-18's layout")
     g.add_argument("--shared-vision", action="store_true",
                    help="one image encoder for every camera (equal crops)")
+    g.add_argument("--aux-keys", nargs="+", default=None, metavar="KEY",
+                   help="features the policy does not see but learns to predict from its frames "
+                        "while training (e.g. observation.environment_state, robomimic's object): "
+                        "supervision for the image encoder only, not part of the bundle")
+    g.add_argument("--aux-weight", type=float, default=1.0,
+                   help="weight of the aux features' squared error (normalized) in the loss")
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.aux_keys and not args.cameras:
+        raise ValueError(f"--aux-keys {args.aux_keys}: expected with --cameras (they supervise the "
+                         f"image encoder), given a state policy")
+    if not (args.aux_weight > 0 and math.isfinite(args.aux_weight)):
+        raise ValueError(f"--aux-weight: expected a finite number > 0, given {args.aux_weight}")
     D.check_out(args)  # before loading data and training, not after
 
     d = D.setup(args.device)
@@ -237,7 +249,7 @@ def train_pixel_policy(args, d, tok):
                           min_episode_frames=args.min_episode_frames)
     cameras = None if args.cameras == ["all"] else args.cameras
     data, train, val, info = load_pixel_dataset(source_of(args), data_cfg, cameras, args.obs_keys,
-                                                args.action_key, args.filter_key)
+                                                args.action_key, args.filter_key, args.aux_keys)
     if info["action_dim"] != tok.action_dim:
         raise ValueError(f"{source_of(args)}: action_dim: expected {tok.action_dim} (tokenizer), "
                          f"given {info['action_dim']}")
@@ -249,8 +261,9 @@ def train_pixel_policy(args, d, tok):
                         codebook_size=tok.codebook_size, num_tokens=tok.num_tokens,
                         width=args.width, n_layers=args.layers, n_heads=args.heads,
                         dropout=args.dropout, n_action_steps=args.n_action_steps)
-    model = EncodedPolicy(encoder, ARPolicy(pcfg))
-    n_params = sum(p.numel() for p in model.parameters())
+    aux_dim = 0 if data.aux is None else int(data.aux.shape[1])
+    model = EncodedPolicy(encoder, ARPolicy(pcfg), aux_dim, args.aux_weight)
+    n_params = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("aux_head."))
 
     train_ids, val_ids = pretokenize(tok, train.actions), pretokenize(tok, val.actions)
     rows_train = train.obs_rows
@@ -265,22 +278,33 @@ def train_pixel_policy(args, d, tok):
     frames = {k: torch.from_numpy(v).to(d.device) for k, v in data.frames.items()}
     rows_train, y_train = rows_train.to(d.device), train_ids.to(d.device)
     rows_val, y_val = val.obs_rows[:1024].to(d.device), val_ids[:1024].to(d.device)
+    aux = None
+    if data.aux is not None:  # normalized like a state, fitted on the training rows
+        aux_rows = torch.unique(train.obs_rows).numpy()
+        aux_norm = normalizer_for(torch.from_numpy(data.aux[aux_rows]), None, "aux features")
+        aux = aux_norm.normalize(torch.from_numpy(data.aux)).to(d.device)
 
     def batch(rows):
         return {STATE_KEY: state[rows], **{k: f[rows] for k, f in frames.items()}}
 
+    def aux_of(rows):  # the scene at the newest observation step
+        return None if aux is None else aux[rows[:, -1]]
+
     def loss_fn(m, idx):
-        return m.loss(batch(rows_train[idx]), y_train[idx])
+        rows = rows_train[idx]
+        return m.loss(batch(rows), y_train[idx], aux=aux_of(rows))
 
     def eval_fn(ema_model):
         if len(rows_val) == 0:
             return {}
-        loss = acc = 0.0
+        sums = {}
         for i in range(0, len(rows_val), 256):
             r, y = rows_val[i:i + 256], y_val[i:i + 256]
-            lo, inf = ema_model.loss(batch(r), y)
-            loss, acc = loss + float(lo) * len(r), acc + float(inf["acc"]) * len(r)
-        return {"loss": loss / len(rows_val), "acc": acc / len(rows_val)}
+            lo, inf = ema_model.loss(batch(r), y, aux=aux_of(r))
+            for k, v in (("loss", lo), ("acc", inf["acc"]), ("aux_mse", inf.get("aux_mse"))):
+                if v is not None:
+                    sums[k] = sums.get(k, 0.0) + float(v) * len(r)
+        return {k: v / len(rows_val) for k, v in sums.items()}
 
     cfg = _train_config(args)
     run_info = _run_info(args, pcfg, n_params, tok, cfg, info, observation=spec.to_dict(),
