@@ -9,8 +9,12 @@
 #                                        VARIANTS (empty: none), EVAL_EPISODES (0: no eval),
 #                                        DEVICE (cpu|cuda), THREADS (torch threads per training;
 #                                        default 1: on a shared 2-core VM two threads ran 10x
-#                                        slower, spin-waiting; 0: all cores), DATA (npz: frames as rendered;
-#                                        lerobot: one video per camera, read back as a user's own)
+#                                        slower, spin-waiting; 0: all cores), RANKS (data-parallel
+#                                        policy training processes, torchrun; default 2 on cpu, 1
+#                                        on cuda), AUX (features that supervise the image encoder
+#                                        in training, default the simulator's state; empty: none),
+#                                        DATA (npz: frames as rendered; lerobot: one video per
+#                                        camera, read back as a user's own)
 # The defaults fit about 60 minutes on a 2-core CPU (docs/CAMERAS.md, "Recipe").
 # Each stage records the exact command and the sha256 of its inputs in RUN_DIR/<stage>.stage.json
 # and is reused only when both are unchanged; otherwise it is redone, and the log says which.
@@ -20,17 +24,19 @@ PY=.venv/bin/python
 OAT=.venv/bin/oat-edge
 RUN=${1:-runs/recipe_pixels}
 TASKS=${TASKS:-reach-v3 push-v3 pick-place-v3}
-EPISODES=${EPISODES:-100}
+EPISODES=${EPISODES:-300}
 CAMERAS=${CAMERAS:-corner topview}
 IMAGE_SIZE=${IMAGE_SIZE:-64}
 TOK_STEPS=${TOK_STEPS:-1500}
 TOKENIZER=${TOKENIZER:-}
-POL_STEPS=${POL_STEPS:-2500}
-BATCH=${BATCH:-64}
+POL_STEPS=${POL_STEPS:-7000}
+BATCH=${BATCH:-128}
 VARIANTS=${VARIANTS-}
 EVAL_EPISODES=${EVAL_EPISODES:-10}
 DEVICE=${DEVICE:-cpu}
 THREADS=${THREADS:-1}
+if [[ $DEVICE == cpu ]]; then RANKS=${RANKS:-2}; else RANKS=${RANKS:-1}; fi
+AUX=${AUX-observation.environment_state}
 DATA=${DATA:-npz}
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 source scripts/stages.sh  # stage(), demo_paths, export_and_eval
@@ -51,9 +57,15 @@ else
     $OAT train-tokenizer "${SRC[@]}" --out "$RUN/tokenizer" --variant oat --steps "$TOK_STEPS" \
     --device "$DEVICE" ${THREADS:+--threads "$THREADS"} --no-progress --force
 fi
+if (( RANKS > 1 )); then  # one process per rank, THREADS torch threads each
+  TRAIN_POLICY=(env OMP_NUM_THREADS="${THREADS:-1}" .venv/bin/torchrun --standalone
+                --nproc_per_node "$RANKS" -m oat_edge.train.train_policy)
+else
+  TRAIN_POLICY=($OAT train-policy)
+fi
 # shellcheck disable=SC2086
 stage 3/5 policy "$RUN/policy/policy.pt" "${DEMOS_IN[@]}" "$TOK" -- \
-  $OAT train-policy "${SRC[@]}" --tokenizer "$TOK" --cameras $CAMERAS --out "$RUN/policy" \
+  "${TRAIN_POLICY[@]}" "${SRC[@]}" --tokenizer "$TOK" --cameras $CAMERAS --out "$RUN/policy" \
   --steps "$POL_STEPS" --batch "$BATCH" --device "$DEVICE" ${THREADS:+--threads "$THREADS"} \
-  --no-progress --force
+  ${AUX:+--aux-keys $AUX} --no-progress --force
 export_and_eval  # stages 4 and 5 (scripts/stages.sh)
