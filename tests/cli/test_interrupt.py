@@ -139,7 +139,11 @@ def test_ctrl_c_stops_export_and_leaves_no_half_bundle(tmp_path, child_env):
     rc, _, err, stopped = _interrupt(
         ["export", "--checkpoint", CHECKPOINT, "--out", str(out), "--variants", "fp16", "int8"],
         lambda p: any(f.startswith(".bundle.export") for f in os.listdir(tmp_path)), child_env)
-    assert rc == 130 and stopped < STOP_S, (rc, stopped, err[-2000:])
+    # The CLI's own exit after its clean-up is 130. Once in many CI runs the same Ctrl-C, after
+    # "oat-edge: interrupted" was printed, ended the interpreter by SIGINT itself during export's
+    # shutdown (-2): still an interrupted exit; what must hold either way is the clean-up below.
+    assert rc in (130, -signal.SIGINT) and stopped < STOP_S, (rc, stopped, err[-2000:])
+    assert "oat-edge: interrupted" in err
     assert os.listdir(tmp_path) == []  # no bundle, no staging directory
 
 
