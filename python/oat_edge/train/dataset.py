@@ -197,10 +197,10 @@ def _npz_pixel_data(demos: Demos, cameras, aux_keys=None):
     return data, {"tasks": list(demos.task_names), "obs_layout": ROBOT_STATE_LAYOUT}
 
 
-def _dataset_aux(source, arr, aux_keys, obs_keys, action_key, cfg, filter_key):
+def _dataset_aux(source, arr, aux_keys, action_key, cfg, filter_key):
     """The dataset's aux_keys features, row for row with `arr` (the same episodes kept)."""
     from oat_edge.data.selection import select_features
-    inputs = set(obs_keys or arr.info.get("obs_keys", [])) | set(arr.info.get("camera_keys", {}).values())
+    inputs = set(arr.info["obs_keys"]) | set(arr.info["camera_keys"].values())
     clash = [k for k in aux_keys if k in inputs]
     if clash:
         raise ValueError(f"aux_keys: {clash} already an input of the policy; expected features "
@@ -237,7 +237,7 @@ def load_pixel_dataset(source, cfg: DataConfig = DataConfig(), cameras=None, obs
         ep_of_row = np.repeat(np.arange(len(arr.episode_ends)),
                               np.diff(np.concatenate([[0], arr.episode_ends])))
         state = make_observation(arr.state, arr.episode_task[ep_of_row], len(arr.tasks))
-        aux = (_dataset_aux(source, arr, aux_keys, obs_keys, action_key, cfg, filter_key)
+        aux = (_dataset_aux(source, arr, aux_keys, action_key, cfg, filter_key)
                if aux_keys else None)
         data = PixelData(state, arr.frames, arr.actions, arr.episode_ends, arr.episode_task, aux)
         info = dict(arr.info)
